@@ -1,0 +1,215 @@
+//! The client API's limits and its one error type, with the conversion to and
+//! from the gRPC status that carries it over the wire.
+
+use bytes::Bytes;
+use prost::Message;
+use tonic::{Code, Status};
+
+use crate::proto::error_detail::Kind;
+use crate::proto::ErrorDetail;
+
+/// Largest key, in bytes. Keys must also be non-empty.
+pub const KEY_SIZE_MAX: usize = 4096;
+/// Largest value, in bytes (128 KiB).
+pub const VALUE_SIZE_MAX: usize = 128 * 1024;
+
+/// Why a client API call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// This node is not the leader of its group; retry on the leader.
+    #[error("not the leader (leader is {})", leader_addr.as_deref().unwrap_or("unknown"))]
+    NotLeader {
+        /// The leader's node id, when known.
+        leader_id: Option<u64>,
+        /// The leader's client address, when known.
+        leader_addr: Option<String>,
+    },
+    /// The group cannot serve now (no quorum, election under way, shutting
+    /// down). Retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Keys must be at least one byte long.
+    #[error("key is empty")]
+    KeyEmpty,
+    /// The key is longer than [`KEY_SIZE_MAX`].
+    #[error("key is {actual} bytes; the limit is {limit} bytes")]
+    KeyTooLarge {
+        /// The size of the offending key.
+        actual: u64,
+        /// [`KEY_SIZE_MAX`].
+        limit: u64,
+    },
+    /// The value is longer than [`VALUE_SIZE_MAX`].
+    #[error("value is {actual} bytes; the limit is {limit} bytes")]
+    ValueTooLarge {
+        /// The size of the offending value.
+        actual: u64,
+        /// [`VALUE_SIZE_MAX`].
+        limit: u64,
+    },
+    /// The write reused a sequence number older than the client's latest; its
+    /// answer was already delivered and is no longer kept.
+    #[error("stale sequence number for this client")]
+    StaleSequence,
+    /// The write id was already used by this client for a different kind of
+    /// operation; the earlier operation's answer cannot answer this one.
+    #[error("write id already used for a different operation")]
+    WriteIdConflict,
+}
+
+impl KvError {
+    /// Whether the same request may succeed if retried (possibly elsewhere).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, KvError::NotLeader { .. } | KvError::Unavailable(_))
+    }
+
+    /// Encodes the error as a gRPC status whose details carry an [`ErrorDetail`].
+    pub fn to_status(&self) -> Status {
+        let mut detail = ErrorDetail::default();
+        let code = match self {
+            KvError::NotLeader {
+                leader_id,
+                leader_addr,
+            } => {
+                detail.set_kind(Kind::NotLeader);
+                detail.leader_id = *leader_id;
+                detail.leader_addr = leader_addr.clone();
+                Code::Unavailable
+            }
+            KvError::Unavailable(_) => {
+                detail.set_kind(Kind::Unavailable);
+                Code::Unavailable
+            }
+            KvError::KeyEmpty => {
+                detail.set_kind(Kind::KeyEmpty);
+                Code::InvalidArgument
+            }
+            KvError::KeyTooLarge { actual, limit } => {
+                detail.set_kind(Kind::KeyTooLarge);
+                (detail.actual, detail.limit) = (*actual, *limit);
+                Code::InvalidArgument
+            }
+            KvError::ValueTooLarge { actual, limit } => {
+                detail.set_kind(Kind::ValueTooLarge);
+                (detail.actual, detail.limit) = (*actual, *limit);
+                Code::InvalidArgument
+            }
+            KvError::StaleSequence => {
+                detail.set_kind(Kind::StaleSequence);
+                Code::FailedPrecondition
+            }
+            KvError::WriteIdConflict => {
+                detail.set_kind(Kind::WriteIdConflict);
+                Code::FailedPrecondition
+            }
+        };
+        Status::with_details(code, self.to_string(), Bytes::from(detail.encode_to_vec()))
+    }
+
+    /// Decodes a status produced by [`KvError::to_status`]. Returns `None` for a
+    /// status that carries no Shoal error detail (a transport failure, say).
+    pub fn from_status(status: &Status) -> Option<KvError> {
+        let detail = ErrorDetail::decode(status.details()).ok()?;
+        let message = status.message().to_string();
+        Some(match detail.kind() {
+            Kind::Unspecified => return None,
+            Kind::NotLeader => KvError::NotLeader {
+                leader_id: detail.leader_id,
+                leader_addr: detail.leader_addr,
+            },
+            Kind::Unavailable => KvError::Unavailable(message),
+            Kind::KeyEmpty => KvError::KeyEmpty,
+            Kind::KeyTooLarge => KvError::KeyTooLarge {
+                actual: detail.actual,
+                limit: detail.limit,
+            },
+            Kind::ValueTooLarge => KvError::ValueTooLarge {
+                actual: detail.actual,
+                limit: detail.limit,
+            },
+            Kind::StaleSequence => KvError::StaleSequence,
+            Kind::WriteIdConflict => KvError::WriteIdConflict,
+        })
+    }
+}
+
+/// Checks a key against the limits.
+pub fn check_key(key: &[u8]) -> Result<(), KvError> {
+    if key.is_empty() {
+        return Err(KvError::KeyEmpty);
+    }
+    if key.len() > KEY_SIZE_MAX {
+        return Err(KvError::KeyTooLarge {
+            actual: key.len() as u64,
+            limit: KEY_SIZE_MAX as u64,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a value against the limits.
+pub fn check_value(value: &[u8]) -> Result<(), KvError> {
+    if value.len() > VALUE_SIZE_MAX {
+        return Err(KvError::ValueTooLarge {
+            actual: value.len() as u64,
+            limit: VALUE_SIZE_MAX as u64,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_survives_the_status_round_trip() {
+        let errors = [
+            KvError::NotLeader {
+                leader_id: Some(2),
+                leader_addr: Some("10.0.0.2:7000".into()),
+            },
+            KvError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            },
+            KvError::Unavailable("no quorum".into()),
+            KvError::KeyEmpty,
+            KvError::KeyTooLarge {
+                actual: 5000,
+                limit: 4096,
+            },
+            KvError::ValueTooLarge {
+                actual: 200_000,
+                limit: 131_072,
+            },
+            KvError::StaleSequence,
+            KvError::WriteIdConflict,
+        ];
+        for error in errors {
+            let status = error.to_status();
+            assert_eq!(KvError::from_status(&status), Some(error));
+        }
+    }
+
+    #[test]
+    fn a_plain_status_is_not_a_kv_error() {
+        assert_eq!(KvError::from_status(&Status::internal("boom")), None);
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        assert_eq!(check_key(b""), Err(KvError::KeyEmpty));
+        assert!(check_key(&[1; KEY_SIZE_MAX]).is_ok());
+        assert!(matches!(
+            check_key(&[1; KEY_SIZE_MAX + 1]),
+            Err(KvError::KeyTooLarge { actual: 4097, .. })
+        ));
+        assert!(check_value(b"").is_ok());
+        assert!(check_value(&vec![0; VALUE_SIZE_MAX]).is_ok());
+        assert!(matches!(
+            check_value(&vec![0; VALUE_SIZE_MAX + 1]),
+            Err(KvError::ValueTooLarge { .. })
+        ));
+    }
+}

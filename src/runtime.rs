@@ -1,0 +1,187 @@
+//! The runtime seam: the one module under `src/` that knows which world Shoal
+//! runs in.
+//!
+//! Shoal compiles two ways. Normally `tokio` and `tonic` are the real crates;
+//! under `--cfg madsim` the same names resolve to the madsim simulator, which
+//! owns time, the network and randomness. Product code calls `tokio::`/`tonic::`
+//! names and the items here; it never asks which world it is in.
+//!
+//! What lives here:
+//! - [`ShoalRuntime`], openraft's [`AsyncRuntime`] built on the renamed `tokio`
+//!   (openraft's own tokio runtime would reach for the real crate, which does not
+//!   run inside the simulator);
+//! - [`rng`], the process's single source of randomness: the simulator's seeded
+//!   generator under madsim, OS-seeded entropy in real mode;
+//! - [`shutdown_signal`], how a node learns it should stop.
+//!
+//! **Architecture invariant:** no other file under `src/` mentions `cfg(madsim)`;
+//! `tests/seam.rs` fails if one does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use openraft::async_runtime::TokioOneShotSender;
+use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
+
+/// The random generator type returned by [`rng`].
+#[cfg(madsim)]
+pub type Rng = madsim::rand::GlobalRng;
+/// The random generator type returned by [`rng`].
+#[cfg(not(madsim))]
+pub type Rng = rand::rngs::ThreadRng;
+
+/// The process's one source of randomness.
+///
+/// Under madsim this is the simulator's generator, seeded from the run's seed,
+/// so every draw replays. In real mode it is a thread-local generator seeded
+/// from the operating system.
+pub fn rng() -> Rng {
+    #[cfg(madsim)]
+    {
+        madsim::rand::thread_rng()
+    }
+    #[cfg(not(madsim))]
+    {
+        rand::thread_rng()
+    }
+}
+
+/// Resolves when the process is asked to stop: SIGTERM or Ctrl-C in real mode,
+/// the simulator's `Handle::send_ctrl_c` under madsim.
+pub async fn shutdown_signal() {
+    #[cfg(madsim)]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    #[cfg(not(madsim))]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = match signal(SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still stops");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+}
+
+/// openraft's async runtime, built on whichever `tokio` this build links.
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub struct ShoalRuntime;
+
+/// A future bounded by a deadline. The inner future is polled first, so a
+/// future that is ready at the deadline wins: the outcome never depends on
+/// poll order chosen at random.
+#[derive(Debug)]
+pub struct Timeout<T> {
+    future: Pin<Box<T>>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The error of a [`Timeout`] whose deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline elapsed")]
+pub struct Elapsed;
+
+impl<T: Future> Future for Timeout<T> {
+    type Output = Result<T::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(output) = self.future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Sleeps until `deadline`, an instant of openraft's clock (which is the
+/// simulator's clock under madsim: it intercepts the system clock).
+pub fn sleep_until(deadline: TokioInstant) -> tokio::time::Sleep {
+    #[cfg(madsim)]
+    {
+        tokio::time::sleep_until(deadline.into_std())
+    }
+    #[cfg(not(madsim))]
+    {
+        tokio::time::sleep_until(deadline)
+    }
+}
+
+/// Runs `future` for at most `duration`; see [`Timeout`].
+pub fn timeout<T: Future>(duration: Duration, future: T) -> Timeout<T> {
+    Timeout {
+        future: Box::pin(future),
+        sleep: Box::pin(tokio::time::sleep(duration)),
+    }
+}
+
+impl AsyncRuntime for ShoalRuntime {
+    type JoinError = tokio::task::JoinError;
+    type JoinHandle<T: OptionalSend + 'static> = tokio::task::JoinHandle<T>;
+    type Sleep = tokio::time::Sleep;
+    type Instant = TokioInstant;
+    type TimeoutError = Elapsed;
+    type Timeout<R, T: Future<Output = R> + OptionalSend> = Timeout<T>;
+    type ThreadLocalRng = Rng;
+    type OneshotSender<T: OptionalSend> = TokioOneShotSender<T>;
+    type OneshotReceiverError = tokio::sync::oneshot::error::RecvError;
+    type OneshotReceiver<T: OptionalSend> = tokio::sync::oneshot::Receiver<T>;
+
+    fn spawn<T>(future: T) -> Self::JoinHandle<T::Output>
+    where
+        T: Future + OptionalSend + 'static,
+        T::Output: OptionalSend + 'static,
+    {
+        tokio::spawn(future)
+    }
+
+    fn sleep(duration: Duration) -> Self::Sleep {
+        tokio::time::sleep(duration)
+    }
+
+    fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
+        sleep_until(deadline)
+    }
+
+    fn timeout<R, F: Future<Output = R> + OptionalSend>(
+        duration: Duration,
+        future: F,
+    ) -> Self::Timeout<R, F> {
+        timeout(duration, future)
+    }
+
+    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
+        deadline: Self::Instant,
+        future: F,
+    ) -> Self::Timeout<R, F> {
+        Timeout {
+            future: Box::pin(future),
+            sleep: Box::pin(sleep_until(deadline)),
+        }
+    }
+
+    fn is_panic(join_error: &Self::JoinError) -> bool {
+        join_error.is_panic()
+    }
+
+    fn thread_rng() -> Self::ThreadLocalRng {
+        rng()
+    }
+
+    fn oneshot<T: OptionalSend>() -> (Self::OneshotSender<T>, Self::OneshotReceiver<T>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (TokioOneShotSender(tx), rx)
+    }
+}

@@ -1,0 +1,180 @@
+//! A Shoal node: one replica of a Raft group serving the client API.
+//!
+//! [`run`] is the entry point both worlds share: `shoal-node` calls it on real
+//! tokio, and the simulator calls it inside each simulated machine.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+use crate::proto::kv_server::KvServer;
+use crate::proto::raft_server::RaftServer;
+use crate::raft::network::Network;
+use crate::raft::{self, NodeId, ShoalRaft, RAFT_MESSAGE_SIZE_MAX};
+use crate::server::kv::KvService;
+use crate::server::raft::RaftService;
+use crate::storage::Storage;
+
+/// Largest client request accepted by the gRPC layer. Larger than the value
+/// limit so that an oversize value reaches [`crate::error::check_value`] and
+/// gets Shoal's typed error; requests past this size fail in the transport.
+pub const CLIENT_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
+
+/// What a node needs to know to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This replica's id; must be one of `peers`.
+    pub id: NodeId,
+    /// Address the gRPC server binds (client API and Raft transport).
+    pub listen: SocketAddr,
+    /// Every member of the group, this node included: id → address that
+    /// peers and clients dial.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Name shared by all members; guards against wiring two clusters together.
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
+}
+
+fn default_cluster_name() -> String {
+    "shoal".to_string()
+}
+
+/// A configuration that cannot describe a working node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The node's own id is missing from the peer list.
+    #[error("node id {0} is not among the peers {1:?}")]
+    IdNotInPeers(NodeId, Vec<NodeId>),
+    /// A peer entry is not of the form `ID=HOST:PORT`.
+    #[error("peer {0:?} is not of the form ID=HOST:PORT")]
+    BadPeer(String),
+    /// Two peer entries share an id.
+    #[error("peer id {0} appears twice")]
+    DuplicatePeer(NodeId),
+}
+
+impl NodeConfig {
+    /// Checks that the configuration can run.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.peers.contains_key(&self.id) {
+            return Err(ConfigError::IdNotInPeers(
+                self.id,
+                self.peers.keys().copied().collect(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses peers written as `ID=HOST:PORT` entries.
+pub fn parse_peers<'a>(
+    entries: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for entry in entries {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadPeer(entry.to_string()))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::BadPeer(entry.to_string()))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(ConfigError::BadPeer(entry.to_string()));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError::DuplicatePeer(id));
+        }
+    }
+    Ok(peers)
+}
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Consensus failed to start or stopped on a fatal error.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The gRPC server failed (for example, the address is taken).
+    #[error("serving on {addr}: {source}")]
+    Serve {
+        /// The listen address.
+        addr: SocketAddr,
+        /// The transport's error.
+        source: tonic::transport::Error,
+    },
+}
+
+/// Starts the replica: opens consensus over `storage`, forms the group on
+/// first start, and serves gRPC on `config.listen` until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    storage: Storage,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    config.validate()?;
+    let raft = start_raft(&config, storage.clone()).await?;
+    tracing::info!(id = config.id, listen = %config.listen, "node serving");
+
+    let kv = KvServer::new(KvService::new(raft.clone(), storage.state_machine.clone()))
+        .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
+    let transport = RaftServer::new(RaftService::new(raft.clone()))
+        .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
+    let served = tonic::transport::Server::builder()
+        .add_service(kv)
+        .add_service(transport)
+        .serve_with_shutdown(config.listen, shutdown)
+        .await;
+
+    tracing::info!(id = config.id, "node stopping");
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(id = config.id, error = %e, "raft did not stop cleanly");
+    }
+    served.map_err(|source| NodeError::Serve {
+        addr: config.listen,
+        source,
+    })
+}
+
+async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, NodeError> {
+    let raft = ShoalRaft::new(
+        config.id,
+        raft::config(&config.cluster_name),
+        Network { id: config.id },
+        storage.log,
+        storage.state_machine,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+    // Every member proposes the same initial membership; openraft makes that
+    // safe, and it means the group forms whichever members start first.
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if !initialized {
+        let members: BTreeMap<NodeId, BasicNode> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(id = config.id, "group initialized"),
+            Err(e) => tracing::debug!(id = config.id, error = %e, "group already initialized"),
+        }
+    }
+    Ok(raft)
+}

@@ -1,0 +1,296 @@
+//! The replicated state machine's logic, free of I/O: an ordered map of keys to
+//! values plus the client de-duplication table, and the commands that change
+//! them. Every replica applies the same commands in the same order and so
+//! reaches the same state; this module must therefore be a pure function of
+//! its inputs (no clock, no randomness, no unordered iteration).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Names one client write for de-duplication: clients number their writes
+/// 1, 2, 3... and retry a write under the same number until it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WriteId {
+    /// A client's random 64-bit identity.
+    pub client_id: u64,
+    /// The write's number within the client, starting at 1.
+    pub seq: u64,
+}
+
+/// A write, as it travels through the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Who sent it, for de-duplication. A write without an id is applied
+    /// every time it is committed (at-least-once under retries).
+    pub id: Option<WriteId>,
+    /// What it does.
+    pub op: Op,
+}
+
+/// The operations that change the map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Store `value` under `key`.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+    /// If `key` holds `expected` (`None`: is absent), replace it by `new`
+    /// (`None`: remove it).
+    Cas {
+        /// The key.
+        key: Bytes,
+        /// The value the key must hold.
+        expected: Option<Bytes>,
+        /// The value to store.
+        new: Option<Bytes>,
+    },
+}
+
+/// The outcome of applying one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// A log entry that carries no command (leader no-op, membership change).
+    None,
+    /// A `Put` was applied.
+    Put,
+    /// A `Delete` was applied.
+    Delete {
+        /// Whether the key existed before.
+        existed: bool,
+    },
+    /// A `Cas` was applied.
+    Cas {
+        /// Whether the value was replaced.
+        swapped: bool,
+        /// The value the key held when the command was applied.
+        current: Option<Bytes>,
+    },
+    /// The command's sequence number is older than the client's latest write:
+    /// it was answered before and its answer is no longer kept.
+    StaleSequence,
+}
+
+/// The latest write of one client and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The highest sequence number applied for this client.
+    pub seq: u64,
+    /// The answer to that write, returned again to a retry.
+    pub result: CommandResult,
+}
+
+/// The state every replica of a group holds: the data and the de-duplication
+/// table. Both are ordered maps so that iteration (snapshots, digests) is the
+/// same on every replica and every run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvState {
+    /// The data.
+    pub data: BTreeMap<Bytes, Bytes>,
+    /// client id → latest session.
+    pub sessions: BTreeMap<u64, Session>,
+}
+
+impl KvState {
+    /// Reads one key.
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.data.get(key).cloned()
+    }
+
+    /// Applies a command exactly once per [`WriteId`]: a retry of the client's
+    /// latest write gets the first answer again without re-applying it.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        let Some(WriteId { client_id, seq }) = command.id else {
+            return self.apply_op(&command.op);
+        };
+        if let Some(session) = self.sessions.get(&client_id) {
+            if seq == session.seq {
+                return session.result.clone();
+            }
+            if seq < session.seq {
+                return CommandResult::StaleSequence;
+            }
+        }
+        let result = self.apply_op(&command.op);
+        self.sessions.insert(
+            client_id,
+            Session {
+                seq,
+                result: result.clone(),
+            },
+        );
+        result
+    }
+
+    fn apply_op(&mut self, op: &Op) -> CommandResult {
+        match op {
+            Op::Put { key, value } => {
+                self.data.insert(key.clone(), value.clone());
+                CommandResult::Put
+            }
+            Op::Delete { key } => CommandResult::Delete {
+                existed: self.data.remove(key).is_some(),
+            },
+            Op::Cas { key, expected, new } => {
+                let current = self.data.get(key).cloned();
+                let swapped = current == *expected;
+                if swapped {
+                    match new {
+                        Some(value) => self.data.insert(key.clone(), value.clone()),
+                        None => self.data.remove(key),
+                    };
+                }
+                CommandResult::Cas { swapped, current }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(client_id: u64, seq: u64, op: Op) -> Command {
+        Command {
+            id: Some(WriteId { client_id, seq }),
+            op,
+        }
+    }
+
+    fn put(key: &'static str, value: &'static str) -> Op {
+        Op::Put {
+            key: Bytes::from(key),
+            value: Bytes::from(value),
+        }
+    }
+
+    fn cas(key: &'static str, expected: Option<&'static str>, new: Option<&'static str>) -> Op {
+        Op::Cas {
+            key: Bytes::from(key),
+            expected: expected.map(Bytes::from),
+            new: new.map(Bytes::from),
+        }
+    }
+
+    /// Applies `(client, seq, op)` triples in order and checks each answer.
+    fn check(steps: Vec<(u64, u64, Op, CommandResult)>, expect_data: &[(&str, &str)]) {
+        let mut state = KvState::default();
+        for (client, seq, op, expected) in steps {
+            let result = state.apply(&command(client, seq, op.clone()));
+            assert_eq!(result, expected, "applying {op:?} as ({client}, {seq})");
+        }
+        let data: Vec<(&[u8], &[u8])> = state
+            .data
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        let expect: Vec<(&[u8], &[u8])> = expect_data
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        assert_eq!(data, expect);
+    }
+
+    #[test]
+    fn put_delete_and_cas() {
+        use CommandResult as R;
+        let none = None;
+        check(
+            vec![
+                (1, 1, put("a", "1"), R::Put),
+                (
+                    1,
+                    2,
+                    cas("a", Some("2"), Some("3")),
+                    R::Cas {
+                        swapped: false,
+                        current: Some("1".into()),
+                    },
+                ),
+                (
+                    1,
+                    3,
+                    cas("a", Some("1"), Some("3")),
+                    R::Cas {
+                        swapped: true,
+                        current: Some("1".into()),
+                    },
+                ),
+                (
+                    1,
+                    4,
+                    cas("b", none, Some("9")),
+                    R::Cas {
+                        swapped: true,
+                        current: None,
+                    },
+                ),
+                (
+                    1,
+                    5,
+                    Op::Delete { key: "a".into() },
+                    R::Delete { existed: true },
+                ),
+                (
+                    1,
+                    6,
+                    Op::Delete { key: "a".into() },
+                    R::Delete { existed: false },
+                ),
+                (
+                    1,
+                    7,
+                    cas("b", Some("9"), none),
+                    R::Cas {
+                        swapped: true,
+                        current: Some("9".into()),
+                    },
+                ),
+                (1, 8, put("c", ""), R::Put),
+            ],
+            &[("c", "")],
+        );
+    }
+
+    #[test]
+    fn a_retried_write_is_applied_once_and_answered_again() {
+        use CommandResult as R;
+        check(
+            vec![
+                (
+                    1,
+                    1,
+                    cas("k", None, Some("x")),
+                    R::Cas {
+                        swapped: true,
+                        current: None,
+                    },
+                ),
+                // The retry must not re-run the CAS (it would now fail).
+                (
+                    1,
+                    1,
+                    cas("k", None, Some("x")),
+                    R::Cas {
+                        swapped: true,
+                        current: None,
+                    },
+                ),
+                (2, 1, put("k", "y"), R::Put),
+                (1, 2, put("j", "z"), R::Put),
+                // An older write of client 1 is stale, not re-applied.
+                (1, 1, put("k", "old"), R::StaleSequence),
+            ],
+            &[("j", "z"), ("k", "y")],
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The state machine store: applies committed entries to a [`KvState`],
+//! builds and installs snapshots.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::kv::{CommandResult, KvState};
+use crate::raft::{codec, NodeId, TypeConfig};
+
+/// Everything a replica has applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The last log entry applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The membership as of `last_applied`.
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    /// The data and the de-duplication table.
+    pub kv: KvState,
+}
+
+#[derive(Debug, Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine of one replica. Clones share it: the server reads from
+/// it while openraft applies to it.
+#[derive(Debug, Clone, Default)]
+pub struct StateMachineStore {
+    applied: Arc<RwLock<Applied>>,
+    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl StateMachineStore {
+    /// A read view of the applied state. Hold it briefly: appliers wait on it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
+        self.applied.read().expect("state machine lock poisoned")
+    }
+
+    /// How many snapshots this store has installed from a leader.
+    fn replace(&self, applied: Applied) {
+        *self.applied.write().expect("state machine lock poisoned") = applied;
+    }
+}
+
+fn io_error(
+    meta: Option<&SnapshotMeta<NodeId, BasicNode>>,
+    e: &codec::CodecError,
+) -> StorageError<NodeId> {
+    match meta {
+        Some(meta) => StorageIOError::read_snapshot(Some(meta.signature()), e).into(),
+        None => StorageIOError::write_snapshot(None, e).into(),
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (data, last_applied, membership) = {
+            let applied = self.read();
+            let data = codec::encode(&*applied).map_err(|e| io_error(None, &e))?;
+            (data, applied.last_applied, applied.membership.clone())
+        };
+        let snapshot_id = match last_applied {
+            Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        });
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let applied = self.read();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut applied = self.applied.write().expect("state machine lock poisoned");
+        let mut results = Vec::new();
+        for entry in entries {
+            assert!(
+                applied.last_applied < Some(entry.log_id),
+                "entry {} applied twice (last applied {:?})",
+                entry.log_id,
+                applied.last_applied
+            );
+            applied.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => CommandResult::None,
+                EntryPayload::Normal(ref command) => applied.kv.apply(command),
+                EntryPayload::Membership(ref membership) => {
+                    applied.membership =
+                        StoredMembership::new(Some(entry.log_id), membership.clone());
+                    CommandResult::None
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let applied: Applied = codec::decode(&data).map_err(|e| io_error(Some(meta), &e))?;
+        assert_eq!(
+            applied.last_applied, meta.last_log_id,
+            "snapshot contents disagree with its metadata"
+        );
+        self.replace(applied);
+        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let snapshot = self
+            .snapshot
+            .lock()
+            .expect("snapshot lock poisoned")
+            .clone();
+        Ok(snapshot.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
