@@ -76,8 +76,9 @@ impl KvError {
                 detail.leader_addr = leader_addr.clone();
                 Code::Unavailable
             }
-            KvError::Unavailable(_) => {
+            KvError::Unavailable(reason) => {
                 detail.set_kind(Kind::Unavailable);
+                detail.reason = reason.clone();
                 Code::Unavailable
             }
             KvError::KeyEmpty => {
@@ -110,14 +111,13 @@ impl KvError {
     /// status that carries no Shoal error detail (a transport failure, say).
     pub fn from_status(status: &Status) -> Option<KvError> {
         let detail = ErrorDetail::decode(status.details()).ok()?;
-        let message = status.message().to_string();
         Some(match detail.kind() {
             Kind::Unspecified => return None,
             Kind::NotLeader => KvError::NotLeader {
                 leader_id: detail.leader_id,
                 leader_addr: detail.leader_addr,
             },
-            Kind::Unavailable => KvError::Unavailable(message),
+            Kind::Unavailable => KvError::Unavailable(detail.reason),
             Kind::KeyEmpty => KvError::KeyEmpty,
             Kind::KeyTooLarge => KvError::KeyTooLarge {
                 actual: detail.actual,

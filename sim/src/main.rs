@@ -1,1 +1,315 @@
-fn main() {}
+//! `shoal-sim`: runs scenarios over ranges of seeds, each seed in its own
+//! process, and reports failures with the command that replays them.
+//!
+//! Why one process per seed: tokio's unbiased `select!` draws from a
+//! process-global counter, so a seed that shares a process with other seeds
+//! would not replay on its own.
+
+#[cfg(not(madsim))]
+fn main() {
+    eprintln!("shoal-sim runs only in simulation builds: use `cargo sim ...`");
+    std::process::exit(2);
+}
+
+#[cfg(madsim)]
+fn main() -> std::process::ExitCode {
+    runner::main()
+}
+
+#[cfg(madsim)]
+mod runner {
+    use std::ops::RangeInclusive;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitCode, Stdio};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{bail, Context};
+    use clap::{Parser, Subcommand};
+    use shoal_sim::scenario::Scenario;
+
+    #[derive(Debug, Parser)]
+    #[command(about = "Run Shoal simulation scenarios over seeds")]
+    struct Args {
+        #[command(subcommand)]
+        command: Cmd,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Cmd {
+        /// Run a scenario for a range of seeds, one process per seed.
+        Run {
+            /// The scenario file.
+            scenario: PathBuf,
+            /// Seeds: `N`, `A..B` (B excluded) or `A..=B`.
+            #[arg(long, default_value = "1..=10")]
+            seeds: String,
+            /// Seeds run at once.
+            #[arg(long, default_value_t = 2)]
+            jobs: usize,
+            /// Run every seed twice and require identical digests.
+            #[arg(long)]
+            check_determinism: bool,
+        },
+        /// Run one seed in this process and print its full report.
+        Seed {
+            /// The scenario file.
+            scenario: PathBuf,
+            /// The seed.
+            #[arg(long)]
+            seed: u64,
+        },
+    }
+
+    pub fn main() -> ExitCode {
+        let args = Args::parse();
+        let result = match args.command {
+            Cmd::Run {
+                scenario,
+                seeds,
+                jobs,
+                check_determinism,
+            } => sweep(&scenario, &seeds, jobs, check_determinism),
+            Cmd::Seed { scenario, seed } => one_seed(&scenario, seed),
+        };
+        match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    /// Parses `N`, `A..B` or `A..=B`.
+    fn parse_seeds(text: &str) -> anyhow::Result<RangeInclusive<u64>> {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .with_context(|| format!("bad seed {s:?}"))
+        };
+        let range = if let Some((a, b)) = text.split_once("..=") {
+            number(a)?..=number(b)?
+        } else if let Some((a, b)) = text.split_once("..") {
+            let end = number(b)?;
+            if end == 0 {
+                bail!("empty seed range {text:?}");
+            }
+            number(a)?..=end - 1
+        } else {
+            let n = number(text)?;
+            n..=n
+        };
+        if range.is_empty() {
+            bail!("empty seed range {text:?}");
+        }
+        Ok(range)
+    }
+
+    /// What a seed's process printed on its last line.
+    struct SeedResult {
+        seed: u64,
+        passed: bool,
+        digest: Option<String>,
+        simulated_s: f64,
+        acked: u64,
+        output: String,
+    }
+
+    fn spawn_seed(scenario: &Path, seed: u64) -> anyhow::Result<Child> {
+        let exe = std::env::current_exe().context("locating shoal-sim")?;
+        Command::new(exe)
+            .arg("seed")
+            .arg(scenario)
+            .arg("--seed")
+            .arg(seed.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting a seed process")
+    }
+
+    fn collect(seed: u64, child: Child) -> anyhow::Result<SeedResult> {
+        let output = child
+            .wait_with_output()
+            .context("waiting for a seed process")?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let summary = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("RESULT "))
+            .unwrap_or("");
+        let field = |name: &str| {
+            summary
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_string)
+        };
+        Ok(SeedResult {
+            seed,
+            passed: output.status.success() && field("verdict").as_deref() == Some("pass"),
+            digest: field("digest"),
+            simulated_s: field("simulated_s")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0.0),
+            acked: field("acked").and_then(|s| s.parse().ok()).unwrap_or(0),
+            output: format!("{stdout}{stderr}"),
+        })
+    }
+
+    fn sweep(scenario: &Path, seeds: &str, jobs: usize, twice: bool) -> anyhow::Result<bool> {
+        let loaded = Scenario::load(scenario)?;
+        let seeds = parse_seeds(seeds)?;
+        let jobs = jobs.max(1);
+        let total = seeds.clone().count();
+        let started = Instant::now();
+        let runs_per_seed = if twice { 2 } else { 1 };
+        let mut pending: Vec<(u64, usize)> = seeds
+            .clone()
+            .flat_map(|s| (0..runs_per_seed).map(move |r| (s, r)))
+            .rev()
+            .collect();
+        let mut running: Vec<(u64, usize, Child)> = Vec::new();
+        let mut results: Vec<(u64, usize, SeedResult)> = Vec::new();
+        let mut last_progress = Instant::now();
+        println!(
+            "scenario {} ({}): {} seeds{}, {} at a time",
+            loaded.name,
+            scenario.display(),
+            total,
+            if twice { " twice each" } else { "" },
+            jobs
+        );
+        while !pending.is_empty() || !running.is_empty() {
+            while running.len() < jobs {
+                let Some((seed, run)) = pending.pop() else {
+                    break;
+                };
+                running.push((seed, run, spawn_seed(scenario, seed)?));
+            }
+            let mut i = 0;
+            while i < running.len() {
+                if running[i].2.try_wait()?.is_some() {
+                    let (seed, run, child) = running.remove(i);
+                    let result = collect(seed, child)?;
+                    if !result.passed {
+                        println!("seed {seed}: FAILED");
+                    }
+                    results.push((seed, run, result));
+                } else {
+                    i += 1;
+                }
+            }
+            if last_progress.elapsed() >= Duration::from_secs(10) {
+                println!(
+                    "  ... {}/{} runs done, {:.0}s",
+                    results.len(),
+                    total * runs_per_seed,
+                    started.elapsed().as_secs_f64()
+                );
+                last_progress = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        results.sort_by_key(|(seed, run, _)| (*seed, *run));
+
+        let mut failed = Vec::new();
+        let mut nondeterministic = Vec::new();
+        for pair in results.chunks(runs_per_seed) {
+            let first = &pair[0].2;
+            if !first.passed || pair.iter().any(|(_, _, r)| !r.passed) {
+                failed.push(
+                    pair.iter()
+                        .find(|(_, _, r)| !r.passed)
+                        .map(|(_, _, r)| r)
+                        .unwrap_or(first),
+                );
+            } else if pair.iter().any(|(_, _, r)| r.digest != first.digest) {
+                nondeterministic.push(first.seed);
+            }
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let simulated: f64 = results.iter().map(|(_, _, r)| r.simulated_s).sum();
+        let acked: u64 = results.iter().map(|(_, _, r)| r.acked).sum();
+        for result in &failed {
+            println!("\n=== seed {} failed ===", result.seed);
+            let excerpt: Vec<&str> = result
+                .output
+                .lines()
+                .filter(|l| !l.starts_with("RESULT "))
+                .collect();
+            let tail = excerpt.len().saturating_sub(25);
+            for line in &excerpt[tail..] {
+                println!("  {line}");
+            }
+            println!(
+                "replay: cargo sim seed {} --seed {}",
+                scenario.display(),
+                result.seed
+            );
+        }
+        for seed in &nondeterministic {
+            println!(
+                "\nseed {seed}: two runs produced different digests (non-determinism); \
+                 replay: cargo sim run {} --seeds {seed} --check-determinism",
+                scenario.display()
+            );
+        }
+        println!(
+            "\n{}: {} passed, {} failed{} of {} seeds; {:.1} simulated s in {:.1} wall s ({:.1}x); {} writes acknowledged",
+            loaded.name,
+            total - failed.len() - nondeterministic.len(),
+            failed.len(),
+            if twice { format!(", {} non-deterministic", nondeterministic.len()) } else { String::new() },
+            total,
+            simulated,
+            wall,
+            if wall > 0.0 { simulated / wall } else { 0.0 },
+            acked
+        );
+        Ok(failed.is_empty() && nondeterministic.is_empty())
+    }
+
+    fn one_seed(scenario_path: &Path, seed: u64) -> anyhow::Result<bool> {
+        let scenario = Scenario::load(scenario_path)?;
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,openraft=off,madsim::sim::rand=error".into()),
+            )
+            .without_time()
+            .init();
+        let mut runtime =
+            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.set_time_limit(Duration::from_secs(scenario.time_limit_s));
+        let report = runtime.block_on({
+            let scenario = scenario.clone();
+            async move { shoal_sim::run::run(&scenario).await }
+        });
+        println!(
+            "scenario {} seed {}: {} writes acknowledged, {} failed, {} faults, {:.2} simulated s",
+            scenario.name,
+            seed,
+            report.acked(),
+            report.history.writes.len() - report.acked(),
+            report.history.faults.len(),
+            report.simulated.as_secs_f64()
+        );
+        for fault in &report.history.faults {
+            println!("  fault at {:?}: {}", fault.at, fault.what);
+        }
+        for violation in &report.violations {
+            println!("VIOLATION {violation}");
+        }
+        let passed = report.violations.is_empty();
+        println!(
+            "RESULT verdict={} digest={:016x} simulated_s={:.3} acked={}",
+            if passed { "pass" } else { "fail" },
+            report.digest(),
+            report.simulated.as_secs_f64(),
+            report.acked()
+        );
+        Ok(passed)
+    }
+}

@@ -1,0 +1,75 @@
+//! Convergence: after the faults heal, every replica holds the same state.
+
+use shoal::raft::NodeId;
+use shoal::storage::state_machine::Applied;
+
+use super::Violation;
+
+/// Checks that all replicas applied the same log prefix to the same state
+/// (data and de-duplication table).
+pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
+    let Some((first_id, first)) = replicas.first() else {
+        return Ok(());
+    };
+    for (id, applied) in &replicas[1..] {
+        if applied.last_applied != first.last_applied {
+            return Err(Violation {
+                checker: "convergence",
+                detail: format!(
+                    "replica {id} applied up to {:?}, replica {first_id} up to {:?}",
+                    applied.last_applied, first.last_applied
+                ),
+            });
+        }
+        if applied.kv != first.kv {
+            let differing = first
+                .kv
+                .data
+                .iter()
+                .find(|(k, v)| applied.kv.data.get(*k) != Some(v))
+                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_else(|| "(the de-duplication table)".to_string());
+            return Err(Violation {
+                checker: "convergence",
+                detail: format!(
+                    "replicas {first_id} and {id} both applied {:?} but differ at {differing}",
+                    first.last_applied
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal::storage::kv::{Command, Op, WriteId};
+
+    #[test]
+    fn catches_a_diverged_replica() {
+        let mut a = Applied::default();
+        let command = Command {
+            id: Some(WriteId {
+                client_id: 1,
+                seq: 1,
+            }),
+            op: Op::Put {
+                key: "k".into(),
+                value: "v".into(),
+            },
+        };
+        a.kv.apply(&command);
+        let same = a.clone();
+        assert_eq!(check(&[(1, a.clone()), (2, same)]), Ok(()));
+        let mut diverged = a.clone();
+        diverged.kv.data.insert("k".into(), "other".into());
+        let violation = check(&[(1, a), (2, diverged)]).unwrap_err();
+        assert_eq!(violation.checker, "convergence");
+        assert!(
+            violation.detail.contains("differ at k"),
+            "{}",
+            violation.detail
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Durability: every acknowledged write is present at the end, unchanged.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::Violation;
+use crate::history::{History, Outcome};
+
+/// Compares what was acknowledged with what a final read returned. `reads`
+/// maps each acknowledged key to the value read back (`None`: absent, or the
+/// read failed, which is just as bad).
+pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Result<(), Violation> {
+    let mut lost = Vec::new();
+    for op in history.writes.iter().filter(|op| op.outcome == Outcome::Ok) {
+        let read = reads.get(&op.key).cloned().flatten();
+        if read.as_ref() != Some(&op.value) {
+            lost.push(format!(
+                "{} (client {}, acknowledged at {:?}) read back as {}",
+                String::from_utf8_lossy(&op.key),
+                op.client,
+                op.end,
+                match read {
+                    None => "absent".to_string(),
+                    Some(v) => format!("a different {}-byte value", v.len()),
+                }
+            ));
+        }
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(Violation {
+        checker: "durability",
+        detail: format!(
+            "{} acknowledged writes lost or changed; first: {}",
+            lost.len(),
+            lost[0]
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::history::WriteOp;
+
+    fn write(key: &'static str, value: &'static str, outcome: Outcome) -> WriteOp {
+        WriteOp {
+            client: 0,
+            key: key.into(),
+            value: value.into(),
+            start: Duration::ZERO,
+            end: Duration::from_millis(5),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn catches_a_lost_write_and_forgives_an_indeterminate_one() {
+        let history = History {
+            writes: vec![
+                write("a", "1", Outcome::Ok),
+                write("b", "2", Outcome::Ok),
+                write("c", "3", Outcome::Failed("deadline".into())),
+            ],
+            faults: vec![],
+        };
+        let mut reads = BTreeMap::from([
+            (Bytes::from("a"), Some(Bytes::from("1"))),
+            (Bytes::from("b"), Some(Bytes::from("2"))),
+        ]);
+        assert_eq!(check(&history, &reads), Ok(()));
+        reads.insert("b".into(), None);
+        let violation = check(&history, &reads).unwrap_err();
+        assert_eq!(violation.checker, "durability");
+        assert!(
+            violation.detail.contains("b (client 0"),
+            "{}",
+            violation.detail
+        );
+        reads.insert("b".into(), Some("x".into()));
+        assert!(check(&history, &reads).is_err());
+    }
+}

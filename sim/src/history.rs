@@ -1,0 +1,117 @@
+//! What happened in a run, in the order it happened: client operations with
+//! their simulated start and end times, and fault events. The history is the
+//! checkers' input and, hashed, the run's digest.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The group acknowledged it.
+    Ok,
+    /// The client gave up; the write may or may not have been applied.
+    Failed(String),
+}
+
+/// One client write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOp {
+    /// Which client (0-based).
+    pub client: u32,
+    /// The key written.
+    pub key: Bytes,
+    /// The value written.
+    pub value: Bytes,
+    /// Simulated time the call started, since the run began.
+    pub start: Duration,
+    /// Simulated time the call returned.
+    pub end: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Something the nemesis did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultEvent {
+    /// Simulated time, since the run began.
+    pub at: Duration,
+    /// What happened, e.g. "kill replica 2".
+    pub what: String,
+}
+
+/// Everything recorded in one run.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Writes in completion order.
+    pub writes: Vec<WriteOp>,
+    /// Faults in the order they were injected.
+    pub faults: Vec<FaultEvent>,
+}
+
+/// 64-bit FNV-1a: a small, stable hash for digests (not for security).
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Digest {
+    /// Mixes `bytes` in, length-prefixed so that field boundaries count.
+    pub fn add(&mut self, bytes: &[u8]) {
+        for byte in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The digest so far.
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+impl History {
+    /// A digest of the whole history: equal digests mean the same operations
+    /// with the same outcomes at the same simulated times.
+    pub fn digest(&self) -> u64 {
+        let mut digest = Digest::default();
+        for op in &self.writes {
+            digest.add(&op.client.to_le_bytes());
+            digest.add(&op.key);
+            digest.add(&op.value);
+            digest.add(&op.start.as_nanos().to_le_bytes());
+            digest.add(&op.end.as_nanos().to_le_bytes());
+            match &op.outcome {
+                Outcome::Ok => digest.add(b"ok"),
+                Outcome::Failed(why) => digest.add(why.as_bytes()),
+            }
+        }
+        for fault in &self.faults {
+            digest.add(&fault.at.as_nanos().to_le_bytes());
+            digest.add(fault.what.as_bytes());
+        }
+        digest.value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_fnv1a_and_sees_boundaries() {
+        let mut a = Digest::default();
+        a.add(b"ab");
+        a.add(b"c");
+        let mut b = Digest::default();
+        b.add(b"a");
+        b.add(b"bc");
+        assert_ne!(a.value(), b.value());
+        assert_eq!(Digest::default().value(), 0xcbf2_9ce4_8422_2325);
+    }
+}

@@ -1,0 +1,3 @@
+//! Client workloads, driven by a generator seeded from the simulation seed.
+
+pub mod write_once;

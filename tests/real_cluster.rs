@@ -1,0 +1,255 @@
+//! Real-mode test: three `shoal-node` processes on loopback. Writes survive
+//! the SIGKILL of the leader, and oversize input gets the documented error
+//! over real gRPC (encoding and size limits only exist in real mode).
+#![cfg(not(madsim))]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal::client::{Client, ClientConfig, ClientError};
+use shoal::error::{KvError, KEY_SIZE_MAX, VALUE_SIZE_MAX};
+use shoal::proto::kv_client::KvClient;
+use shoal::proto::PutRequest;
+
+/// Shoal node processes, killed when dropped.
+struct Group {
+    nodes: Vec<(u64, String, Child)>,
+    _dir: TempDir,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for (_, _, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A scratch directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_group(replicas: u64) -> Group {
+    let dir =
+        std::env::temp_dir().join(format!("shoal-test-{}-{}", std::process::id(), free_port()));
+    let addrs: Vec<String> = (0..replicas)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    let nodes = (1..=replicas)
+        .map(|id| {
+            let addr = addrs[id as usize - 1].clone();
+            let child = Command::new(env!("CARGO_BIN_EXE_shoal-node"))
+                .args(["--id", &id.to_string(), "--listen", &addr])
+                .args(["--peers", &peers.join(",")])
+                .arg("--data-dir")
+                .arg(dir.join(id.to_string()))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start shoal-node");
+            (id, addr, child)
+        })
+        .collect();
+    Group {
+        nodes,
+        _dir: TempDir(dir),
+    }
+}
+
+fn client(group: &Group) -> Client {
+    let mut config = ClientConfig::new(group.nodes.iter().map(|(_, a, _)| a.clone()).collect());
+    config.deadline = Duration::from_secs(20);
+    Client::new(config)
+}
+
+#[tokio::test]
+async fn writes_survive_sigkill_of_the_leader() {
+    let mut group = start_group(3);
+    let mut client = client(&group);
+
+    for i in 0..100 {
+        client.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    assert_eq!(client.get("k7").await.unwrap(), Some(Bytes::from("v7")));
+
+    let leader = client.status().await.unwrap().leader_id.expect("a leader");
+    let (_, _, process) = group
+        .nodes
+        .iter_mut()
+        .find(|(id, _, _)| *id == leader)
+        .unwrap();
+    process.kill().unwrap(); // SIGKILL
+    process.wait().unwrap();
+
+    for i in 100..200 {
+        client.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    let new_leader = client
+        .status()
+        .await
+        .unwrap()
+        .leader_id
+        .expect("a new leader");
+    assert_ne!(new_leader, leader);
+    for i in 0..200 {
+        let value = client.get(format!("k{i}")).await.unwrap();
+        assert_eq!(value, Some(Bytes::from(format!("v{i}"))), "key k{i}");
+    }
+    let outcome = client
+        .compare_and_swap("k1", Some("v1".into()), Some("w1".into()))
+        .await
+        .unwrap();
+    assert!(outcome.swapped);
+    assert!(client.delete("k2").await.unwrap());
+    assert_eq!(client.get("k2").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn oversize_input_gets_the_documented_error_and_changes_nothing() {
+    let group = start_group(3);
+    let mut client = client(&group);
+    client.put("k", "original").await.unwrap();
+
+    // The client library refuses before sending.
+    let long_key = vec![b'k'; KEY_SIZE_MAX + 1];
+    match client.put(long_key.clone(), "v").await {
+        Err(ClientError::Rejected(KvError::KeyTooLarge { actual, limit })) => {
+            assert_eq!(
+                (actual, limit),
+                (KEY_SIZE_MAX as u64 + 1, KEY_SIZE_MAX as u64)
+            );
+        }
+        other => panic!("expected KeyTooLarge, got {other:?}"),
+    }
+
+    // The server enforces the same limits for any gRPC client, on every node.
+    for (_, addr, _) in &group.nodes {
+        let mut raw = KvClient::connect(format!("http://{addr}")).await.unwrap();
+        let status = raw
+            .put(PutRequest {
+                key: long_key.clone().into(),
+                value: "v".into(),
+                id: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(matches!(
+            KvError::from_status(&status),
+            Some(KvError::KeyTooLarge { .. })
+        ));
+
+        let big_value = vec![0u8; VALUE_SIZE_MAX + 1];
+        let status = raw
+            .put(PutRequest {
+                key: "k".into(),
+                value: big_value.into(),
+                id: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            KvError::from_status(&status),
+            Some(KvError::ValueTooLarge {
+                actual: VALUE_SIZE_MAX as u64 + 1,
+                limit: VALUE_SIZE_MAX as u64
+            })
+        );
+        assert!(
+            status.message().contains("limit is 131072 bytes"),
+            "{}",
+            status.message()
+        );
+
+        let status = raw
+            .put(PutRequest {
+                key: Bytes::new(),
+                value: "v".into(),
+                id: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(KvError::from_status(&status), Some(KvError::KeyEmpty));
+
+        // Past the transport's message limit the request fails in gRPC itself.
+        let huge = vec![0u8; shoal::server::node::CLIENT_MESSAGE_SIZE_MAX + 1];
+        let status = raw
+            .put(PutRequest {
+                key: "k".into(),
+                value: huge.into(),
+                id: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    }
+
+    // A value exactly at the limit is fine; the failed writes changed nothing.
+    client.put("edge", vec![7u8; VALUE_SIZE_MAX]).await.unwrap();
+    assert_eq!(
+        client.get("edge").await.unwrap().map(|v| v.len()),
+        Some(VALUE_SIZE_MAX)
+    );
+    assert_eq!(
+        client.get("k").await.unwrap(),
+        Some(Bytes::from("original"))
+    );
+}
+
+#[tokio::test]
+async fn the_cli_talks_to_the_group() {
+    let group = start_group(3);
+    let endpoints: Vec<&str> = group.nodes.iter().map(|(_, a, _)| a.as_str()).collect();
+    let endpoints = endpoints.join(",");
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["--endpoints", &endpoints])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        )
+    };
+    assert_eq!(cli(&["put", "hello", "world"]).0, Some(0));
+    assert_eq!(
+        cli(&["get", "hello"]),
+        (Some(0), "world".into(), String::new())
+    );
+    assert_eq!(
+        cli(&["cas", "hello", "--expected", "world", "--new", "there"]).1,
+        "swapped (was world)"
+    );
+    assert_eq!(cli(&["cas", "hello", "--expected", "world"]).0, Some(1));
+    assert_eq!(cli(&["delete", "hello"]).1, "deleted");
+    assert_eq!(cli(&["get", "hello"]).0, Some(1));
+    let long_key = "k".repeat(KEY_SIZE_MAX + 1);
+    let (code, _, stderr) = cli(&["put", &long_key, "v"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr, "error: key is 4097 bytes; the limit is 4096 bytes");
+}
