@@ -244,7 +244,7 @@ mod runner {
                 println!("  {line}");
             }
             println!(
-                "replay: cargo sim seed {} --seed {}",
+                "replay: cargo replay {} --seed {}",
                 scenario.display(),
                 result.seed
             );
@@ -273,43 +273,9 @@ mod runner {
 
     fn one_seed(scenario_path: &Path, seed: u64) -> anyhow::Result<bool> {
         let scenario = Scenario::load(scenario_path)?;
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn,openraft=off,madsim::sim::rand=error".into()),
-            )
-            .without_time()
-            .init();
-        let mut runtime =
-            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        runtime.set_time_limit(Duration::from_secs(scenario.time_limit_s));
-        let report = runtime.block_on({
-            let scenario = scenario.clone();
-            async move { shoal_sim::run::run(&scenario).await }
-        });
-        println!(
-            "scenario {} seed {}: {} writes acknowledged, {} failed, {} faults, {:.2} simulated s",
-            scenario.name,
-            seed,
-            report.acked(),
-            report.history.writes.len() - report.acked(),
-            report.history.faults.len(),
-            report.simulated.as_secs_f64()
-        );
-        for fault in &report.history.faults {
-            println!("  fault at {:?}: {}", fault.at, fault.what);
-        }
-        for violation in &report.violations {
-            println!("VIOLATION {violation}");
-        }
-        let passed = report.violations.is_empty();
-        println!(
-            "RESULT verdict={} digest={:016x} simulated_s={:.3} acked={}",
-            if passed { "pass" } else { "fail" },
-            report.digest(),
-            report.simulated.as_secs_f64(),
-            report.acked()
-        );
-        Ok(passed)
+        shoal_sim::init_logging("warn,openraft=off,madsim::sim::rand=error");
+        let report = shoal_sim::run::run_seed(&scenario, seed);
+        report.print(&scenario, seed);
+        Ok(report.passed())
     }
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Shoal's test command: real-mode tests, simulation tests, and bounded seed
+# sweeps. Real and simulation builds use separate target directories
+# (target/ and target/sim/) so neither rebuilds the other.
+#
+#   SHOAL_SEEDS   seed range for the scenario sweeps (default 1..=50)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seeds=${SHOAL_SEEDS:-1..=50}
+started=$SECONDS
+step() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - started)); }
+
+step "real-mode tests"
+cargo test --workspace
+
+step "simulation tests (--cfg madsim)"
+cargo simtest --workspace
+
+step "leader-kill simulation test, seeds 1..=50, each run twice and compared (MADSIM_TEST_CHECK_DETERMINISM)"
+cargo simtest -p shoal-sim --test leader_kill --no-run
+for seed in $(seq 1 50); do
+  if ! MADSIM_TEST_SEED=$seed MADSIM_TEST_CHECK_DETERMINISM=1 \
+      cargo simtest -q -p shoal-sim --test leader_kill >/tmp/shoal-leader-kill-$$.log 2>&1; then
+    cat /tmp/shoal-leader-kill-$$.log
+    echo "leader-kill test failed for seed $seed; replay: MADSIM_TEST_SEED=$seed cargo simtest -p shoal-sim --test leader_kill"
+    exit 1
+  fi
+done
+rm -f /tmp/shoal-leader-kill-$$.log
+echo "leader-kill test: 50 seeds passed, deterministic"
+
+step "seed sweeps ($seeds) over every scenario"
+for scenario in scenarios/*.toml; do
+  cargo sim run "$scenario" --seeds "$seeds" --jobs 2
+done
+
+step "determinism across processes (seeds 1..=10)"
+cargo sim run scenarios/leader-kill.toml --seeds 1..=10 --check-determinism
+
+step "all tests passed"
