@@ -33,22 +33,34 @@ fn sources(dirs: &[&str]) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// Files that mention the simulator's cfg, among `files`.
+/// Files that test the simulator's cfg in any spelling (`#[cfg(madsim)]`,
+/// `cfg!(madsim)`, `cfg_attr(madsim, ..)`, `cfg(any(madsim, ..))`, ...):
+/// any line with a `cfg` that also names `madsim`.
 fn mentions_madsim_cfg(files: &[(PathBuf, String)]) -> Vec<PathBuf> {
     files
         .iter()
-        .filter(|(_, text)| text.contains("cfg(madsim") || text.contains("cfg(not(madsim"))
+        .filter(|(_, text)| {
+            text.lines().any(|line| {
+                let code = line.split("//").next().unwrap_or("");
+                code.find("cfg")
+                    .is_some_and(|at| code[at..].contains("madsim"))
+            })
+        })
         .map(|(path, _)| path.clone())
         .collect()
 }
 
-/// `select!` invocations whose first token is not `biased;`.
+/// `select!` invocations (with `{` or `(`, any spacing) whose body does not
+/// open with `biased;`.
 fn unbiased_selects(files: &[(PathBuf, String)]) -> Vec<String> {
     let mut found = Vec::new();
     for (path, text) in files {
-        for (at, _) in text.match_indices("select! {") {
-            let body = text[at + "select! {".len()..].trim_start();
-            if !body.starts_with("biased;") {
+        for (at, _) in text.match_indices("select!") {
+            let rest = text[at + "select!".len()..].trim_start();
+            let Some(body) = rest.strip_prefix('{').or_else(|| rest.strip_prefix('(')) else {
+                continue;
+            };
+            if !body.trim_start().starts_with("biased;") {
                 let line = text[..at].lines().count().max(1);
                 found.push(format!("{}:{line}", path.display()));
             }

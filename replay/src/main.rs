@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    shoal_sim::init_logging("info,openraft=warn,madsim::sim::rand=error");
+    shoal_sim::init_logging("info,openraft=warn");
     let report = shoal_sim::run::run_seed(&scenario, args.seed);
     report.print(&scenario, args.seed);
     if report.passed() {

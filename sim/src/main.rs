@@ -273,7 +273,7 @@ mod runner {
 
     fn one_seed(scenario_path: &Path, seed: u64) -> anyhow::Result<bool> {
         let scenario = Scenario::load(scenario_path)?;
-        shoal_sim::init_logging("warn,openraft=off,madsim::sim::rand=error");
+        shoal_sim::init_logging("warn,openraft=off");
         let report = shoal_sim::run::run_seed(&scenario, seed);
         report.print(&scenario, seed);
         Ok(report.passed())

@@ -46,12 +46,20 @@ impl Report {
 
 /// Runs `scenario` under `seed` in a fresh simulator. Call it once per
 /// process (see the crate docs on why seeds do not share processes).
+///
+/// The simulation runs on a new thread that creates the simulator before
+/// anything else: madsim can seed std's hash keys only on a thread that has
+/// not hashed yet, and loading files or setting up logging already has.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> Report {
-    let mut runtime =
-        madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    runtime.set_time_limit(Duration::from_secs(scenario.time_limit_s));
     let scenario = scenario.clone();
-    runtime.block_on(async move { run(&scenario).await })
+    std::thread::spawn(move || {
+        let mut runtime =
+            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.set_time_limit(Duration::from_secs(scenario.time_limit_s));
+        runtime.block_on(async move { run(&scenario).await })
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 impl Report {

@@ -250,15 +250,18 @@ impl Client {
                 }
             };
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            let remaining = deadline.saturating_duration_since(now);
+            let jitter = crate::runtime::rng().gen_range(0..=backoff.as_micros() as u64 / 2);
+            let pause = backoff + Duration::from_micros(jitter);
+            if pause >= remaining {
+                // No time for another attempt after the pause: give up now
+                // and report the failure that actually happened.
                 return Err(ClientError::DeadlineExceeded {
                     deadline: self.config.deadline,
                     attempts,
                     last,
                 });
             }
-            let jitter = crate::runtime::rng().gen_range(0..=backoff.as_micros() as u64 / 2);
-            let pause = (backoff + Duration::from_micros(jitter)).min(deadline - now);
             tracing::debug!(attempts, ?pause, %last, "retrying");
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(self.config.backoff_max);

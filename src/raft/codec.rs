@@ -18,13 +18,14 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serialize(message)?)
 }
 
-/// Decodes a consensus message, bounded by the largest message size.
+/// Decodes a value from its complete encoding. No length prefix inside may
+/// claim more than `bytes` holds, so garbage cannot force a huge allocation.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     use bincode::Options;
     let options = bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .allow_trailing_bytes()
-        .with_limit(super::RAFT_MESSAGE_SIZE_MAX as u64);
+        .with_limit(bytes.len() as u64);
     Ok(options.deserialize(bytes)?)
 }
 
@@ -52,5 +53,12 @@ mod tests {
         let mut huge = bytes.clone();
         huge[21..29].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode::<Command>(&huge).is_err());
+    }
+
+    #[test]
+    fn state_larger_than_a_message_decodes() {
+        // Snapshots are larger than any one message.
+        let big = vec![7u8; super::super::RAFT_MESSAGE_SIZE_MAX + 1];
+        assert_eq!(decode::<Vec<u8>>(&encode(&big).unwrap()).unwrap(), big);
     }
 }

@@ -31,10 +31,11 @@ openraft::declare_raft_types!(
 /// A running Raft replica.
 pub type ShoalRaft = openraft::Raft<TypeConfig>;
 
-/// Most log entries sent in one append-entries message. With values capped at
-/// [`crate::error::VALUE_SIZE_MAX`] this bounds a message to about 8.5 MiB,
-/// under [`RAFT_MESSAGE_SIZE_MAX`].
-pub const ENTRIES_PER_APPEND_MAX: u64 = 64;
+/// Most log entries sent in one append-entries message. The largest entry is
+/// a compare-and-swap carrying two values of [`crate::error::VALUE_SIZE_MAX`]
+/// plus a key, so a message stays under about 8.3 MiB, half of
+/// [`RAFT_MESSAGE_SIZE_MAX`].
+pub const ENTRIES_PER_APPEND_MAX: u64 = 32;
 
 /// Largest encoded consensus message accepted over gRPC.
 pub const RAFT_MESSAGE_SIZE_MAX: usize = 16 * 1024 * 1024;
@@ -46,9 +47,11 @@ pub const SNAPSHOT_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
 pub fn config(cluster_name: &str) -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: cluster_name.to_string(),
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
+        // openraft also uses the heartbeat interval as the time limit of one
+        // append-entries call, so it must cover sending a full batch.
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
         max_payload_entries: ENTRIES_PER_APPEND_MAX,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_SIZE_BYTES,
         ..Default::default()

@@ -7,7 +7,11 @@
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -22,11 +26,30 @@ use super::{NodeId, TypeConfig, RAFT_MESSAGE_SIZE_MAX};
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftMessage;
 
-/// Makes one [`Peer`] per replica this node replicates to.
+/// How long replication to a peer pauses after the peer proved unreachable;
+/// well under the election timeout, so a brief blip costs no election.
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections to peers, shared by every [`Peer`] this node makes: openraft
+/// asks for a new client for each leadership check, and each must not dial
+/// a fresh connection.
+type Connections = Arc<Mutex<BTreeMap<(NodeId, String), RaftClient<Channel>>>>;
+
+/// Makes one [`Peer`] per replica this node talks to.
 #[derive(Debug, Clone)]
 pub struct Network {
-    /// This node's id, for error reports.
-    pub id: NodeId,
+    id: NodeId,
+    connections: Connections,
+}
+
+impl Network {
+    /// The transport of replica `id`.
+    pub fn new(id: NodeId) -> Network {
+        Network {
+            id,
+            connections: Connections::default(),
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -37,26 +60,42 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             id: self.id,
             target,
             addr: node.addr.clone(),
-            client: None,
+            connections: self.connections.clone(),
         }
     }
 }
 
-/// The connection to one peer replica, opened on first use and reopened after
-/// a transport failure.
+/// The link to one peer replica. Its connection is opened on first use,
+/// shared through [`Connections`], and reopened after a transport failure.
 #[derive(Debug)]
 pub struct Peer {
     id: NodeId,
     target: NodeId,
     addr: String,
-    client: Option<RaftClient<Channel>>,
+    connections: Connections,
 }
 
 type RemoteResult<T, E> = Result<T, RaftError<NodeId, E>>;
 
 impl Peer {
+    fn key(&self) -> (NodeId, String) {
+        (self.target, self.addr.clone())
+    }
+
+    fn forget_connection(&self) {
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .remove(&self.key());
+    }
+
     async fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
-        if let Some(client) = &self.client {
+        if let Some(client) = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .get(&self.key())
+        {
             return Ok(client.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
@@ -65,7 +104,10 @@ impl Peer {
         let client = RaftClient::new(channel)
             .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
-        self.client = Some(client.clone());
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .insert(self.key(), client.clone());
         Ok(client)
     }
 
@@ -98,8 +140,10 @@ impl Peer {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => {
                 // The connection may be broken: open a fresh one next time.
-                self.client = None;
-                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+                // The peer answered or the stream broke; either way this is
+                // not proof that the peer is down, so no backoff.
+                self.forget_connection();
+                return Err(RPCError::Network(NetworkError::new(&status)));
             }
             Err(_) => {
                 return Err(RPCError::Timeout(Timeout {
@@ -117,6 +161,10 @@ impl Peer {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

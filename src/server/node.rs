@@ -152,7 +152,7 @@ async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, 
     let raft = ShoalRaft::new(
         config.id,
         raft::config(&config.cluster_name),
-        Network { id: config.id },
+        Network::new(config.id),
         storage.log,
         storage.state_machine,
     )

@@ -45,10 +45,19 @@ impl StateMachineStore {
         self.applied.read().expect("state machine lock poisoned")
     }
 
-    /// How many snapshots this store has installed from a leader.
+    /// Replaces the applied state with a snapshot's.
     fn replace(&self, applied: Applied) {
         *self.applied.write().expect("state machine lock poisoned") = applied;
     }
+}
+
+/// A received snapshot whose contents end at a different log id than its
+/// metadata says.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot contents end at {contents:?} but its metadata says {meta:?}")]
+struct SnapshotMismatch {
+    contents: Option<LogId<NodeId>>,
+    meta: Option<LogId<NodeId>>,
 }
 
 fn io_error(
@@ -145,10 +154,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let applied: Applied = codec::decode(&data).map_err(|e| io_error(Some(meta), &e))?;
-        assert_eq!(
-            applied.last_applied, meta.last_log_id,
-            "snapshot contents disagree with its metadata"
-        );
+        if applied.last_applied != meta.last_log_id {
+            let mismatch = SnapshotMismatch {
+                contents: applied.last_applied,
+                meta: meta.last_log_id,
+            };
+            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &mismatch).into());
+        }
         self.replace(applied);
         *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
             meta: meta.clone(),

@@ -1,0 +1,72 @@
+//! The disk seam: the few file operations Shoal's storage needs.
+//!
+//! Storage never touches the filesystem directly; it goes through a [`Disk`].
+//! [`OsDisk`] is the real one (files under a data directory, `fsync` for real,
+//! directory `fsync` after create, rename and remove). The simulator supplies a
+//! fault-injecting implementation that lives outside the simulated node, so
+//! that what survives a crash is exactly what was synced.
+//!
+//! The contract (what an implementation must honour and storage may assume):
+//! - A file's contents are durable once [`Disk::sync`] on it returns `Ok`.
+//! - A file's *name* (its creation, a rename onto it, a removal) is durable once
+//!   [`Disk::sync_dir`] on its directory returns `Ok`.
+//! - After a crash, unsynced appends may be gone entirely or torn (a prefix of
+//!   them survives, cut at a sector boundary); synced bytes are intact.
+//! - Any operation may fail with an I/O error; a failed `sync` means the data
+//!   may or may not be durable, so callers must not carry on as if it were.
+//!
+//! Paths are relative to the disk's root and use `/` separators.
+
+mod os;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use os::OsDisk;
+
+/// A boxed future returned by [`Disk`] methods.
+pub type DiskFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;
+
+/// A shared disk handle.
+pub type DiskRef = Arc<dyn Disk>;
+
+/// Size of a disk sector: the unit in which a crash may tear a write.
+pub const SECTOR_SIZE_BYTES: usize = 512;
+
+/// The file operations storage needs. See the module docs for the contract.
+pub trait Disk: Debug + Send + Sync + 'static {
+    /// Creates `dir` and any missing parents (durable after `sync_dir` of the
+    /// parent).
+    fn create_dir(&self, dir: &str) -> DiskFuture<'_, ()>;
+
+    /// Creates an empty file, replacing any file of that name.
+    fn create(&self, path: &str) -> DiskFuture<'_, ()>;
+
+    /// Appends `data` to the end of an existing file.
+    fn append<'a>(&'a self, path: &'a str, data: &'a [u8]) -> DiskFuture<'a, ()>;
+
+    /// Reads a whole file.
+    fn read(&self, path: &str) -> DiskFuture<'_, Vec<u8>>;
+
+    /// Cuts a file to `len` bytes.
+    fn truncate(&self, path: &str, len: u64) -> DiskFuture<'_, ()>;
+
+    /// Makes a file's contents durable.
+    fn sync(&self, path: &str) -> DiskFuture<'_, ()>;
+
+    /// Renames a file, replacing any file at `to`.
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> DiskFuture<'a, ()>;
+
+    /// Removes a file. Removing a missing file is not an error.
+    fn remove(&self, path: &str) -> DiskFuture<'_, ()>;
+
+    /// Names of the files directly in `dir`, sorted. A missing directory
+    /// lists as empty.
+    fn list(&self, dir: &str) -> DiskFuture<'_, Vec<String>>;
+
+    /// Makes the names in `dir` (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &str) -> DiskFuture<'_, ()>;
+}

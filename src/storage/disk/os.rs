@@ -1,0 +1,115 @@
+//! The real disk: files under a root directory, with real `fsync`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Disk, DiskFuture};
+
+/// Files under `root`. Blocking calls run on tokio's blocking pool.
+#[derive(Debug, Clone)]
+pub struct OsDisk {
+    root: PathBuf,
+}
+
+impl OsDisk {
+    /// A disk rooted at `root`, which is created if missing.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<OsDisk> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(OsDisk { root })
+    }
+
+    fn path(&self, relative: &str) -> io::Result<PathBuf> {
+        let relative = Path::new(relative);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("path {relative:?} must be relative and plain"),
+            ));
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// Runs blocking file I/O off the async workers.
+    fn blocking<'a, T: Send + 'static>(
+        &'a self,
+        path: &str,
+        f: impl FnOnce(PathBuf) -> io::Result<T> + Send + 'static,
+    ) -> DiskFuture<'a, T> {
+        let path = self.path(path);
+        Box::pin(async move {
+            let path = path?;
+            tokio::task::spawn_blocking(move || f(path))
+                .await
+                .map_err(io::Error::other)?
+        })
+    }
+}
+
+impl Disk for OsDisk {
+    fn create_dir(&self, dir: &str) -> DiskFuture<'_, ()> {
+        self.blocking(dir, |path| fs::create_dir_all(path))
+    }
+
+    fn create(&self, path: &str) -> DiskFuture<'_, ()> {
+        self.blocking(path, |path| File::create(path).map(drop))
+    }
+
+    fn append<'a>(&'a self, path: &'a str, data: &'a [u8]) -> DiskFuture<'a, ()> {
+        let data = data.to_vec();
+        self.blocking(path, move |path| {
+            OpenOptions::new().append(true).open(path)?.write_all(&data)
+        })
+    }
+
+    fn read(&self, path: &str) -> DiskFuture<'_, Vec<u8>> {
+        self.blocking(path, fs::read)
+    }
+
+    fn truncate(&self, path: &str, len: u64) -> DiskFuture<'_, ()> {
+        self.blocking(path, move |path| OpenOptions::new().write(true).open(path)?.set_len(len))
+    }
+
+    fn sync(&self, path: &str) -> DiskFuture<'_, ()> {
+        self.blocking(path, |path| File::open(path)?.sync_all())
+    }
+
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> DiskFuture<'a, ()> {
+        let to = self.path(to);
+        self.blocking(from, move |from| fs::rename(from, to?))
+    }
+
+    fn remove(&self, path: &str) -> DiskFuture<'_, ()> {
+        self.blocking(path, |path| match fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        })
+    }
+
+    fn list(&self, dir: &str) -> DiskFuture<'_, Vec<String>> {
+        self.blocking(dir, |path| {
+            let entries = match fs::read_dir(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                other => other?,
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    fn sync_dir(&self, dir: &str) -> DiskFuture<'_, ()> {
+        self.blocking(dir, |path| File::open(path)?.sync_all())
+    }
+}
