@@ -12,7 +12,9 @@
 //!   run inside the simulator);
 //! - [`rng`], the process's single source of randomness: the simulator's seeded
 //!   generator under madsim, OS-seeded entropy in real mode;
-//! - [`shutdown_signal`], how a node learns it should stop.
+//! - [`shutdown_signal`], how a node learns it should stop;
+//! - [`planted`], the switch for deliberately planted bugs, which exist only in
+//!   simulation builds (in real builds it is the constant `false`).
 //!
 //! **Architecture invariant:** no other file under `src/` mentions `cfg(madsim)`;
 //! `tests/seam.rs` fails if one does.
@@ -71,6 +73,59 @@ pub async fn shutdown_signal() {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
         }
+    }
+}
+
+/// A deliberate bug, compiled into simulation builds only and switched on by
+/// name, so that the simulator can be shown to catch what it exists to catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PlantedBug {
+    /// The log acknowledges writes before they are synced to disk.
+    AckBeforeFsync,
+}
+
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 1] = [PlantedBug::AckBeforeFsync];
+
+    /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::AckBeforeFsync => "ack-before-fsync",
+        }
+    }
+
+    /// The bug with this name.
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+}
+
+/// Whether `bug` is switched on. Simulation builds read the comma-separated
+/// bug names in `SHOAL_PLANTED_BUGS` once per process; real builds always
+/// answer `false`.
+pub fn planted(bug: PlantedBug) -> bool {
+    #[cfg(madsim)]
+    {
+        static PLANTED: std::sync::OnceLock<Vec<PlantedBug>> = std::sync::OnceLock::new();
+        PLANTED
+            .get_or_init(|| {
+                let names = std::env::var("SHOAL_PLANTED_BUGS").unwrap_or_default();
+                names
+                    .split(',')
+                    .filter(|name| !name.trim().is_empty())
+                    .map(|name| {
+                        PlantedBug::from_name(name.trim())
+                            .unwrap_or_else(|| panic!("unknown planted bug {name:?}"))
+                    })
+                    .collect()
+            })
+            .contains(&bug)
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = bug;
+        false
     }
 }
 

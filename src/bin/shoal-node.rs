@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
 use shoal::server::node::{parse_peers, run, NodeConfig};
-use shoal::storage::Storage;
+use shoal::storage::disk::OsDisk;
+use shoal::storage::{Storage, StorageOptions};
 
 /// Run a Shoal node.
 ///
@@ -40,7 +41,8 @@ struct Args {
     #[arg(long)]
     cluster_name: Option<String>,
     /// Start a local group of `--dev-nodes` replicas in this process, on
-    /// 127.0.0.1 ports from `--dev-base-port` up; ignores the other settings.
+    /// 127.0.0.1 ports from `--dev-base-port` up, keeping data under
+    /// `--data-dir` (default: shoal-dev-data); ignores the other settings.
     #[arg(long)]
     dev: bool,
     /// Replicas in the `--dev` group.
@@ -104,6 +106,16 @@ fn load(args: &Args) -> anyhow::Result<(NodeConfig, PathBuf)> {
     Ok((config, data_dir))
 }
 
+/// Opens a replica's storage in `data_dir`.
+async fn open_storage(data_dir: &std::path::Path) -> anyhow::Result<Storage> {
+    let disk = OsDisk::open(data_dir)
+        .with_context(|| format!("opening data dir {}", data_dir.display()))?;
+    let storage = Storage::open(std::sync::Arc::new(disk), &StorageOptions::default(), Default::default())
+        .await
+        .with_context(|| format!("recovering the replica in {}", data_dir.display()))?;
+    Ok(storage)
+}
+
 /// The replicas of a `--dev` group.
 fn dev_group(nodes: u64, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
     if nodes == 0 || nodes > 9 {
@@ -135,10 +147,12 @@ async fn main() -> anyhow::Result<()> {
 
     if args.dev {
         let group = dev_group(args.dev_nodes, args.dev_base_port)?;
+        let data_root = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
         let endpoints: Vec<&str> = group[0].peers.values().map(String::as_str).collect();
         println!(
-            "Shoal dev group of {} replicas (data in memory).",
-            group.len()
+            "Shoal dev group of {} replicas, data in {}.",
+            group.len(),
+            data_root.display()
         );
         println!(
             "Talk to it:  cargo run --bin shoal -- --endpoints {} put hello world",
@@ -149,11 +163,12 @@ async fn main() -> anyhow::Result<()> {
         let mut replicas = Vec::new();
         for config in group {
             let mut stopped = stopped.clone();
+            let storage = open_storage(&data_root.join(config.id.to_string())).await?;
             replicas.push(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                run(config, Storage::in_memory(), shutdown).await
+                run(config, storage, shutdown).await
             }));
         }
         shoal::runtime::shutdown_signal().await;
@@ -165,17 +180,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (config, data_dir) = load(&args)?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    tracing::warn!(
-        data_dir = %data_dir.display(),
-        "this version keeps replica state in memory; a restarted replica catches up from its peers"
-    );
-    run(
-        config,
-        Storage::in_memory(),
-        shoal::runtime::shutdown_signal(),
-    )
-    .await?;
+    let storage = open_storage(&data_dir).await?;
+    run(config, storage, shoal::runtime::shutdown_signal()).await?;
     Ok(())
 }

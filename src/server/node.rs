@@ -132,20 +132,48 @@ pub async fn run(
     let transport = RaftServer::new(RaftService::new(raft.clone()))
         .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
+    // Serve until asked to stop, or until consensus stops on a fatal error
+    // (a failed disk, say): a replica that cannot persist must not serve.
+    let fatal = std::sync::Mutex::new(None);
+    let stop = async {
+        let mut metrics = raft.metrics();
+        tokio::select! {
+            biased;
+            () = shutdown => {}
+            error = fatal_error(&mut metrics) => *fatal.lock().expect("fatal lock") = Some(error),
+        }
+    };
     let served = tonic::transport::Server::builder()
         .add_service(kv)
         .add_service(transport)
-        .serve_with_shutdown(config.listen, shutdown)
+        .serve_with_shutdown(config.listen, stop)
         .await;
 
     tracing::info!(id = config.id, "node stopping");
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(id = config.id, error = %e, "raft did not stop cleanly");
     }
+    if let Some(error) = fatal.into_inner().expect("fatal lock") {
+        return Err(NodeError::Raft(error));
+    }
     served.map_err(|source| NodeError::Serve {
         addr: config.listen,
         source,
     })
+}
+
+/// Resolves when consensus reports a fatal error.
+async fn fatal_error(
+    metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+) -> String {
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "consensus stopped".to_string();
+        }
+    }
 }
 
 async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, NodeError> {

@@ -1,14 +1,56 @@
-//! The Raft log store: entries, the vote and the committed index.
+//! The Raft log store: entries, the vote and the committed index, kept in
+//! memory for reads and made durable in a write-ahead log ([`Wal`]).
+//!
+//! Every change is a [`Record`]. The same [`LogData::apply`] gives a record its
+//! meaning live and during recovery, so the two cannot drift apart.
+//!
+//! Group commit: changes go, in order, to one flusher task that takes every
+//! queued record, writes them in one append, syncs once, and only then
+//! acknowledges them (openraft's flush callback for entries, a reply for votes
+//! and truncations). The vote is therefore durable before a vote is granted,
+//! and an entry before the leader counts this replica for it.
+//!
+//! Segments are rotated when full; each new segment opens with a checkpoint
+//! (vote, committed index, purge point) so that older segments hold nothing
+//! still needed once their entries are purged, and are deleted oldest first.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::io;
 use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, Vote};
+use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::raft::{NodeId, TypeConfig};
+use super::disk::DiskRef;
+use super::wal::{Wal, WalError};
+use super::StorageMetrics;
+use crate::raft::{codec, NodeId, TypeConfig};
+use crate::runtime::{planted, PlantedBug};
+
+/// Directory of the write-ahead log on the disk.
+pub const WAL_DIR: &str = "wal";
+
+/// Most records the flusher writes with one sync.
+const RECORDS_PER_BATCH_MAX: usize = 1024;
+
+/// Most records queued for the flusher before writers wait.
+const RECORDS_QUEUED_MAX: usize = 4096;
+
+/// One durable change to the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Record {
+    Entry(Entry<TypeConfig>),
+    /// Remove entries from this index on.
+    Truncate { from: u64 },
+    /// Remove entries up to and including this one.
+    Purge(LogId<NodeId>),
+    Vote(Vote<NodeId>),
+    Committed(Option<LogId<NodeId>>),
+}
 
 #[derive(Debug, Default)]
 struct LogData {
@@ -18,17 +60,257 @@ struct LogData {
     entries: BTreeMap<u64, Entry<TypeConfig>>,
 }
 
-/// The log of one replica. Clones share the same log (openraft reads it from
-/// the replication tasks while the core appends).
-#[derive(Debug, Clone, Default)]
+impl LogData {
+    /// Gives a record its effect; used live and during recovery.
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Entry(entry) => {
+                let index = entry.log_id.index;
+                if self.last_purged.is_some_and(|p| index <= p.index) {
+                    return;
+                }
+                // Writing index i ends the log there: anything after it
+                // belongs to a log this one has replaced.
+                self.entries.split_off(&index);
+                self.entries.insert(index, entry);
+            }
+            Record::Truncate { from } => {
+                self.entries.split_off(&from);
+            }
+            Record::Purge(log_id) => {
+                if self.last_purged >= Some(log_id) {
+                    return;
+                }
+                self.last_purged = Some(log_id);
+                self.entries = self.entries.split_off(&(log_id.index + 1));
+            }
+            Record::Vote(vote) => self.vote = Some(vote),
+            Record::Committed(committed) => self.committed = committed,
+        }
+    }
+}
+
+/// What the flusher knows to be written: enough to checkpoint a new segment
+/// and to tell which old segments are dead.
+#[derive(Debug, Default)]
+struct Written {
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+    last_purged: Option<LogId<NodeId>>,
+    /// Segment number → highest entry index written to it.
+    segments: BTreeMap<u64, Option<u64>>,
+}
+
+impl Written {
+    fn note(&mut self, record: &Record, segment: u64) {
+        let highest = self.segments.entry(segment).or_default();
+        match record {
+            Record::Entry(entry) => *highest = (*highest).max(Some(entry.log_id.index)),
+            Record::Truncate { .. } => {}
+            Record::Purge(log_id) => self.last_purged = self.last_purged.max(Some(*log_id)),
+            Record::Vote(vote) => self.vote = Some(*vote),
+            Record::Committed(committed) => self.committed = *committed,
+        }
+    }
+
+    /// The records that open a new segment.
+    fn checkpoint(&self) -> Vec<Record> {
+        let mut records = Vec::new();
+        records.extend(self.vote.map(Record::Vote));
+        records.extend(self.committed.map(|c| Record::Committed(Some(c))));
+        records.extend(self.last_purged.map(Record::Purge));
+        records
+    }
+
+    /// Old segments that hold nothing needed: a prefix of the segments
+    /// before the newest whose entries are all purged.
+    fn dead_segments(&self, newest: u64) -> Vec<u64> {
+        let purged = self.last_purged.map(|p| p.index);
+        self.segments
+            .iter()
+            .take_while(|(seq, highest)| **seq < newest && (highest.is_none() || **highest <= purged))
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+}
+
+/// Who is told when a record is durable.
+enum Done {
+    Nothing,
+    Flushed(LogFlushed<TypeConfig>),
+    Reply(oneshot::Sender<io::Result<()>>),
+}
+
+impl Done {
+    fn complete(self, result: &io::Result<()>) {
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        match self {
+            Done::Nothing => {}
+            Done::Flushed(callback) => callback.log_io_completed(result),
+            Done::Reply(reply) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+struct Op {
+    record: Record,
+    done: Done,
+}
+
+/// The log of one replica. Clones share it: openraft reads it from the
+/// replication tasks while the core appends.
+#[derive(Debug, Clone)]
 pub struct LogStore {
     data: Arc<Mutex<LogData>>,
+    writer: mpsc::Sender<Op>,
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Op").field("record", &self.record).finish()
+    }
 }
 
 impl LogStore {
+    /// Recovers the log from `disk` and starts its flusher task.
+    pub async fn open(
+        disk: DiskRef,
+        segment_size_max: u64,
+        metrics: Arc<StorageMetrics>,
+    ) -> Result<LogStore, WalError> {
+        let (wal, segments) = Wal::open(disk, WAL_DIR, segment_size_max).await?;
+        let mut data = LogData::default();
+        let mut written = Written::default();
+        for segment in segments {
+            written.segments.entry(segment.seq).or_default();
+            for (i, payload) in segment.records.iter().enumerate() {
+                // The frame's checksum matched, so a record that does not
+                // decode was written by incompatible code: refuse it.
+                let record: Record = codec::decode(payload).map_err(|e| WalError::Io {
+                    path: format!("{WAL_DIR}/ segment {} record {i}", segment.seq),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e),
+                })?;
+                written.note(&record, segment.seq);
+                data.apply(record);
+            }
+        }
+        tracing::info!(
+            entries = data.entries.len(),
+            last_purged = ?data.last_purged,
+            vote = ?data.vote,
+            "log recovered"
+        );
+        let (writer, queue) = mpsc::channel(RECORDS_QUEUED_MAX);
+        tokio::spawn(flush_loop(wal, written, queue, metrics));
+        Ok(LogStore {
+            data: Arc::new(Mutex::new(data)),
+            writer,
+        })
+    }
+
     fn data(&self) -> MutexGuard<'_, LogData> {
         self.data.lock().expect("log store lock poisoned")
     }
+
+    /// Applies a record in memory and queues it for the disk.
+    async fn submit(&self, record: Record, done: Done) -> io::Result<()> {
+        self.data().apply(record.clone());
+        self.writer
+            .send(Op { record, done })
+            .await
+            .map_err(|_| io::Error::other("the log's flusher has stopped"))
+    }
+
+    /// Submits a record and waits until it is durable.
+    async fn submit_durable(&self, record: Record) -> io::Result<()> {
+        let (reply, durable) = oneshot::channel();
+        self.submit(record, Done::Reply(reply)).await?;
+        durable
+            .await
+            .map_err(|_| io::Error::other("the log's flusher has stopped"))?
+    }
+}
+
+async fn flush_loop(
+    mut wal: Wal,
+    mut written: Written,
+    mut queue: mpsc::Receiver<Op>,
+    metrics: Arc<StorageMetrics>,
+) {
+    let mut failure: Option<String> = None;
+    let mut buffer = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORDS_PER_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Some(reason) = &failure {
+            let result = Err(io::Error::other(format!("the log failed earlier: {reason}")));
+            batch.into_iter().for_each(|op| op.done.complete(&result));
+            continue;
+        }
+
+        buffer.clear();
+        for op in &batch {
+            let payload = codec::encode(&op.record).expect("log records always encode");
+            wal.frame(&payload, &mut buffer);
+            written.note(&op.record, wal.current_seq());
+        }
+        let mut dones: Vec<Done> = batch.into_iter().map(|op| op.done).collect();
+        if planted(PlantedBug::AckBeforeFsync) {
+            dones.drain(..).for_each(|done| done.complete(&Ok(())));
+        }
+        let mut result = write_and_sync(&mut wal, &buffer).await;
+        metrics.record_wal_batch(dones.len(), buffer.len());
+        if result.is_ok() {
+            result = maintain(&mut wal, &mut written, &mut buffer).await;
+        }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "write-ahead log failed; replica stops accepting writes");
+            failure = Some(e.to_string());
+        }
+        dones.into_iter().for_each(|done| done.complete(&result));
+    }
+}
+
+async fn write_and_sync(wal: &mut Wal, framed: &[u8]) -> io::Result<()> {
+    wal.write(framed).await?;
+    wal.sync().await
+}
+
+/// Rotates a full segment (opening the new one with a checkpoint) and deletes
+/// dead segments.
+async fn maintain(wal: &mut Wal, written: &mut Written, buffer: &mut Vec<u8>) -> io::Result<()> {
+    if wal.should_rotate() {
+        let seq = wal.rotate().await?;
+        buffer.clear();
+        for record in written.checkpoint() {
+            let payload = codec::encode(&record).expect("log records always encode");
+            wal.frame(&payload, buffer);
+            written.note(&record, seq);
+        }
+        write_and_sync(wal, buffer).await?;
+    }
+    let dead = written.dead_segments(wal.current_seq());
+    if !dead.is_empty() {
+        wal.remove(&dead).await?;
+        for seq in dead {
+            written.segments.remove(&seq);
+        }
+    }
+    Ok(())
+}
+
+fn write_error(e: io::Error) -> StorageError<NodeId> {
+    StorageIOError::write_logs(&e).into()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -36,12 +318,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self
-            .data()
-            .entries
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        Ok(self.data().entries.range(range).map(|(_, e)| e.clone()).collect())
     }
 }
 
@@ -62,8 +339,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.data().vote = Some(*vote);
-        Ok(())
+        self.submit_durable(Record::Vote(*vote))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -74,8 +352,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
-        self.data().committed = committed;
-        Ok(())
+        // Losing the committed index in a crash is harmless (it is learned
+        // again from the leader), so nobody waits for it to be durable.
+        self.submit(Record::Committed(committed), Done::Nothing)
+            .await
+            .map_err(write_error)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -91,33 +372,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        {
-            let mut data = self.data();
-            for entry in entries {
-                data.entries.insert(entry.log_id.index, entry);
-            }
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
         }
-        callback.log_io_completed(Ok(()));
+        let mut callback = Some(callback);
+        while let Some(entry) = entries.next() {
+            let done = match entries.peek() {
+                Some(_) => Done::Nothing,
+                None => Done::Flushed(callback.take().expect("one callback per append")),
+            };
+            self.submit(Record::Entry(entry), done).await.map_err(write_error)?;
+        }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut data = self.data();
-        data.entries.split_off(&log_id.index);
-        Ok(())
+        self.submit_durable(Record::Truncate { from: log_id.index })
+            .await
+            .map_err(write_error)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut data = self.data();
-        assert!(
-            data.last_purged <= Some(log_id),
-            "purge moves backwards: {:?} after {:?}",
-            log_id,
-            data.last_purged
-        );
-        data.last_purged = Some(log_id);
-        let kept = data.entries.split_off(&(log_id.index + 1));
-        data.entries = kept;
-        Ok(())
+        self.submit_durable(Record::Purge(log_id))
+            .await
+            .map_err(write_error)
     }
 }

@@ -1,7 +1,13 @@
-//! The state machine store: applies committed entries to a [`KvState`],
-//! builds and installs snapshots.
+//! The state machine store: applies committed entries to a [`KvState`] in
+//! memory, and builds, installs and persists snapshots.
+//!
+//! The applied state is made durable only through snapshots: after a crash,
+//! the state is the newest snapshot, and openraft re-applies the committed
+//! entries after it from the log. A snapshot is durable before openraft may
+//! purge the log entries it covers.
 
 use std::io::Cursor;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -11,7 +17,10 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::disk::DiskRef;
 use super::kv::{CommandResult, KvState};
+use super::snapshot::{self, SnapshotError};
+use super::StorageMetrics;
 use crate::raft::{codec, NodeId, TypeConfig};
 
 /// Everything a replica has applied.
@@ -33,13 +42,48 @@ struct StoredSnapshot {
 
 /// The state machine of one replica. Clones share it: the server reads from
 /// it while openraft applies to it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    disk: DiskRef,
+    metrics: Arc<StorageMetrics>,
 }
 
 impl StateMachineStore {
+    /// Recovers the state from the newest snapshot on `disk`, if any.
+    pub async fn open(
+        disk: DiskRef,
+        metrics: Arc<StorageMetrics>,
+    ) -> Result<StateMachineStore, SnapshotError> {
+        let (applied, snapshot) = match snapshot::load_latest(&disk).await? {
+            None => (Applied::default(), None),
+            Some((meta, data)) => {
+                let applied: Applied =
+                    codec::decode(&data).map_err(|e| SnapshotError::Corrupt {
+                        path: snapshot::SNAPSHOT_DIR.to_string(),
+                        offset: 0,
+                        reason: format!("state does not decode: {e}"),
+                    })?;
+                if applied.last_applied != meta.last_log_id {
+                    return Err(SnapshotError::Corrupt {
+                        path: snapshot::SNAPSHOT_DIR.to_string(),
+                        offset: 0,
+                        reason: "state and metadata disagree on the last index".to_string(),
+                    });
+                }
+                tracing::info!(last_log_id = ?meta.last_log_id, "state recovered from snapshot");
+                (applied, Some(StoredSnapshot { meta, data }))
+            }
+        };
+        Ok(StateMachineStore {
+            applied: Arc::new(RwLock::new(applied)),
+            snapshot: Arc::new(Mutex::new(snapshot)),
+            disk,
+            metrics,
+        })
+    }
+
     /// A read view of the applied state. Hold it briefly: appliers wait on it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.applied.read().expect("state machine lock poisoned")
@@ -86,6 +130,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
+        snapshot::write(&self.disk, &meta, &data)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.metrics.snapshots_built.fetch_add(1, Ordering::Relaxed);
         *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
             meta: meta.clone(),
             data: data.clone(),
@@ -161,6 +209,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             return Err(StorageIOError::read_snapshot(Some(meta.signature()), &mismatch).into());
         }
+        snapshot::write(&self.disk, meta, &data)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.metrics.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         self.replace(applied);
         *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
             meta: meta.clone(),

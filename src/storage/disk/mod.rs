@@ -70,3 +70,37 @@ pub trait Disk: Debug + Send + Sync + 'static {
     /// Makes the names in `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &str) -> DiskFuture<'_, ()>;
 }
+
+/// Reads of a damaged file before trusting what it holds.
+const READS_PER_FILE_MAX: usize = 4;
+
+/// A file that could not be read reliably.
+#[derive(Debug, thiserror::Error)]
+pub enum StableReadError {
+    /// The disk failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Every read looked damaged and no two agreed.
+    #[error("reads disagree {READS_PER_FILE_MAX} times in a row")]
+    Unstable,
+}
+
+/// Reads a file. While a read looks damaged, reads again, until two reads
+/// agree: a damaged read may be a transient fault, damage that persists is
+/// believed.
+pub async fn read_stable(
+    disk: &DiskRef,
+    path: &str,
+    looks_damaged: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, StableReadError> {
+    let mut previous: Option<Vec<u8>> = None;
+    for _ in 0..READS_PER_FILE_MAX {
+        let bytes = disk.read(path).await?;
+        if !looks_damaged(&bytes) || previous.as_ref() == Some(&bytes) {
+            return Ok(bytes);
+        }
+        previous = Some(bytes);
+    }
+    Err(StableReadError::Unstable)
+}
+

@@ -1,0 +1,341 @@
+//! The simulated disk: one per replica, held by the harness outside the
+//! simulated node so that it survives kills and restarts.
+//!
+//! It keeps, for every file, the bytes a reader sees (`live`) and the bytes
+//! that would survive a crash (`durable`), and likewise for directory entries.
+//! [`SimDisk::crash`] turns live into durable, dropping unsynced writes or
+//! tearing them at a sector boundary. Seeded faults (rates set by the
+//! scenario) make operations fail, reads return flipped bits, the disk fill up
+//! or I/O take time. All randomness comes from one generator seeded from the
+//! simulation seed, drawn in a deterministic order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use shoal::storage::disk::{Disk, DiskFuture, SECTOR_SIZE_BYTES};
+
+/// Fault rates of a simulated disk. Rates are probabilities per operation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFaults {
+    /// On a crash, the chance that a file's unsynced appends survive torn
+    /// (a random sector-aligned prefix) rather than vanish.
+    #[serde(default)]
+    pub torn_write_rate: f64,
+    /// Chance that a read returns one flipped bit.
+    #[serde(default)]
+    pub read_bitflip_rate: f64,
+    /// Chance that a write (append, create, truncate, rename) fails with EIO.
+    #[serde(default)]
+    pub write_eio_rate: f64,
+    /// Chance that a sync fails with EIO.
+    #[serde(default)]
+    pub sync_eio_rate: f64,
+    /// Chance that a read fails with EIO.
+    #[serde(default)]
+    pub read_eio_rate: f64,
+    /// Capacity in bytes; appends past it fail with ENOSPC.
+    #[serde(default)]
+    pub capacity_bytes: Option<u64>,
+    /// Upper bound of each operation's simulated latency.
+    #[serde(default)]
+    pub latency_ms_max: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inode {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct DiskState {
+    inodes: BTreeMap<u64, Inode>,
+    next_inode: u64,
+    /// Path → inode, as a reader sees it.
+    live_names: BTreeMap<String, u64>,
+    /// Path → inode, as it would survive a crash.
+    durable_names: BTreeMap<String, u64>,
+    dirs: BTreeSet<String>,
+    rng: ChaCha8Rng,
+    faults: DiskFaults,
+    faults_on: bool,
+    stats: DiskStats,
+}
+
+/// What a simulated disk has seen, for reports and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DiskStats {
+    /// Crashes applied.
+    pub crashes: u64,
+    /// Files whose unsynced appends survived torn.
+    pub torn_files: u64,
+    /// Bits flipped in reads.
+    pub bitflips: u64,
+    /// Operations failed with an injected error.
+    pub errors: u64,
+}
+
+/// A simulated disk. Clones share it.
+#[derive(Debug, Clone)]
+pub struct SimDisk {
+    state: Arc<Mutex<DiskState>>,
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+fn not_found(path: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{path}: no such file"))
+}
+
+impl SimDisk {
+    /// An empty disk whose faults draw from a generator seeded with `seed`.
+    pub fn new(seed: u64, faults: DiskFaults) -> SimDisk {
+        SimDisk {
+            state: Arc::new(Mutex::new(DiskState {
+                inodes: BTreeMap::new(),
+                next_inode: 1,
+                live_names: BTreeMap::new(),
+                durable_names: BTreeMap::new(),
+                dirs: BTreeSet::from([String::new()]),
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                faults,
+                faults_on: true,
+                stats: DiskStats::default(),
+            })),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, DiskState> {
+        self.state.lock().expect("sim disk lock")
+    }
+
+    /// Switches injected faults on or off (crash semantics always apply).
+    pub fn set_faults(&self, on: bool) {
+        self.state().faults_on = on;
+    }
+
+    /// What this disk has seen.
+    pub fn stats(&self) -> DiskStats {
+        self.state().stats.clone()
+    }
+
+    /// Applies a crash: names and contents fall back to what was synced,
+    /// except that a file's unsynced appends may survive torn.
+    pub fn crash(&self) {
+        let mut state = self.state();
+        let state = &mut *state;
+        state.stats.crashes += 1;
+        let torn_rate = if state.faults_on { state.faults.torn_write_rate } else { 0.0 };
+        for inode in state.inodes.values_mut() {
+            let appended = inode.live.len() > inode.durable.len() && inode.live.starts_with(&inode.durable);
+            let mut survivor = inode.durable.clone();
+            if appended && state.rng.gen_bool(torn_rate) {
+                let unsynced = &inode.live[inode.durable.len()..];
+                // A torn write keeps whole sectors, counted from the start of
+                // the file, of what was in flight.
+                let start = inode.durable.len();
+                let end = start + state.rng.gen_range(0..=unsynced.len());
+                let end = (end / SECTOR_SIZE_BYTES * SECTOR_SIZE_BYTES).max(start);
+                survivor.extend_from_slice(&inode.live[start..end]);
+                state.stats.torn_files += u64::from(end > start);
+            }
+            inode.live = survivor;
+        }
+        state.live_names = state.durable_names.clone();
+        let referenced: BTreeSet<u64> = state.durable_names.values().copied().collect();
+        state.inodes.retain(|id, _| referenced.contains(id));
+    }
+
+    /// Flips one bit of a file's durable and live contents: damage at rest.
+    pub fn corrupt(&self, path: &str, offset: usize, bit: u8) {
+        let mut state = self.state();
+        let id = state.live_names[path];
+        let inode = state.inodes.get_mut(&id).expect("inode of a named file");
+        inode.live[offset] ^= 1 << bit;
+        if offset < inode.durable.len() {
+            inode.durable[offset] ^= 1 << bit;
+        }
+    }
+
+    /// Total size of live file contents.
+    fn used_bytes(state: &DiskState) -> u64 {
+        state.inodes.values().map(|i| i.live.len() as u64).sum()
+    }
+
+    /// Waits a random latency, then decides whether the operation fails.
+    async fn begin(&self, eio_rate: fn(&DiskFaults) -> f64, what: &str) -> io::Result<()> {
+        let latency = {
+            let mut state = self.state();
+            let max = if state.faults_on { state.faults.latency_ms_max } else { 0 };
+            (max > 0).then(|| Duration::from_micros(state.rng.gen_range(0..=max * 1000)))
+        };
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+        let mut state = self.state();
+        let rate = if state.faults_on { eio_rate(&state.faults) } else { 0.0 };
+        if rate > 0.0 && state.rng.gen_bool(rate) {
+            state.stats.errors += 1;
+            return Err(io::Error::other(format!("{what}: EIO (simulated)")));
+        }
+        Ok(())
+    }
+
+    fn with_inode<T>(&self, path: &str, f: impl FnOnce(&mut DiskState, u64) -> io::Result<T>) -> io::Result<T> {
+        let mut state = self.state();
+        let id = *state.live_names.get(path).ok_or_else(|| not_found(path))?;
+        f(&mut state, id)
+    }
+}
+
+impl Disk for SimDisk {
+    fn create_dir(&self, dir: &str) -> DiskFuture<'_, ()> {
+        let dir = dir.to_string();
+        Box::pin(async move {
+            // Directories are durable at once: Shoal creates them once, at
+            // start, before anything in them matters.
+            let mut state = self.state();
+            let mut prefix = String::new();
+            for part in dir.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                state.dirs.insert(prefix.clone());
+            }
+            Ok(())
+        })
+    }
+
+    fn create(&self, path: &str) -> DiskFuture<'_, ()> {
+        let path = path.to_string();
+        Box::pin(async move {
+            self.begin(|f| f.write_eio_rate, &path).await?;
+            let mut state = self.state();
+            if !state.dirs.contains(split(&path).0) {
+                return Err(not_found(split(&path).0));
+            }
+            let id = state.next_inode;
+            state.next_inode += 1;
+            state.inodes.insert(id, Inode::default());
+            state.live_names.insert(path, id);
+            Ok(())
+        })
+    }
+
+    fn append<'a>(&'a self, path: &'a str, data: &'a [u8]) -> DiskFuture<'a, ()> {
+        Box::pin(async move {
+            self.begin(|f| f.write_eio_rate, path).await?;
+            self.with_inode(path, |state, id| {
+                let capacity = if state.faults_on { state.faults.capacity_bytes } else { None };
+                if let Some(capacity) = capacity {
+                    if SimDisk::used_bytes(state) + data.len() as u64 > capacity {
+                        state.stats.errors += 1;
+                        return Err(io::Error::new(
+                            io::ErrorKind::StorageFull,
+                            format!("{path}: no space left on device (simulated)"),
+                        ));
+                    }
+                }
+                state.inodes.get_mut(&id).expect("inode").live.extend_from_slice(data);
+                Ok(())
+            })
+        })
+    }
+
+    fn read(&self, path: &str) -> DiskFuture<'_, Vec<u8>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            self.begin(|f| f.read_eio_rate, &path).await?;
+            self.with_inode(&path, |state, id| {
+                let mut bytes = state.inodes[&id].live.clone();
+                let rate = if state.faults_on { state.faults.read_bitflip_rate } else { 0.0 };
+                if !bytes.is_empty() && rate > 0.0 && state.rng.gen_bool(rate) {
+                    let at = state.rng.gen_range(0..bytes.len());
+                    bytes[at] ^= 1 << state.rng.gen_range(0..8);
+                    state.stats.bitflips += 1;
+                }
+                Ok(bytes)
+            })
+        })
+    }
+
+    fn truncate(&self, path: &str, len: u64) -> DiskFuture<'_, ()> {
+        let path = path.to_string();
+        Box::pin(async move {
+            self.begin(|f| f.write_eio_rate, &path).await?;
+            self.with_inode(&path, |state, id| {
+                state.inodes.get_mut(&id).expect("inode").live.truncate(len as usize);
+                Ok(())
+            })
+        })
+    }
+
+    fn sync(&self, path: &str) -> DiskFuture<'_, ()> {
+        let path = path.to_string();
+        Box::pin(async move {
+            self.begin(|f| f.sync_eio_rate, &path).await?;
+            self.with_inode(&path, |state, id| {
+                let inode = state.inodes.get_mut(&id).expect("inode");
+                inode.durable = inode.live.clone();
+                Ok(())
+            })
+        })
+    }
+
+    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> DiskFuture<'a, ()> {
+        Box::pin(async move {
+            self.begin(|f| f.write_eio_rate, from).await?;
+            let mut state = self.state();
+            let id = state.live_names.remove(from).ok_or_else(|| not_found(from))?;
+            state.live_names.insert(to.to_string(), id);
+            Ok(())
+        })
+    }
+
+    fn remove(&self, path: &str) -> DiskFuture<'_, ()> {
+        let path = path.to_string();
+        Box::pin(async move {
+            self.begin(|f| f.write_eio_rate, &path).await?;
+            self.state().live_names.remove(&path);
+            Ok(())
+        })
+    }
+
+    fn list(&self, dir: &str) -> DiskFuture<'_, Vec<String>> {
+        let dir = dir.to_string();
+        Box::pin(async move {
+            let state = self.state();
+            Ok(state
+                .live_names
+                .keys()
+                .filter(|path| split(path).0 == dir)
+                .map(|path| split(path).1.to_string())
+                .collect())
+        })
+    }
+
+    fn sync_dir(&self, dir: &str) -> DiskFuture<'_, ()> {
+        let dir = dir.to_string();
+        Box::pin(async move {
+            self.begin(|f| f.sync_eio_rate, &dir).await?;
+            let mut state = self.state();
+            let state = &mut *state;
+            state.durable_names.retain(|path, _| split(path).0 != dir);
+            for (path, id) in &state.live_names {
+                if split(path).0 == dir {
+                    state.durable_names.insert(path.clone(), *id);
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! A segmented write-ahead log of framed records on a [`Disk`].
+//!
+//! Segments are files `DIR/SEQ.wal` (`SEQ` zero-padded to 20 digits), written
+//! strictly in order; records are numbered consecutively across segments (see
+//! [`frame`]). Only the newest segment is ever appended to, and an older one is
+//! always fully synced, so only the newest may end in a torn tail: recovery
+//! cuts it off. Damage anywhere else is corruption: recovery refuses to go on
+//! and names the file and offset.
+//!
+//! The log knows nothing of what its records mean; the Raft log store
+//! ([`super::log_store`]) gives them meaning and decides when old segments are
+//! no longer needed.
+
+use std::io;
+
+use super::disk::{read_stable, DiskRef, StableReadError};
+use super::frame::{self, Tail};
+
+/// Extension of segment files.
+const SEGMENT_SUFFIX: &str = ".wal";
+
+/// Why a log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// The disk failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The disk's error.
+        source: io::Error,
+    },
+    /// A record is damaged where a crash cannot have damaged it.
+    #[error("{path}: corrupt record at offset {offset}")]
+    Corrupt {
+        /// The segment file.
+        path: String,
+        /// Where the damaged record starts.
+        offset: u64,
+    },
+    /// Reads of a damaged file never agreed twice.
+    #[error("{path}: reads of a damaged file never agreed")]
+    Unstable {
+        /// The file.
+        path: String,
+    },
+}
+
+fn io_error(path: &str) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// The records of one segment, as recovered.
+#[derive(Debug)]
+pub struct RecoveredSegment {
+    /// The segment's number.
+    pub seq: u64,
+    /// Its records' payloads, in order.
+    pub records: Vec<Vec<u8>>,
+}
+
+/// An open log, positioned to append after the last good record.
+#[derive(Debug)]
+pub struct Wal {
+    disk: DiskRef,
+    dir: String,
+    /// The segment being appended to: number, path and length.
+    current: (u64, String, u64),
+    next_lsn: u64,
+    /// Segment size past which the owner should [`Wal::rotate`].
+    segment_size_max: u64,
+}
+
+fn segment_path(dir: &str, seq: u64) -> String {
+    format!("{dir}/{seq:020}{SEGMENT_SUFFIX}")
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating it if absent, and returns its records
+    /// segment by segment. A torn tail on the newest segment is cut off.
+    pub async fn open(
+        disk: DiskRef,
+        dir: &str,
+        segment_size_max: u64,
+    ) -> Result<(Wal, Vec<RecoveredSegment>), WalError> {
+        disk.create_dir(dir).await.map_err(io_error(dir))?;
+        let mut seqs = Vec::new();
+        for name in disk.list(dir).await.map_err(io_error(dir))? {
+            if let Some(seq) = name.strip_suffix(SEGMENT_SUFFIX).and_then(|s| s.parse::<u64>().ok()) {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+
+        let mut recovered = Vec::new();
+        let mut next_lsn = 1;
+        let mut current = None;
+        for (i, &seq) in seqs.iter().enumerate() {
+            let path = segment_path(dir, seq);
+            let newest = i + 1 == seqs.len();
+            let first_lsn = next_lsn;
+            let bytes = read_stable(&disk, &path, |bytes| frame::scan(bytes, first_lsn).tail != Tail::Clean)
+                .await
+                .map_err(|e| match e {
+                    StableReadError::Io(source) => WalError::Io { path: path.clone(), source },
+                    StableReadError::Unstable => WalError::Unstable { path: path.clone() },
+                })?;
+            let scan = frame::scan(&bytes, first_lsn);
+            let mut len = bytes.len() as u64;
+            match scan.tail {
+                Tail::Clean => {}
+                Tail::Torn { at } if newest => {
+                    tracing::warn!(path, offset = at, "cutting off a torn tail");
+                    disk.truncate(&path, at as u64).await.map_err(io_error(&path))?;
+                    disk.sync(&path).await.map_err(io_error(&path))?;
+                    len = at as u64;
+                }
+                Tail::Torn { at } | Tail::Corrupt { at } => {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset: at as u64,
+                    })
+                }
+            }
+            next_lsn += scan.records.len() as u64;
+            recovered.push(RecoveredSegment {
+                seq,
+                records: scan.records.into_iter().map(|(_, r)| bytes[r].to_vec()).collect(),
+            });
+            if newest {
+                current = Some((seq, path, len));
+            }
+        }
+        let current = match current {
+            Some(current) => current,
+            None => {
+                let path = segment_path(dir, 1);
+                disk.create(&path).await.map_err(io_error(&path))?;
+                disk.sync_dir(dir).await.map_err(io_error(dir))?;
+                recovered.push(RecoveredSegment {
+                    seq: 1,
+                    records: Vec::new(),
+                });
+                (1, path, 0)
+            }
+        };
+        let wal = Wal {
+            disk,
+            dir: dir.to_string(),
+            current,
+            next_lsn,
+            segment_size_max,
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Frames `payload` as the next record into `out`; [`Wal::write`] it.
+    pub fn frame(&mut self, payload: &[u8], out: &mut Vec<u8>) {
+        frame::encode(self.next_lsn, payload, out);
+        self.next_lsn += 1;
+    }
+
+    /// Appends framed records to the newest segment (not yet durable).
+    pub async fn write(&mut self, framed: &[u8]) -> io::Result<()> {
+        self.disk.append(&self.current.1, framed).await?;
+        self.current.2 += framed.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn sync(&mut self) -> io::Result<()> {
+        self.disk.sync(&self.current.1).await
+    }
+
+    /// The newest segment's number.
+    pub fn current_seq(&self) -> u64 {
+        self.current.0
+    }
+
+    /// Whether the newest segment has grown past its size limit.
+    pub fn should_rotate(&self) -> bool {
+        self.current.2 >= self.segment_size_max
+    }
+
+    /// Starts a new segment. Everything written must be synced first: only
+    /// the newest segment may have an unsynced (tearable) tail.
+    pub async fn rotate(&mut self) -> io::Result<u64> {
+        let seq = self.current.0 + 1;
+        let path = segment_path(&self.dir, seq);
+        self.disk.create(&path).await?;
+        self.disk.sync_dir(&self.dir).await?;
+        self.current = (seq, path, 0);
+        Ok(seq)
+    }
+
+    /// Deletes old segments, which must precede the newest one.
+    pub async fn remove(&mut self, seqs: &[u64]) -> io::Result<()> {
+        for &seq in seqs {
+            assert!(seq < self.current.0, "removing the newest segment {seq}");
+            self.disk.remove(&segment_path(&self.dir, seq)).await?;
+        }
+        self.disk.sync_dir(&self.dir).await
+    }
+}
