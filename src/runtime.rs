@@ -76,6 +76,22 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Runs blocking work (file I/O) where it does not stall the async workers:
+/// tokio's blocking pool in real mode, inline in the simulator (which has no
+/// real blocking work: its disk is simulated).
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    #[cfg(madsim)]
+    {
+        work()
+    }
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(work)
+            .await
+            .expect("blocking work panicked")
+    }
+}
+
 /// A deliberate bug, compiled into simulation builds only and switched on by
 /// name, so that the simulator can be shown to catch what it exists to catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,25 +1,45 @@
 //! A simulated Shoal group: each replica is a madsim node running the same
-//! `shoal::server::node::run` as the real binary, with its storage held here,
-//! outside the node, so that a killed and restarted node finds its state as a
-//! disk would keep it.
+//! `shoal::server::node::run` as the real binary, on a [`SimDisk`] held here,
+//! outside the node. Every start of a replica begins by applying crash
+//! semantics to its disk, so a killed and restarted replica finds exactly
+//! what it had synced.
+//!
+//! Each replica's start-up loop acts like a process supervisor: if storage
+//! refuses to open or the node stops on a fatal error (a failed disk), it
+//! waits and starts again from the disk as a crash would leave it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
+use rand::Rng;
 use shoal::client::{Client, ClientConfig};
 use shoal::raft::NodeId;
 use shoal::server::node::{run, NodeConfig};
 use shoal::storage::state_machine::Applied;
-use shoal::storage::Storage;
+use shoal::storage::{Storage, StorageMetrics, StorageOpenError, StorageOptions};
+
+use crate::disk::{DiskFaults, SimDisk};
+use crate::scenario::ClusterSpec;
+
+/// Pause before a supervisor starts a replica that stopped on an error.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Port every simulated replica serves on.
 const PORT: u16 = 7000;
 
 struct Replica {
     node: NodeHandle,
-    storage: Storage,
+    disk: SimDisk,
+    metrics: Arc<StorageMetrics>,
+    /// The storage of the replica's current incarnation.
+    storage: Arc<Mutex<Option<Storage>>>,
+    /// Why the replica's storage refused to open because of damage: never
+    /// expected, since the simulated disk damages only unsynced tails.
+    corruption: Arc<Mutex<Vec<String>>>,
 }
 
 /// A running simulated group.
@@ -39,8 +59,10 @@ fn replica_addr(id: NodeId) -> SocketAddr {
 }
 
 impl Cluster {
-    /// Starts `replicas` replicas with ids 1..=replicas.
-    pub fn start(replicas: u64) -> Cluster {
+    /// Starts the replicas of `spec` with ids 1..=replicas, each on a fresh
+    /// simulated disk with `faults`.
+    pub fn start(spec: &ClusterSpec, faults: &DiskFaults) -> Cluster {
+        let replicas = spec.replicas;
         assert!(
             (1..=254).contains(&replicas),
             "replicas out of range: {replicas}"
@@ -61,36 +83,86 @@ impl Cluster {
             clients_made: 0,
         };
         for id in 1..=replicas {
-            cluster.add_replica(id);
+            cluster.add_replica(id, spec, faults);
         }
         cluster
     }
 
-    fn add_replica(&mut self, id: NodeId) {
-        let config = NodeConfig {
-            id,
-            listen: replica_addr(id),
-            peers: self.peers.clone(),
-            cluster_name: "sim".to_string(),
-        };
-        let storage = Storage::in_memory();
-        let node_storage = storage.clone();
+    fn add_replica(&mut self, id: NodeId, spec: &ClusterSpec, faults: &DiskFaults) {
+        let mut config = NodeConfig::new(id, replica_addr(id), self.peers.clone());
+        config.cluster_name = "sim".to_string();
+        if let Some(every) = spec.snapshot_every_entries {
+            config.snapshot_every_entries = every;
+        }
+        if let Some(kept) = spec.entries_kept_after_snapshot {
+            config.entries_kept_after_snapshot = kept;
+        }
+        let mut options = StorageOptions::default();
+        if let Some(size) = spec.wal_segment_size_max {
+            options.wal_segment_size_max = size;
+        }
+        let disk = SimDisk::new(shoal::runtime::rng().gen(), faults.clone());
+        let metrics = Arc::new(StorageMetrics::default());
+        let slot: Arc<Mutex<Option<Storage>>> = Arc::default();
+        let corruption: Arc<Mutex<Vec<String>>> = Arc::default();
+        let replica = (
+            disk.clone(),
+            metrics.clone(),
+            slot.clone(),
+            corruption.clone(),
+        );
         let node = self
             .handle
             .create_node()
             .name(format!("replica-{id}"))
             .ip(replica_addr(id).ip())
             .init(move || {
-                let (config, storage) = (config.clone(), node_storage.clone());
+                let (config, options, disk) = (config.clone(), options.clone(), disk.clone());
+                let (metrics, slot, corruption) =
+                    (metrics.clone(), slot.clone(), corruption.clone());
                 async move {
-                    let shutdown = shoal::runtime::shutdown_signal();
-                    if let Err(e) = run(config, storage, shutdown).await {
-                        tracing::error!(id, error = %e, "replica stopped with an error");
+                    loop {
+                        // Whatever this replica had not synced died with its
+                        // previous incarnation.
+                        disk.crash();
+                        let opened =
+                            Storage::open(Arc::new(disk.clone()), &options, metrics.clone()).await;
+                        let storage = match opened {
+                            Ok(storage) => storage,
+                            Err(e) => {
+                                tracing::warn!(id, error = %e, "storage refused to open");
+                                if is_corruption(&e) {
+                                    corruption
+                                        .lock()
+                                        .expect("corruption lock")
+                                        .push(e.to_string());
+                                }
+                                tokio::time::sleep(RESTART_PAUSE).await;
+                                continue;
+                            }
+                        };
+                        *slot.lock().expect("storage slot") = Some(storage.clone());
+                        match run(config.clone(), storage, shoal::runtime::shutdown_signal()).await
+                        {
+                            Ok(()) => return,
+                            Err(e) => tracing::warn!(id, error = %e, "replica stopped; restarting"),
+                        }
+                        tokio::time::sleep(RESTART_PAUSE).await;
                     }
                 }
             })
             .build();
-        self.replicas.insert(id, Replica { node, storage });
+        let (disk, metrics, storage, corruption) = replica;
+        self.replicas.insert(
+            id,
+            Replica {
+                node,
+                disk,
+                metrics,
+                storage,
+                corruption,
+            },
+        );
     }
 
     /// Replica ids, in order.
@@ -175,8 +247,56 @@ impl Cluster {
         .await
     }
 
-    /// What replica `id` has applied, read straight from its storage.
+    /// What replica `id` has applied, read straight from its storage
+    /// (empty if it has not opened its storage yet).
     pub fn applied(&self, id: NodeId) -> Applied {
-        self.replicas[&id].storage.state_machine.read().clone()
+        let slot = self.replicas[&id].storage.lock().expect("storage slot");
+        slot.as_ref()
+            .map(|s| s.state_machine.read().clone())
+            .unwrap_or_default()
     }
+
+    /// Snapshots installed from a leader, over all replicas and incarnations.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.replicas
+            .values()
+            .map(|r| r.metrics.snapshots_installed.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Times a replica's storage refused to open because of damage.
+    pub fn corruption_reports(&self) -> Vec<String> {
+        self.replicas
+            .values()
+            .flat_map(|r| r.corruption.lock().expect("corruption lock").clone())
+            .collect()
+    }
+
+    /// Switches disk faults off on every replica.
+    pub fn heal_disks(&self) {
+        for replica in self.replicas.values() {
+            replica.disk.set_faults(false);
+        }
+    }
+
+    /// Injected disk faults so far, summed over replicas: (torn files, bit
+    /// flips, errors).
+    pub fn disk_fault_counts(&self) -> (u64, u64, u64) {
+        self.replicas
+            .values()
+            .map(|r| r.disk.stats())
+            .fold((0, 0, 0), |acc, s| {
+                (acc.0 + s.torn_files, acc.1 + s.bitflips, acc.2 + s.errors)
+            })
+    }
+}
+
+fn is_corruption(error: &StorageOpenError) -> bool {
+    use shoal::storage::snapshot::SnapshotError;
+    use shoal::storage::wal::WalError;
+    matches!(
+        error,
+        StorageOpenError::Wal(WalError::Corrupt { .. } | WalError::Unstable { .. })
+            | StorageOpenError::Snapshot(SnapshotError::Corrupt { .. })
+    )
 }

@@ -133,9 +133,14 @@ impl SimDisk {
         let mut state = self.state();
         let state = &mut *state;
         state.stats.crashes += 1;
-        let torn_rate = if state.faults_on { state.faults.torn_write_rate } else { 0.0 };
+        let torn_rate = if state.faults_on {
+            state.faults.torn_write_rate
+        } else {
+            0.0
+        };
         for inode in state.inodes.values_mut() {
-            let appended = inode.live.len() > inode.durable.len() && inode.live.starts_with(&inode.durable);
+            let appended =
+                inode.live.len() > inode.durable.len() && inode.live.starts_with(&inode.durable);
             let mut survivor = inode.durable.clone();
             if appended && state.rng.gen_bool(torn_rate) {
                 let unsynced = &inode.live[inode.durable.len()..];
@@ -174,14 +179,22 @@ impl SimDisk {
     async fn begin(&self, eio_rate: fn(&DiskFaults) -> f64, what: &str) -> io::Result<()> {
         let latency = {
             let mut state = self.state();
-            let max = if state.faults_on { state.faults.latency_ms_max } else { 0 };
+            let max = if state.faults_on {
+                state.faults.latency_ms_max
+            } else {
+                0
+            };
             (max > 0).then(|| Duration::from_micros(state.rng.gen_range(0..=max * 1000)))
         };
         if let Some(latency) = latency {
             tokio::time::sleep(latency).await;
         }
         let mut state = self.state();
-        let rate = if state.faults_on { eio_rate(&state.faults) } else { 0.0 };
+        let rate = if state.faults_on {
+            eio_rate(&state.faults)
+        } else {
+            0.0
+        };
         if rate > 0.0 && state.rng.gen_bool(rate) {
             state.stats.errors += 1;
             return Err(io::Error::other(format!("{what}: EIO (simulated)")));
@@ -189,7 +202,11 @@ impl SimDisk {
         Ok(())
     }
 
-    fn with_inode<T>(&self, path: &str, f: impl FnOnce(&mut DiskState, u64) -> io::Result<T>) -> io::Result<T> {
+    fn with_inode<T>(
+        &self,
+        path: &str,
+        f: impl FnOnce(&mut DiskState, u64) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut state = self.state();
         let id = *state.live_names.get(path).ok_or_else(|| not_found(path))?;
         f(&mut state, id)
@@ -235,7 +252,11 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.write_eio_rate, path).await?;
             self.with_inode(path, |state, id| {
-                let capacity = if state.faults_on { state.faults.capacity_bytes } else { None };
+                let capacity = if state.faults_on {
+                    state.faults.capacity_bytes
+                } else {
+                    None
+                };
                 if let Some(capacity) = capacity {
                     if SimDisk::used_bytes(state) + data.len() as u64 > capacity {
                         state.stats.errors += 1;
@@ -245,7 +266,12 @@ impl Disk for SimDisk {
                         ));
                     }
                 }
-                state.inodes.get_mut(&id).expect("inode").live.extend_from_slice(data);
+                state
+                    .inodes
+                    .get_mut(&id)
+                    .expect("inode")
+                    .live
+                    .extend_from_slice(data);
                 Ok(())
             })
         })
@@ -257,7 +283,11 @@ impl Disk for SimDisk {
             self.begin(|f| f.read_eio_rate, &path).await?;
             self.with_inode(&path, |state, id| {
                 let mut bytes = state.inodes[&id].live.clone();
-                let rate = if state.faults_on { state.faults.read_bitflip_rate } else { 0.0 };
+                let rate = if state.faults_on {
+                    state.faults.read_bitflip_rate
+                } else {
+                    0.0
+                };
                 if !bytes.is_empty() && rate > 0.0 && state.rng.gen_bool(rate) {
                     let at = state.rng.gen_range(0..bytes.len());
                     bytes[at] ^= 1 << state.rng.gen_range(0..8);
@@ -273,7 +303,12 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.write_eio_rate, &path).await?;
             self.with_inode(&path, |state, id| {
-                state.inodes.get_mut(&id).expect("inode").live.truncate(len as usize);
+                state
+                    .inodes
+                    .get_mut(&id)
+                    .expect("inode")
+                    .live
+                    .truncate(len as usize);
                 Ok(())
             })
         })
@@ -295,7 +330,10 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.write_eio_rate, from).await?;
             let mut state = self.state();
-            let id = state.live_names.remove(from).ok_or_else(|| not_found(from))?;
+            let id = state
+                .live_names
+                .remove(from)
+                .ok_or_else(|| not_found(from))?;
             state.live_names.insert(to.to_string(), id);
             Ok(())
         })

@@ -15,10 +15,14 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The client number of writes made in the liveness phase, after every fault
+/// is over.
+pub const LIVENESS_CLIENT: u32 = u32::MAX;
+
 /// One client write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOp {
-    /// Which client (0-based).
+    /// Which client (0-based; [`LIVENESS_CLIENT`] for the liveness phase).
     pub client: u32,
     /// The key written.
     pub key: Bytes,

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod cluster;
+pub mod disk;
 pub mod history;
 pub mod run;
 pub mod scenario;

@@ -49,6 +49,13 @@ mod runner {
             /// Run every seed twice and require identical digests.
             #[arg(long)]
             check_determinism: bool,
+            /// Switch on a planted bug (repeatable): the sweep is then
+            /// expected to fail. Names: ack-before-fsync.
+            #[arg(long)]
+            plant: Vec<String>,
+            /// Succeed only if some seed fails (for planted-bug self-tests).
+            #[arg(long)]
+            expect_failure: bool,
         },
         /// Run one seed in this process and print its full report.
         Seed {
@@ -68,7 +75,23 @@ mod runner {
                 seeds,
                 jobs,
                 check_determinism,
-            } => sweep(&scenario, &seeds, jobs, check_determinism),
+                plant,
+                expect_failure,
+            } => plant_bugs(&plant).and_then(|()| {
+                let passed = sweep(&scenario, &seeds, jobs, check_determinism)?;
+                if expect_failure {
+                    println!(
+                        "{}",
+                        if passed {
+                            "expected a failure: none found"
+                        } else {
+                            "failure found, as expected"
+                        }
+                    );
+                    return Ok(!passed);
+                }
+                Ok(passed)
+            }),
             Cmd::Seed { scenario, seed } => one_seed(&scenario, seed),
         };
         match result {
@@ -79,6 +102,24 @@ mod runner {
                 ExitCode::from(2)
             }
         }
+    }
+
+    /// Log lines shown for a failed seed (the replay shows them all).
+    const LOG_LINES_SHOWN: usize = 8;
+
+    /// Switches on planted bugs for the seed processes this runner starts.
+    fn plant_bugs(names: &[String]) -> anyhow::Result<()> {
+        for name in names {
+            if shoal::runtime::PlantedBug::from_name(name).is_none() {
+                bail!("unknown planted bug {name:?}");
+            }
+        }
+        if !names.is_empty() {
+            // Read by the seed processes, which inherit the environment.
+            std::env::set_var("SHOAL_PLANTED_BUGS", names.join(","));
+            println!("planted bugs: {}", names.join(", "));
+        }
+        Ok(())
     }
 
     /// Parses `N`, `A..B` or `A..=B`.
@@ -113,7 +154,10 @@ mod runner {
         digest: Option<String>,
         simulated_s: f64,
         acked: u64,
-        output: String,
+        /// The seed's report (faults, violations).
+        report: String,
+        /// The seed's log output.
+        log: String,
     }
 
     fn spawn_seed(scenario: &Path, seed: u64) -> anyhow::Result<Child> {
@@ -154,7 +198,8 @@ mod runner {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0.0),
             acked: field("acked").and_then(|s| s.parse().ok()).unwrap_or(0),
-            output: format!("{stdout}{stderr}"),
+            report: stdout,
+            log: stderr,
         })
     }
 
@@ -234,17 +279,24 @@ mod runner {
         let acked: u64 = results.iter().map(|(_, _, r)| r.acked).sum();
         for result in &failed {
             println!("\n=== seed {} failed ===", result.seed);
-            let excerpt: Vec<&str> = result
-                .output
-                .lines()
-                .filter(|l| !l.starts_with("RESULT "))
-                .collect();
-            let tail = excerpt.len().saturating_sub(25);
-            for line in &excerpt[tail..] {
+            for line in result.report.lines().filter(|l| !l.starts_with("RESULT ")) {
                 println!("  {line}");
             }
+            let log: Vec<&str> = result.log.lines().collect();
+            if !log.is_empty() {
+                println!("  last log lines:");
+                for line in &log[log.len().saturating_sub(LOG_LINES_SHOWN)..] {
+                    println!("    {line}");
+                }
+            }
+            let planted = std::env::var("SHOAL_PLANTED_BUGS").unwrap_or_default();
             println!(
-                "replay: cargo replay {} --seed {}",
+                "replay: {}cargo replay {} --seed {}",
+                if planted.is_empty() {
+                    String::new()
+                } else {
+                    format!("SHOAL_PLANTED_BUGS={planted} ")
+                },
                 scenario.display(),
                 result.seed
             );

@@ -1,17 +1,19 @@
 //! Runs one scenario under one seed, inside the simulator, and checks it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rand::seq::SliceRandom;
 use rand::Rng;
+use shoal::raft::NodeId;
 
 use crate::check::{self, Violation};
 use crate::cluster::Cluster;
-use crate::history::{FaultEvent, History, Outcome};
-use crate::scenario::Scenario;
+use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
+use crate::scenario::{KillTarget, Scenario};
 use crate::workload::write_once;
 
 /// How long replicas get to agree after the workload ends.
@@ -99,7 +101,8 @@ impl Report {
 /// Runs `scenario` in the current simulation (the seed is the runtime's).
 pub async fn run(scenario: &Scenario) -> Report {
     let t0 = tokio::time::Instant::now();
-    let mut cluster = Cluster::start(scenario.cluster.replicas);
+    let disk_faults = scenario.faults.disk.clone().unwrap_or_default();
+    let mut cluster = Cluster::start(&scenario.cluster, &disk_faults);
     let history = Arc::new(Mutex::new(History::default()));
     let acked = Arc::new(AtomicU32::new(0));
 
@@ -122,63 +125,176 @@ pub async fn run(scenario: &Scenario) -> Report {
         )));
     }
 
-    let mut fault_at = None;
-    if let Some(kill) = &scenario.faults.leader_kill {
-        let all_done =
-            || history.lock().expect("history lock").writes.len() as u32 >= scenario.workload.keys;
-        while acked.load(Ordering::Relaxed) < kill.after_acks && !all_done() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if let Some(leader) = cluster.leader(Duration::from_secs(5)).await {
-            let at = t0.elapsed();
-            cluster.kill(leader);
-            record(&history, at, format!("kill replica {leader} (leader)"));
-            fault_at = Some(at);
-            tokio::time::sleep(Duration::from_millis(kill.down_ms)).await;
-            cluster.restart(leader);
-            record(&history, t0.elapsed(), format!("restart replica {leader}"));
-        } else {
-            record(
-                &history,
-                t0.elapsed(),
-                "no leader found to kill".to_string(),
-            );
-        }
+    let nemesis = Nemesis {
+        cluster: &cluster,
+        history: &history,
+        t0,
+    };
+    let first_fault = nemesis.run(scenario, &acked).await;
+    cluster.heal_disks();
+    if scenario.faults != Default::default() {
+        nemesis.record(format!(
+            "all faults healed ({:?} torn files, bit flips, I/O errors injected)",
+            cluster.disk_fault_counts()
+        ));
     }
 
     for client in clients {
         client.await.expect("client task panicked");
     }
-
     tracing::info!(at = ?t0.elapsed(), "workload done");
+
+    let liveness = liveness_phase(&cluster, scenario.checks.liveness_writes, t0).await;
+    history
+        .lock()
+        .expect("history lock")
+        .writes
+        .extend(liveness);
+    tracing::info!(at = ?t0.elapsed(), "liveness phase done");
+
     let replicas = converged_state(&cluster).await;
-    tracing::info!(at = ?t0.elapsed(), "replicas compared");
     let history = history.lock().expect("history lock").clone();
     let reads = read_back(&cluster, &history).await;
-    tracing::info!(at = ?t0.elapsed(), "acknowledged writes read back");
+    tracing::info!(at = ?t0.elapsed(), "written keys read back");
 
-    let violations = [
+    let mut checks = vec![
         check::durability::check(&history, &reads),
         check::convergence::check(&replicas),
-        check::progress::check(&history, fault_at),
-    ]
-    .into_iter()
-    .filter_map(Result::err)
-    .collect();
+        check::progress::check(&history, scenario.checks.all_writes_succeed, first_fault),
+    ];
+    if scenario.checks.snapshot_installed {
+        checks.push(check::progress::snapshot_installed(
+            cluster.snapshots_installed(),
+        ));
+    }
+    if let Some(report) = cluster.corruption_reports().first() {
+        checks.push(Err(Violation {
+            checker: "recovery",
+            detail: format!("a replica found corruption the simulated disk never causes: {report}"),
+        }));
+    }
     Report {
         history,
-        violations,
+        violations: checks.into_iter().filter_map(Result::err).collect(),
         simulated: t0.elapsed(),
     }
 }
 
-fn record(history: &Mutex<History>, at: Duration, what: String) {
-    tracing::info!(?at, %what, "fault");
-    history
-        .lock()
-        .expect("history lock")
-        .faults
-        .push(FaultEvent { at, what });
+/// Injects the scenario's faults and records them in the history.
+struct Nemesis<'a> {
+    cluster: &'a Cluster,
+    history: &'a Mutex<History>,
+    t0: tokio::time::Instant,
+}
+
+impl Nemesis<'_> {
+    fn record(&self, what: String) {
+        let at = self.t0.elapsed();
+        tracing::info!(?at, %what, "nemesis");
+        self.history
+            .lock()
+            .expect("history lock")
+            .faults
+            .push(FaultEvent { at, what });
+    }
+
+    /// Runs the kill events, then chaos. Returns when the first fault struck.
+    async fn run(&self, scenario: &Scenario, acked: &AtomicU32) -> Option<Duration> {
+        let mut first = None;
+        let workload_done = || {
+            self.history.lock().expect("history lock").writes.len() as u32 >= scenario.workload.keys
+        };
+        for event in &scenario.faults.kill {
+            while acked.load(Ordering::Relaxed) < event.after_acks && !workload_done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let victims = self.pick(event.target).await;
+            first = first.or(Some(self.t0.elapsed()));
+            self.kill_for(&victims, event.down_ms).await;
+        }
+        if let Some(chaos) = &scenario.faults.chaos {
+            let until = self.t0 + Duration::from_millis(chaos.until_ms);
+            loop {
+                let wait =
+                    shoal::runtime::rng().gen_range(chaos.every_ms / 2..=chaos.every_ms * 3 / 2);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                if tokio::time::Instant::now() >= until {
+                    break;
+                }
+                let target = if shoal::runtime::rng().gen_bool(chaos.majority_rate) {
+                    KillTarget::Majority
+                } else {
+                    KillTarget::Random
+                };
+                let victims = self.pick(target).await;
+                first = first.or(Some(self.t0.elapsed()));
+                self.kill_for(&victims, chaos.down_ms).await;
+            }
+        }
+        first
+    }
+
+    async fn pick(&self, target: KillTarget) -> Vec<NodeId> {
+        let mut ids = self.cluster.ids();
+        let mut rng = shoal::runtime::rng();
+        match target {
+            KillTarget::Random => vec![ids[rng.gen_range(0..ids.len())]],
+            KillTarget::Majority => {
+                ids.shuffle(&mut rng);
+                ids.truncate(ids.len() / 2 + 1);
+                ids.sort_unstable();
+                ids
+            }
+            KillTarget::Leader | KillTarget::Follower => {
+                let leader = self.cluster.leader(Duration::from_secs(5)).await;
+                let pool: Vec<NodeId> = match (target, leader) {
+                    (KillTarget::Leader, Some(leader)) => vec![leader],
+                    (_, leader) => ids.into_iter().filter(|id| Some(*id) != leader).collect(),
+                };
+                vec![pool[shoal::runtime::rng().gen_range(0..pool.len())]]
+            }
+        }
+    }
+
+    async fn kill_for(&self, victims: &[NodeId], down_ms: u64) {
+        for &id in victims {
+            self.cluster.kill(id);
+        }
+        self.record(format!("kill replicas {victims:?}"));
+        tokio::time::sleep(Duration::from_millis(down_ms)).await;
+        for &id in victims {
+            self.cluster.restart(id);
+        }
+        self.record(format!("restart replicas {victims:?}"));
+    }
+}
+
+/// After every fault is over, a fresh client writes `writes` keys; the
+/// progress checker requires all of them to succeed.
+async fn liveness_phase(cluster: &Cluster, writes: u32, t0: tokio::time::Instant) -> Vec<WriteOp> {
+    cluster
+        .observe(move |mut client| async move {
+            let mut ops = Vec::new();
+            for i in 0..writes {
+                let key = Bytes::from(format!("live-{i:04}"));
+                let value = Bytes::from(format!("after-heal-{i}"));
+                let start = t0.elapsed();
+                let outcome = match client.put(key.clone(), value.clone()).await {
+                    Ok(()) => Outcome::Ok,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                ops.push(WriteOp {
+                    client: LIVENESS_CLIENT,
+                    key,
+                    value,
+                    start,
+                    end: t0.elapsed(),
+                    outcome,
+                });
+            }
+            ops
+        })
+        .await
 }
 
 /// Waits until every replica has applied the same log prefix (or the wait
@@ -201,14 +317,10 @@ async fn converged_state(cluster: &Cluster) -> Vec<(u64, shoal::storage::state_m
     }
 }
 
-/// Reads back every acknowledged key through a client.
+/// Reads back every key the history wrote through a client (a read that
+/// fails counts as absent).
 async fn read_back(cluster: &Cluster, history: &History) -> BTreeMap<Bytes, Option<Bytes>> {
-    let keys: Vec<Bytes> = history
-        .writes
-        .iter()
-        .filter(|op| op.outcome == Outcome::Ok)
-        .map(|op| op.key.clone())
-        .collect();
+    let keys: BTreeSet<Bytes> = history.writes.iter().map(|op| op.key.clone()).collect();
     cluster
         .observe(move |mut client| async move {
             let mut reads = BTreeMap::new();

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::disk::DiskFaults;
+
 /// A parsed, validated scenario.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Short name, shown in reports.
@@ -21,6 +23,9 @@ pub struct Scenario {
     /// What goes wrong.
     #[serde(default)]
     pub faults: FaultSpec,
+    /// What must hold.
+    #[serde(default)]
+    pub checks: CheckSpec,
     /// Simulated seconds the run may take before it counts as stuck.
     #[serde(default = "default_time_limit_s")]
     pub time_limit_s: u64,
@@ -30,12 +35,18 @@ fn default_time_limit_s() -> u64 {
     120
 }
 
-/// Topology.
+/// Topology and the replicas' settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Replicas in the group (1..=9).
     pub replicas: u64,
+    /// Override of the node setting of the same name.
+    pub snapshot_every_entries: Option<u64>,
+    /// Override of the node setting of the same name.
+    pub entries_kept_after_snapshot: Option<u64>,
+    /// Write-ahead log segment size (small values exercise rotation).
+    pub wal_segment_size_max: Option<u64>,
 }
 
 /// The write-once workload: `clients` clients write `keys` distinct keys
@@ -56,22 +67,89 @@ fn default_value_size_bytes() -> usize {
     64
 }
 
-/// Faults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Faults. Kill events run first, in order, then chaos; disk faults are on
+/// from the start until every fault is over.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
-    /// Kill the leader in the middle of the traffic, then restart it.
-    pub leader_kill: Option<LeaderKill>,
+    /// Kills triggered by workload progress.
+    #[serde(default)]
+    pub kill: Vec<KillEvent>,
+    /// Random kills at random times.
+    pub chaos: Option<Chaos>,
+    /// Simulated disk faults.
+    pub disk: Option<DiskFaults>,
 }
 
-/// Kill the leader once some writes are acknowledged; restart it later.
+/// Which replicas a kill hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KillTarget {
+    /// The current leader.
+    Leader,
+    /// One replica that is not the leader.
+    Follower,
+    /// Any one replica.
+    Random,
+    /// A majority of the replicas at once.
+    Majority,
+}
+
+/// Kill replicas once some writes are acknowledged; restart them later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LeaderKill {
+pub struct KillEvent {
+    /// Whom to kill.
+    pub target: KillTarget,
     /// Acknowledged writes before the kill.
     pub after_acks: u32,
-    /// Simulated milliseconds the killed leader stays down.
+    /// Simulated milliseconds the killed replicas stay down.
     pub down_ms: u64,
+}
+
+/// Kill random replicas, now and then, for a while.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chaos {
+    /// Mean simulated milliseconds between kills.
+    pub every_ms: u64,
+    /// Simulated milliseconds a killed replica stays down.
+    pub down_ms: u64,
+    /// Simulated time after which chaos stops.
+    pub until_ms: u64,
+    /// Chance that a kill takes down a majority instead of one replica.
+    #[serde(default)]
+    pub majority_rate: f64,
+}
+
+/// What the run must show besides durability and convergence, which always
+/// hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Every workload write must be acknowledged (no client gives up).
+    #[serde(default)]
+    pub all_writes_succeed: bool,
+    /// Some replica must have installed a snapshot sent by a leader.
+    #[serde(default)]
+    pub snapshot_installed: bool,
+    /// Writes made after every fault is over, all of which must succeed.
+    #[serde(default = "default_liveness_writes")]
+    pub liveness_writes: u32,
+}
+
+impl Default for CheckSpec {
+    fn default() -> Self {
+        CheckSpec {
+            all_writes_succeed: false,
+            snapshot_installed: false,
+            liveness_writes: default_liveness_writes(),
+        }
+    }
+}
+
+fn default_liveness_writes() -> u32 {
+    20
 }
 
 /// A scenario file that cannot be used.
@@ -151,12 +229,37 @@ impl Scenario {
                 format!("must be at most {}", shoal::error::VALUE_SIZE_MAX),
             ));
         }
-        if let Some(kill) = &scenario.faults.leader_kill {
+        for kill in &scenario.faults.kill {
             if kill.after_acks >= workload.keys {
                 return Err(invalid(
-                    "faults.leader_kill.after_acks",
+                    "faults.kill.after_acks",
                     format!("must be below workload.keys ({})", workload.keys),
                 ));
+            }
+        }
+        if let Some(chaos) = &scenario.faults.chaos {
+            if chaos.every_ms == 0 {
+                return Err(invalid("faults.chaos.every_ms", "must be positive".into()));
+            }
+            if !(0.0..=1.0).contains(&chaos.majority_rate) {
+                return Err(invalid(
+                    "faults.chaos.majority_rate",
+                    "must be between 0 and 1".into(),
+                ));
+            }
+        }
+        if let Some(disk) = &scenario.faults.disk {
+            let rates = [
+                ("faults.disk.torn_write_rate", disk.torn_write_rate),
+                ("faults.disk.read_bitflip_rate", disk.read_bitflip_rate),
+                ("faults.disk.write_eio_rate", disk.write_eio_rate),
+                ("faults.disk.sync_eio_rate", disk.sync_eio_rate),
+                ("faults.disk.read_eio_rate", disk.read_eio_rate),
+            ];
+            for (key, rate) in rates {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(invalid(key, "must be between 0 and 1".into()));
+                }
             }
         }
         if scenario.time_limit_s == 0 {
@@ -189,7 +292,8 @@ mod tests {
     fn good_file_parses() {
         let scenario = Scenario::parse(Path::new("s.toml"), GOOD).unwrap();
         assert_eq!(scenario.workload.value_size_bytes, 64);
-        assert_eq!(scenario.faults.leader_kill, None);
+        assert_eq!(scenario.faults, FaultSpec::default());
+        assert_eq!(scenario.checks, CheckSpec::default());
     }
 
     #[test]
@@ -203,6 +307,12 @@ mod tests {
         assert!(range.contains("cluster.replicas"), "{range}");
         let typed = error(&GOOD.replace("clients = 2", "clients = \"two\""));
         assert!(typed.contains("clients"), "{typed}");
+        let rate = error(&format!("{GOOD}\n[faults.disk]\nsync_eio_rate = 1.5"));
+        assert!(rate.contains("faults.disk.sync_eio_rate"), "{rate}");
+        let target = error(&format!(
+            "{GOOD}\n[[faults.kill]]\ntarget = \"everyone\"\nafter_acks = 1\ndown_ms = 5"
+        ));
+        assert!(target.contains("everyone"), "{target}");
     }
 
     #[test]

@@ -92,16 +92,10 @@ fn load(args: &Args) -> anyhow::Result<(NodeConfig, PathBuf)> {
     let Some(data_dir) = args.data_dir.clone().or(file.data_dir) else {
         bail!("missing --data-dir (or `data_dir` in the config file)")
     };
-    let config = NodeConfig {
-        id,
-        listen,
-        peers: parse_peers(peers.iter().map(String::as_str))?,
-        cluster_name: args
-            .cluster_name
-            .clone()
-            .or(file.cluster_name)
-            .unwrap_or_else(|| "shoal".to_string()),
-    };
+    let mut config = NodeConfig::new(id, listen, parse_peers(peers.iter().map(String::as_str))?);
+    if let Some(name) = args.cluster_name.clone().or(file.cluster_name) {
+        config.cluster_name = name;
+    }
     config.validate()?;
     Ok((config, data_dir))
 }
@@ -110,9 +104,13 @@ fn load(args: &Args) -> anyhow::Result<(NodeConfig, PathBuf)> {
 async fn open_storage(data_dir: &std::path::Path) -> anyhow::Result<Storage> {
     let disk = OsDisk::open(data_dir)
         .with_context(|| format!("opening data dir {}", data_dir.display()))?;
-    let storage = Storage::open(std::sync::Arc::new(disk), &StorageOptions::default(), Default::default())
-        .await
-        .with_context(|| format!("recovering the replica in {}", data_dir.display()))?;
+    let storage = Storage::open(
+        std::sync::Arc::new(disk),
+        &StorageOptions::default(),
+        Default::default(),
+    )
+    .await
+    .with_context(|| format!("recovering the replica in {}", data_dir.display()))?;
     Ok(storage)
 }
 
@@ -122,15 +120,13 @@ fn dev_group(nodes: u64, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
         bail!("--dev-nodes must be between 1 and 9");
     }
     let addr = |id: u64| format!("127.0.0.1:{}", u64::from(base_port) + id - 1);
-    let peers = (1..=nodes).map(|id| (id, addr(id))).collect();
+    let peers: std::collections::BTreeMap<u64, String> =
+        (1..=nodes).map(|id| (id, addr(id))).collect();
     (1..=nodes)
         .map(|id| {
-            Ok(NodeConfig {
-                id,
-                listen: addr(id).parse()?,
-                peers: std::collections::BTreeMap::clone(&peers),
-                cluster_name: "shoal-dev".to_string(),
-            })
+            let mut config = NodeConfig::new(id, addr(id).parse()?, peers.clone());
+            config.cluster_name = "shoal-dev".to_string();
+            Ok(config)
         })
         .collect()
 }
@@ -147,7 +143,10 @@ async fn main() -> anyhow::Result<()> {
 
     if args.dev {
         let group = dev_group(args.dev_nodes, args.dev_base_port)?;
-        let data_root = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
+        let data_root = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
         let endpoints: Vec<&str> = group[0].peers.values().map(String::as_str).collect();
         println!(
             "Shoal dev group of {} replicas, data in {}.",

@@ -8,9 +8,10 @@ pub mod network;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use openraft::BasicNode;
+use openraft::{BasicNode, SnapshotPolicy};
 
 use crate::runtime::ShoalRuntime;
+use crate::server::node::NodeConfig;
 use crate::storage::kv::{Command, CommandResult};
 
 /// A replica's id, unique within its group.
@@ -43,10 +44,12 @@ pub const RAFT_MESSAGE_SIZE_MAX: usize = 16 * 1024 * 1024;
 /// Snapshot chunk size for install-snapshot transfers.
 pub const SNAPSHOT_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
 
-/// The Raft settings every group uses.
-pub fn config(cluster_name: &str) -> Arc<openraft::Config> {
+/// The Raft settings of a node.
+pub fn config(node: &NodeConfig) -> Arc<openraft::Config> {
     let config = openraft::Config {
-        cluster_name: cluster_name.to_string(),
+        cluster_name: node.cluster_name.clone(),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(node.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: node.entries_kept_after_snapshot,
         // openraft also uses the heartbeat interval as the time limit of one
         // append-entries call, so it must cover sending a full batch.
         heartbeat_interval: 100,

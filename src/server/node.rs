@@ -37,10 +37,25 @@ pub struct NodeConfig {
     /// Name shared by all members; guards against wiring two clusters together.
     #[serde(default = "default_cluster_name")]
     pub cluster_name: String,
+    /// Snapshot the state after this many entries applied since the last one.
+    #[serde(default = "default_snapshot_every_entries")]
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so that a follower a little
+    /// behind catches up from the log rather than by snapshot.
+    #[serde(default = "default_entries_kept_after_snapshot")]
+    pub entries_kept_after_snapshot: u64,
 }
 
 fn default_cluster_name() -> String {
     "shoal".to_string()
+}
+
+fn default_snapshot_every_entries() -> u64 {
+    10_000
+}
+
+fn default_entries_kept_after_snapshot() -> u64 {
+    1_000
 }
 
 /// A configuration that cannot describe a working node.
@@ -58,6 +73,18 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// A configuration with default settings.
+    pub fn new(id: NodeId, listen: SocketAddr, peers: BTreeMap<NodeId, String>) -> NodeConfig {
+        NodeConfig {
+            id,
+            listen,
+            peers,
+            cluster_name: default_cluster_name(),
+            snapshot_every_entries: default_snapshot_every_entries(),
+            entries_kept_after_snapshot: default_entries_kept_after_snapshot(),
+        }
+    }
+
     /// Checks that the configuration can run.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.peers.contains_key(&self.id) {
@@ -179,7 +206,7 @@ async fn fatal_error(
 async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, NodeError> {
     let raft = ShoalRaft::new(
         config.id,
-        raft::config(&config.cluster_name),
+        raft::config(config),
         Network::new(config.id),
         storage.log,
         storage.state_machine,

@@ -29,10 +29,17 @@ pub const PAYLOAD_SIZE_MAX: usize = 64 * 1024 * 1024;
 
 /// Appends one framed record to `out`.
 pub fn encode(lsn: u64, payload: &[u8], out: &mut Vec<u8>) {
-    assert!(payload.len() <= PAYLOAD_SIZE_MAX, "record of {} bytes", payload.len());
+    assert!(
+        payload.len() <= PAYLOAD_SIZE_MAX,
+        "record of {} bytes",
+        payload.len()
+    );
     let len = (payload.len() as u32).to_le_bytes();
     let lsn_bytes = lsn.to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&len), &lsn_bytes), payload);
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c_append(crc32c::crc32c(&len), &lsn_bytes),
+        payload,
+    );
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&lsn_bytes);
@@ -50,7 +57,10 @@ fn record_at(bytes: &[u8], at: usize) -> Option<(u64, Range<usize>)> {
     }
     let payload = at + HEADER_SIZE_BYTES..at + HEADER_SIZE_BYTES + len;
     let body = bytes.get(payload.clone())?;
-    let actual = crc32c::crc32c_append(crc32c::crc32c_append(crc32c::crc32c(&header[0..4]), &header[8..16]), body);
+    let actual = crc32c::crc32c_append(
+        crc32c::crc32c_append(crc32c::crc32c(&header[0..4]), &header[8..16]),
+        body,
+    );
     (actual == crc).then_some((lsn, payload))
 }
 
@@ -98,7 +108,8 @@ pub fn scan(bytes: &[u8], first_lsn: u64) -> Scan {
     let end = at;
     let tail = if end == bytes.len() {
         Tail::Clean
-    } else if (end + 1..bytes.len()).any(|i| record_at(bytes, i).is_some_and(|(lsn, _)| lsn >= next_lsn))
+    } else if (end + 1..bytes.len())
+        .any(|i| record_at(bytes, i).is_some_and(|(lsn, _)| lsn >= next_lsn))
         || record_at(bytes, end).is_some()
     {
         // A valid record with a wrong number where the next one belongs is
@@ -125,7 +136,10 @@ mod tests {
     }
 
     fn payloads<'a>(bytes: &'a [u8], scan: &Scan) -> Vec<&'a [u8]> {
-        scan.records.iter().map(|(_, r)| &bytes[r.clone()]).collect()
+        scan.records
+            .iter()
+            .map(|(_, r)| &bytes[r.clone()])
+            .collect()
     }
 
     #[test]
@@ -134,7 +148,10 @@ mod tests {
         let scan = scan(&bytes, 7);
         assert_eq!(scan.tail, Tail::Clean);
         assert_eq!(payloads(&bytes, &scan), vec![&b"one"[..], b"", b"three"]);
-        assert_eq!(scan.records.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![7, 8, 9]);
+        assert_eq!(
+            scan.records.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
     }
 
     #[test]
@@ -161,7 +178,11 @@ mod tests {
                 damaged[byte] ^= 1 << bit;
                 let scan = scan(&damaged, 1);
                 let record = if byte < starts[1] { 0 } else { 1 };
-                assert_eq!(scan.tail, Tail::Corrupt { at: starts[record] }, "byte {byte} bit {bit}");
+                assert_eq!(
+                    scan.tail,
+                    Tail::Corrupt { at: starts[record] },
+                    "byte {byte} bit {bit}"
+                );
             }
         }
     }
@@ -173,6 +194,11 @@ mod tests {
         let mut skipped = Vec::new();
         encode(1, b"a", &mut skipped);
         encode(3, b"c", &mut skipped);
-        assert_eq!(scan(&skipped, 1).tail, Tail::Corrupt { at: HEADER_SIZE_BYTES + 1 });
+        assert_eq!(
+            scan(&skipped, 1).tail,
+            Tail::Corrupt {
+                at: HEADER_SIZE_BYTES + 1
+            }
+        );
     }
 }

@@ -45,7 +45,9 @@ const RECORDS_QUEUED_MAX: usize = 4096;
 enum Record {
     Entry(Entry<TypeConfig>),
     /// Remove entries from this index on.
-    Truncate { from: u64 },
+    Truncate {
+        from: u64,
+    },
     /// Remove entries up to and including this one.
     Purge(LogId<NodeId>),
     Vote(Vote<NodeId>),
@@ -128,7 +130,9 @@ impl Written {
         let purged = self.last_purged.map(|p| p.index);
         self.segments
             .iter()
-            .take_while(|(seq, highest)| **seq < newest && (highest.is_none() || **highest <= purged))
+            .take_while(|(seq, highest)| {
+                **seq < newest && (highest.is_none() || **highest <= purged)
+            })
             .map(|(seq, _)| *seq)
             .collect()
     }
@@ -253,7 +257,9 @@ async fn flush_loop(
             }
         }
         if let Some(reason) = &failure {
-            let result = Err(io::Error::other(format!("the log failed earlier: {reason}")));
+            let result = Err(io::Error::other(format!(
+                "the log failed earlier: {reason}"
+            )));
             batch.into_iter().for_each(|op| op.done.complete(&result));
             continue;
         }
@@ -318,7 +324,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.data().entries.range(range).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .data()
+            .entries
+            .range(range)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 
@@ -383,7 +394,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Some(_) => Done::Nothing,
                 None => Done::Flushed(callback.take().expect("one callback per append")),
             };
-            self.submit(Record::Entry(entry), done).await.map_err(write_error)?;
+            self.submit(Record::Entry(entry), done)
+                .await
+                .map_err(write_error)?;
         }
         Ok(())
     }

@@ -58,7 +58,8 @@ pub struct StorageMetrics {
 impl StorageMetrics {
     pub(crate) fn record_wal_batch(&self, records: usize, bytes: usize) {
         self.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        self.wal_records.fetch_add(records as u64, Ordering::Relaxed);
+        self.wal_records
+            .fetch_add(records as u64, Ordering::Relaxed);
         self.wal_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }

@@ -94,7 +94,9 @@ pub fn decode(file: &[u8]) -> Result<(Meta, Vec<u8>), Damage> {
         return Err(damage(8, &format!("unknown version {version}")));
     }
     let meta_len = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
-    let meta_end = 16usize.checked_add(meta_len).filter(|end| end + 8 <= body.len());
+    let meta_end = 16usize
+        .checked_add(meta_len)
+        .filter(|end| end + 8 <= body.len());
     let Some(meta_end) = meta_end else {
         return Err(damage(12, "metadata length out of range"));
     };
@@ -143,7 +145,9 @@ pub async fn load_latest(disk: &DiskRef) -> Result<Option<(Meta, Vec<u8>)>, Snap
         let path = path.to_string();
         move |source| SnapshotError::Io { path, source }
     };
-    disk.create_dir(SNAPSHOT_DIR).await.map_err(io(SNAPSHOT_DIR))?;
+    disk.create_dir(SNAPSHOT_DIR)
+        .await
+        .map_err(io(SNAPSHOT_DIR))?;
     let mut newest = None;
     for name in disk.list(SNAPSHOT_DIR).await.map_err(io(SNAPSHOT_DIR))? {
         let path = format!("{SNAPSHOT_DIR}/{name}");

@@ -212,7 +212,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot::write(&self.disk, meta, &data)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.metrics.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
         self.replace(applied);
         *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
             meta: meta.clone(),

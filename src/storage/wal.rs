@@ -1,8 +1,10 @@
 //! A segmented write-ahead log of framed records on a [`Disk`].
 //!
-//! Segments are files `DIR/SEQ.wal` (`SEQ` zero-padded to 20 digits), written
-//! strictly in order; records are numbered consecutively across segments (see
-//! [`frame`]). Only the newest segment is ever appended to, and an older one is
+//! Segments are files `DIR/LSN.wal`, named by the number of their first record
+//! (zero-padded to 20 digits) and written strictly in order; records are
+//! numbered consecutively across segments (see [`frame`]). Naming a segment by
+//! its first record keeps recovery exact after old segments are deleted, and
+//! lets it check that no records are missing between segments. Only the newest segment is ever appended to, and an older one is
 //! always fully synced, so only the newest may end in a torn tail: recovery
 //! cuts it off. Damage anywhere else is corruption: recovery refuses to go on
 //! and names the file and offset.
@@ -89,32 +91,47 @@ impl Wal {
         disk.create_dir(dir).await.map_err(io_error(dir))?;
         let mut seqs = Vec::new();
         for name in disk.list(dir).await.map_err(io_error(dir))? {
-            if let Some(seq) = name.strip_suffix(SEGMENT_SUFFIX).and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(seq) = name
+                .strip_suffix(SEGMENT_SUFFIX)
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 seqs.push(seq);
             }
         }
         seqs.sort_unstable();
 
         let mut recovered = Vec::new();
-        let mut next_lsn = 1;
+        let mut next_lsn = seqs.first().copied().unwrap_or(1);
         let mut current = None;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = segment_path(dir, seq);
             let newest = i + 1 == seqs.len();
-            let first_lsn = next_lsn;
-            let bytes = read_stable(&disk, &path, |bytes| frame::scan(bytes, first_lsn).tail != Tail::Clean)
-                .await
-                .map_err(|e| match e {
-                    StableReadError::Io(source) => WalError::Io { path: path.clone(), source },
-                    StableReadError::Unstable => WalError::Unstable { path: path.clone() },
-                })?;
+            if seq != next_lsn {
+                // The previous segment ends before this one begins (or
+                // overlaps it): records are missing.
+                return Err(WalError::Corrupt { path, offset: 0 });
+            }
+            let first_lsn = seq;
+            let bytes = read_stable(&disk, &path, |bytes| {
+                frame::scan(bytes, first_lsn).tail != Tail::Clean
+            })
+            .await
+            .map_err(|e| match e {
+                StableReadError::Io(source) => WalError::Io {
+                    path: path.clone(),
+                    source,
+                },
+                StableReadError::Unstable => WalError::Unstable { path: path.clone() },
+            })?;
             let scan = frame::scan(&bytes, first_lsn);
             let mut len = bytes.len() as u64;
             match scan.tail {
                 Tail::Clean => {}
                 Tail::Torn { at } if newest => {
                     tracing::warn!(path, offset = at, "cutting off a torn tail");
-                    disk.truncate(&path, at as u64).await.map_err(io_error(&path))?;
+                    disk.truncate(&path, at as u64)
+                        .await
+                        .map_err(io_error(&path))?;
                     disk.sync(&path).await.map_err(io_error(&path))?;
                     len = at as u64;
                 }
@@ -128,7 +145,11 @@ impl Wal {
             next_lsn += scan.records.len() as u64;
             recovered.push(RecoveredSegment {
                 seq,
-                records: scan.records.into_iter().map(|(_, r)| bytes[r].to_vec()).collect(),
+                records: scan
+                    .records
+                    .into_iter()
+                    .map(|(_, r)| bytes[r].to_vec())
+                    .collect(),
             });
             if newest {
                 current = Some((seq, path, len));
@@ -175,20 +196,21 @@ impl Wal {
         self.disk.sync(&self.current.1).await
     }
 
-    /// The newest segment's number.
+    /// The newest segment's number (the number of its first record).
     pub fn current_seq(&self) -> u64 {
         self.current.0
     }
 
     /// Whether the newest segment has grown past its size limit.
     pub fn should_rotate(&self) -> bool {
-        self.current.2 >= self.segment_size_max
+        self.current.2 >= self.segment_size_max.max(1)
     }
 
     /// Starts a new segment. Everything written must be synced first: only
     /// the newest segment may have an unsynced (tearable) tail.
     pub async fn rotate(&mut self) -> io::Result<u64> {
-        let seq = self.current.0 + 1;
+        assert!(self.current.2 > 0, "rotating an empty segment");
+        let seq = self.next_lsn;
         let path = segment_path(&self.dir, seq);
         self.disk.create(&path).await?;
         self.disk.sync_dir(&self.dir).await?;

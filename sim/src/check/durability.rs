@@ -1,4 +1,6 @@
-//! Durability: every acknowledged write is present at the end, unchanged.
+//! Durability: every acknowledged write is present at the end, unchanged;
+//! and no key ever reads back a value nobody wrote (a write whose client gave
+//! up may or may not have happened, but cannot have happened differently).
 
 use std::collections::BTreeMap;
 
@@ -7,18 +9,28 @@ use bytes::Bytes;
 use super::Violation;
 use crate::history::{History, Outcome};
 
-/// Compares what was acknowledged with what a final read returned. `reads`
-/// maps each acknowledged key to the value read back (`None`: absent, or the
-/// read failed, which is just as bad).
+/// Compares what was written with what a final read returned. `reads` maps
+/// each written key (every key is written once) to the value read back
+/// (`None`: absent, or the read failed, which for an acknowledged write is
+/// just as bad).
 pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Result<(), Violation> {
     let mut lost = Vec::new();
-    for op in history.writes.iter().filter(|op| op.outcome == Outcome::Ok) {
+    for op in &history.writes {
         let read = reads.get(&op.key).cloned().flatten();
-        if read.as_ref() != Some(&op.value) {
+        let fine = match op.outcome {
+            Outcome::Ok => read.as_ref() == Some(&op.value),
+            Outcome::Failed(_) => read.is_none() || read.as_ref() == Some(&op.value),
+        };
+        if !fine {
             lost.push(format!(
-                "{} (client {}, acknowledged at {:?}) read back as {}",
+                "{} (client {}, {} at {:?}) read back as {}",
                 String::from_utf8_lossy(&op.key),
                 op.client,
+                if op.outcome == Outcome::Ok {
+                    "acknowledged"
+                } else {
+                    "given up"
+                },
                 op.end,
                 match read {
                     None => "absent".to_string(),
@@ -32,11 +44,7 @@ pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Resul
     }
     Err(Violation {
         checker: "durability",
-        detail: format!(
-            "{} acknowledged writes lost or changed; first: {}",
-            lost.len(),
-            lost[0]
-        ),
+        detail: format!("{} writes lost or changed; first: {}", lost.len(), lost[0]),
     })
 }
 
@@ -83,5 +91,16 @@ mod tests {
         );
         reads.insert("b".into(), Some("x".into()));
         assert!(check(&history, &reads).is_err());
+        reads.insert("b".into(), Some("2".into()));
+        // The given-up write may have happened, but only as written.
+        reads.insert("c".into(), Some("3".into()));
+        assert_eq!(check(&history, &reads), Ok(()));
+        reads.insert("c".into(), Some("garbage".into()));
+        let violation = check(&history, &reads).unwrap_err();
+        assert!(
+            violation.detail.contains("c (client 0, given up"),
+            "{}",
+            violation.detail
+        );
     }
 }

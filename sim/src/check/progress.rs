@@ -1,42 +1,71 @@
-//! Progress: the group keeps accepting writes through and after a fault, and
-//! no client gives up.
+//! Progress: once every fault is over, the group accepts writes again (all
+//! liveness-phase writes succeed); writes continue through faults; and, where
+//! a scenario demands it, no client ever gives up.
 
 use std::time::Duration;
 
 use super::Violation;
-use crate::history::{History, Outcome};
+use crate::history::{History, Outcome, LIVENESS_CLIENT};
 
-/// Checks that no write failed and, if a fault was injected at `fault_at`,
-/// that writes were acknowledged after it.
-pub fn check(history: &History, fault_at: Option<Duration>) -> Result<(), Violation> {
-    if let Some(failed) = history.writes.iter().find(|op| op.outcome != Outcome::Ok) {
-        let count = history
+/// Checks progress. `all_writes_succeed`: every write must be acknowledged.
+/// `first_fault`: when the first fault struck, after which some workload write
+/// must still have been acknowledged.
+pub fn check(
+    history: &History,
+    all_writes_succeed: bool,
+    first_fault: Option<Duration>,
+) -> Result<(), Violation> {
+    let failed = |liveness_only: bool| {
+        history
             .writes
             .iter()
-            .filter(|op| op.outcome != Outcome::Ok)
-            .count();
-        return Err(Violation {
-            checker: "progress",
-            detail: format!(
-                "{count} writes failed; first: client {} at {:?}: {:?}",
-                failed.client, failed.start, failed.outcome
-            ),
-        });
-    }
-    if let Some(at) = fault_at {
-        let after = history
-            .writes
-            .iter()
-            .filter(|op| op.outcome == Outcome::Ok && op.start > at)
-            .count();
-        if after == 0 {
+            .filter(move |op| op.outcome != Outcome::Ok)
+            .filter(move |op| !liveness_only || op.client == LIVENESS_CLIENT)
+    };
+    for (liveness_only, what) in [(true, "after every fault was over"), (false, "")] {
+        if !liveness_only && !all_writes_succeed {
+            continue;
+        }
+        if let Some(op) = failed(liveness_only).next() {
             return Err(Violation {
                 checker: "progress",
-                detail: format!("no write started after the fault at {at:?} was acknowledged"),
+                detail: format!(
+                    "{} writes failed {what}; first: client {} at {:?}: {:?}",
+                    failed(liveness_only).count(),
+                    op.client,
+                    op.start,
+                    op.outcome
+                ),
+            });
+        }
+    }
+    if let Some(at) = first_fault {
+        let continued = history
+            .writes
+            .iter()
+            .any(|op| op.client != LIVENESS_CLIENT && op.outcome == Outcome::Ok && op.start > at);
+        if !continued {
+            return Err(Violation {
+                checker: "progress",
+                detail: format!(
+                    "no write started after the first fault at {at:?} was acknowledged"
+                ),
             });
         }
     }
     Ok(())
+}
+
+/// Checks that the snapshot path ran: some replica installed a snapshot sent
+/// by a leader.
+pub fn snapshot_installed(installed: u64) -> Result<(), Violation> {
+    if installed > 0 {
+        return Ok(());
+    }
+    Err(Violation {
+        checker: "snapshot-install",
+        detail: "no replica installed a snapshot from a leader".to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -45,8 +74,12 @@ mod tests {
     use crate::history::WriteOp;
 
     fn write(start_ms: u64, outcome: Outcome) -> WriteOp {
+        write_by(0, start_ms, outcome)
+    }
+
+    fn write_by(client: u32, start_ms: u64, outcome: Outcome) -> WriteOp {
         WriteOp {
-            client: 0,
+            client,
             key: "k".into(),
             value: "v".into(),
             start: Duration::from_millis(start_ms),

@@ -103,4 +103,3 @@ pub async fn read_stable(
     }
     Err(StableReadError::Unstable)
 }
-

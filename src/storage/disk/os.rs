@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Disk, DiskFuture};
 
-/// Files under `root`. Blocking calls run on tokio's blocking pool.
+/// Files under `root`. Blocking calls run off the async workers.
 #[derive(Debug, Clone)]
 pub struct OsDisk {
     root: PathBuf,
@@ -44,9 +44,7 @@ impl OsDisk {
         let path = self.path(path);
         Box::pin(async move {
             let path = path?;
-            tokio::task::spawn_blocking(move || f(path))
-                .await
-                .map_err(io::Error::other)?
+            crate::runtime::blocking(move || f(path)).await
         })
     }
 }
@@ -72,7 +70,9 @@ impl Disk for OsDisk {
     }
 
     fn truncate(&self, path: &str, len: u64) -> DiskFuture<'_, ()> {
-        self.blocking(path, move |path| OpenOptions::new().write(true).open(path)?.set_len(len))
+        self.blocking(path, move |path| {
+            OpenOptions::new().write(true).open(path)?.set_len(len)
+        })
     }
 
     fn sync(&self, path: &str) -> DiskFuture<'_, ()> {
