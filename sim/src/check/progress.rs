@@ -94,8 +94,9 @@ mod tests {
             writes: vec![write(10, Outcome::Ok), write(20, Outcome::Ok)],
             faults: vec![],
         };
-        assert_eq!(check(&before_only, Some(Duration::from_millis(5))), Ok(()));
-        let stalled = check(&before_only, Some(Duration::from_millis(30))).unwrap_err();
+        let at = |ms| Some(Duration::from_millis(ms));
+        assert_eq!(check(&before_only, true, at(5)), Ok(()));
+        let stalled = check(&before_only, true, at(30)).unwrap_err();
         assert!(
             stalled.detail.contains("no write started after"),
             "{}",
@@ -109,12 +110,29 @@ mod tests {
             ],
             faults: vec![],
         };
-        let violation = check(&failed, None).unwrap_err();
+        let violation = check(&failed, true, None).unwrap_err();
         assert_eq!(violation.checker, "progress");
         assert!(
             violation.detail.starts_with("1 writes failed"),
             "{}",
             violation.detail
         );
+        // During faults a client may give up, unless the scenario forbids it...
+        assert_eq!(check(&failed, false, None), Ok(()));
+        // ...but never once every fault is over.
+        let mut stuck = failed.clone();
+        stuck.writes.push(write_by(
+            LIVENESS_CLIENT,
+            30,
+            Outcome::Failed("deadline".into()),
+        ));
+        let violation = check(&stuck, false, None).unwrap_err();
+        assert!(
+            violation.detail.contains("after every fault was over"),
+            "{}",
+            violation.detail
+        );
+        assert!(snapshot_installed(0).is_err());
+        assert!(snapshot_installed(2).is_ok());
     }
 }
