@@ -72,7 +72,7 @@ pub trait Disk: Debug + Send + Sync + 'static {
 }
 
 /// Reads of a damaged file before trusting what it holds.
-const READS_PER_FILE_MAX: usize = 4;
+const READS_PER_FILE_MAX: usize = 8;
 
 /// A file that could not be read reliably.
 #[derive(Debug, thiserror::Error)]
