@@ -13,17 +13,57 @@ use shoal::error::{KvError, KEY_SIZE_MAX, VALUE_SIZE_MAX};
 use shoal::proto::kv_client::KvClient;
 use shoal::proto::PutRequest;
 
+/// One `shoal-node` process and how to start it again.
+struct Node {
+    id: u64,
+    addr: String,
+    args: Vec<String>,
+    process: Option<Child>,
+}
+
+impl Node {
+    fn start(&mut self) {
+        assert!(self.process.is_none(), "node {} is running", self.id);
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal-node"))
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start shoal-node");
+        self.process = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    fn kill(&mut self) {
+        let mut child = self.process.take().expect("node is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
 /// Shoal node processes, killed when dropped.
 struct Group {
-    nodes: Vec<(u64, String, Child)>,
+    nodes: Vec<Node>,
     _dir: TempDir,
+}
+
+impl Group {
+    fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        for (_, _, child) in &mut self.nodes {
-            let _ = child.kill();
-            let _ = child.wait();
+        for node in &mut self.nodes {
+            if node.process.is_some() {
+                node.kill();
+            }
         }
     }
 }
@@ -56,22 +96,30 @@ fn start_group(replicas: u64) -> Group {
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect();
-    let nodes = (1..=replicas)
+    let mut nodes: Vec<Node> = (1..=replicas)
         .map(|id| {
             let addr = addrs[id as usize - 1].clone();
-            let child = Command::new(env!("CARGO_BIN_EXE_shoal-node"))
-                .args(["--id", &id.to_string(), "--listen", &addr])
-                .args(["--peers", &peers.join(",")])
-                .arg("--data-dir")
-                .arg(dir.join(id.to_string()))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start shoal-node");
-            (id, addr, child)
+            let data_dir = dir.join(id.to_string()).display().to_string();
+            let args = [
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &addr,
+                "--peers",
+                &peers.join(","),
+                "--data-dir",
+                &data_dir,
+            ];
+            let args = args.map(String::from).to_vec();
+            Node {
+                id,
+                addr,
+                args,
+                process: None,
+            }
         })
         .collect();
+    nodes.iter_mut().for_each(Node::start);
     Group {
         nodes,
         _dir: TempDir(dir),
@@ -79,7 +127,7 @@ fn start_group(replicas: u64) -> Group {
 }
 
 fn client(group: &Group) -> Client {
-    let mut config = ClientConfig::new(group.nodes.iter().map(|(_, a, _)| a.clone()).collect());
+    let mut config = ClientConfig::new(group.endpoints());
     config.deadline = Duration::from_secs(20);
     Client::new(config)
 }
@@ -95,13 +143,7 @@ async fn writes_survive_sigkill_of_the_leader() {
     assert_eq!(client.get("k7").await.unwrap(), Some(Bytes::from("v7")));
 
     let leader = client.status().await.unwrap().leader_id.expect("a leader");
-    let (_, _, process) = group
-        .nodes
-        .iter_mut()
-        .find(|(id, _, _)| *id == leader)
-        .unwrap();
-    process.kill().unwrap(); // SIGKILL
-    process.wait().unwrap();
+    group.node(leader).kill();
 
     for i in 100..200 {
         client.put(format!("k{i}"), format!("v{i}")).await.unwrap();
@@ -145,7 +187,7 @@ async fn oversize_input_gets_the_documented_error_and_changes_nothing() {
     }
 
     // The server enforces the same limits for any gRPC client, on every node.
-    for (_, addr, _) in &group.nodes {
+    for addr in group.endpoints() {
         let mut raw = KvClient::connect(format!("http://{addr}")).await.unwrap();
         let status = raw
             .put(PutRequest {
@@ -222,8 +264,7 @@ async fn oversize_input_gets_the_documented_error_and_changes_nothing() {
 #[tokio::test]
 async fn the_cli_talks_to_the_group() {
     let group = start_group(3);
-    let endpoints: Vec<&str> = group.nodes.iter().map(|(_, a, _)| a.as_str()).collect();
-    let endpoints = endpoints.join(",");
+    let endpoints = group.endpoints().join(",");
     let cli = |args: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["--endpoints", &endpoints])
@@ -252,4 +293,86 @@ async fn the_cli_talks_to_the_group() {
     let (code, _, stderr) = cli(&["put", &long_key, "v"]);
     assert_eq!(code, Some(2));
     assert_eq!(stderr, "error: key is 4097 bytes; the limit is 4096 bytes");
+}
+
+/// Writes keys `prefix-0`, `prefix-1`, ... until told to stop; returns the
+/// acknowledged ones.
+fn spawn_writer(
+    group: &Group,
+    prefix: &'static str,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Vec<u32>>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut config = ClientConfig::new(group.endpoints());
+    config.deadline = Duration::from_secs(3);
+    let mut client = Client::new(config);
+    let writer = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0.. {
+            if *stopped.borrow() {
+                break;
+            }
+            if client
+                .put(format!("{prefix}-{i}"), format!("value-{i}"))
+                .await
+                .is_ok()
+            {
+                acked.push(i);
+            }
+        }
+        acked
+    });
+    (stop, writer)
+}
+
+async fn assert_all_readable(client: &mut Client, prefix: &str, acked: &[u32]) {
+    for i in acked {
+        let value = client.get(format!("{prefix}-{i}")).await.unwrap();
+        assert_eq!(
+            value,
+            Some(Bytes::from(format!("value-{i}"))),
+            "acknowledged {prefix}-{i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_and_restart_on_the_same_data_dir() {
+    let mut group = start_group(3);
+    let mut client = client(&group);
+    client.put("warm-up", "x").await.unwrap();
+
+    // Kill one replica in the middle of writes, restart it on its data dir.
+    let (stop, writer) = spawn_writer(&group, "one");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    group.node(2).kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    group.node(2).start();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).unwrap();
+    let acked_one = writer.await.unwrap();
+    assert!(
+        acked_one.len() > 10,
+        "only {} writes acknowledged",
+        acked_one.len()
+    );
+
+    // Kill every replica in the middle of writes: only the disks remain.
+    let (stop, writer) = spawn_writer(&group, "all");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in 1..=3 {
+        group.node(id).kill();
+    }
+    stop.send(true).unwrap();
+    let acked_all = writer.await.unwrap();
+    assert!(!acked_all.is_empty());
+    for id in 1..=3 {
+        group.node(id).start();
+    }
+
+    assert_all_readable(&mut client, "one", &acked_one).await;
+    assert_all_readable(&mut client, "all", &acked_all).await;
+    assert_eq!(client.get("warm-up").await.unwrap(), Some(Bytes::from("x")));
 }

@@ -81,8 +81,15 @@ fn check_prefix(trial: u64, written: &[Vec<u8>], synced: usize, recovered: &[Vec
         "trial {trial}: {} records recovered, {synced} were synced",
         recovered.len()
     );
-    assert!(recovered.len() <= written.len(), "trial {trial}: invented records");
-    assert_eq!(recovered, &written[..recovered.len()], "trial {trial}: not a prefix");
+    assert!(
+        recovered.len() <= written.len(),
+        "trial {trial}: invented records"
+    );
+    assert_eq!(
+        recovered,
+        &written[..recovered.len()],
+        "trial {trial}: not a prefix"
+    );
 }
 
 #[madsim::test]
@@ -119,7 +126,10 @@ async fn a_flipped_bit_at_rest_is_detected_and_named() {
         }
     }
     let files = disk.list("wal").await.unwrap();
-    assert!(files.len() > 2, "the test needs several segments: {files:?}");
+    assert!(
+        files.len() > 2,
+        "the test needs several segments: {files:?}"
+    );
     // Damage the second record of the first segment (header 16 + 40 bytes each).
     let first = format!("wal/{}", files[0]);
     disk.corrupt(&first, 56 + 20, 3);
@@ -160,17 +170,25 @@ async fn a_damaged_snapshot_refuses_to_open() {
         last_membership: Default::default(),
         snapshot_id: "empty".into(),
     };
-    let state = shoal::raft::codec::encode(&shoal::storage::state_machine::Applied::default()).unwrap();
-    shoal::storage::snapshot::write(&disk_ref, &meta, &state).await.unwrap();
+    let state =
+        shoal::raft::codec::encode(&shoal::storage::state_machine::Applied::default()).unwrap();
+    shoal::storage::snapshot::write(&disk_ref, &meta, &state)
+        .await
+        .unwrap();
     let options = StorageOptions::default();
     let metrics = Arc::new(StorageMetrics::default());
-    assert!(Storage::open(disk_ref.clone(), &options, metrics.clone()).await.is_ok());
+    assert!(Storage::open(disk_ref.clone(), &options, metrics.clone())
+        .await
+        .is_ok());
 
     disk.corrupt("snapshots/00000000000000000000.snap", 30, 0);
     match Storage::open(disk_ref, &options, metrics).await {
         Err(StorageOpenError::Snapshot(e)) => {
             let message = e.to_string();
-            assert!(message.contains("snapshots/00000000000000000000.snap"), "{message}");
+            assert!(
+                message.contains("snapshots/00000000000000000000.snap"),
+                "{message}"
+            );
             assert!(message.contains("checksum mismatch"), "{message}");
         }
         other => panic!("expected a damaged snapshot, got {:?}", other.map(|_| ())),
