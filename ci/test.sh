@@ -35,7 +35,12 @@ for scenario in scenarios/*.toml; do
   cargo sim run "$scenario" --seeds "$seeds" --jobs 2
 done
 
-step "determinism across processes (seeds 1..=10)"
-cargo sim run scenarios/leader-kill.toml --seeds 1..=10 --check-determinism
+step "determinism across processes: every scenario, seeds 1..=10, each run twice"
+for scenario in scenarios/*.toml; do
+  cargo sim run "$scenario" --seeds 1..=10 --check-determinism
+done
+
+step "planted-bug self-test: the disk-fault sweep must catch each planted bug within 20 seeds"
+cargo sim run scenarios/disk-faults.toml --seeds 1..=20 --plant ack-before-fsync --expect-failure
 
 step "all tests passed"

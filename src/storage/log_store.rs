@@ -230,6 +230,40 @@ impl LogStore {
             .map_err(|_| io::Error::other("the log's flusher has stopped"))
     }
 
+    /// Appends entries (with indexes following the log's last) and returns a
+    /// receiver that resolves once they are durable: the same group-commit
+    /// path as openraft's appends, for tools and benchmarks.
+    pub async fn append_entries(
+        &self,
+        entries: Vec<Entry<TypeConfig>>,
+    ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
+        let (reply, durable) = oneshot::channel();
+        self.append_then(entries, Done::Reply(reply)).await?;
+        Ok(durable)
+    }
+
+    /// Appends entries; `done` is told when the last one is durable.
+    async fn append_then(
+        &self,
+        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+        done: Done,
+    ) -> io::Result<()> {
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            done.complete(&Ok(()));
+            return Ok(());
+        }
+        let mut done = Some(done);
+        while let Some(entry) = entries.next() {
+            let this = match entries.peek() {
+                Some(_) => Done::Nothing,
+                None => done.take().expect("the last entry carries the notice"),
+            };
+            self.submit(Record::Entry(entry), this).await?;
+        }
+        Ok(())
+    }
+
     /// Submits a record and waits until it is durable.
     async fn submit_durable(&self, record: Record) -> io::Result<()> {
         let (reply, durable) = oneshot::channel();
@@ -383,22 +417,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut entries = entries.into_iter().peekable();
-        if entries.peek().is_none() {
-            callback.log_io_completed(Ok(()));
-            return Ok(());
-        }
-        let mut callback = Some(callback);
-        while let Some(entry) = entries.next() {
-            let done = match entries.peek() {
-                Some(_) => Done::Nothing,
-                None => Done::Flushed(callback.take().expect("one callback per append")),
-            };
-            self.submit(Record::Entry(entry), done)
-                .await
-                .map_err(write_error)?;
-        }
-        Ok(())
+        self.append_then(entries, Done::Flushed(callback))
+            .await
+            .map_err(write_error)
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
