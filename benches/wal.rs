@@ -29,13 +29,19 @@ mod bench {
     const VALUE_SIZE_BYTES: usize = 256;
 
     pub fn main() {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let root = std::env::var_os("SHOAL_BENCH_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("shoal-bench-wal-{}", std::process::id()));
         println!("WAL append, group commit, fsync on; {VALUE_SIZE_BYTES}-byte values; {RUN_TIME:?} per row; dir {}", root.display());
-        println!("{:>8} {:>12} {:>14} {:>10} {:>10} {:>10}", "writers", "appends/s", "records/fsync", "p50 ms", "p99 ms", "max ms");
+        println!(
+            "{:>8} {:>12} {:>14} {:>10} {:>10} {:>10}",
+            "writers", "appends/s", "records/fsync", "p50 ms", "p99 ms", "max ms"
+        );
         for writers in [1usize, 16, 128] {
             let dir = root.join(writers.to_string());
             runtime.block_on(run(&dir, writers));
@@ -47,7 +53,9 @@ mod bench {
     async fn run(dir: &std::path::Path, writers: usize) {
         let disk = Arc::new(OsDisk::open(dir).unwrap());
         let metrics = Arc::new(StorageMetrics::default());
-        let storage = Storage::open(disk, &StorageOptions::default(), metrics.clone()).await.unwrap();
+        let storage = Storage::open(disk, &StorageOptions::default(), metrics.clone())
+            .await
+            .unwrap();
         // One appender at a time picks the next index, as Raft's core does;
         // waiting for durability happens outside the lock, concurrently.
         let next_index = Arc::new(tokio::sync::Mutex::new(1u64));
@@ -80,7 +88,8 @@ mod bench {
         }
         let elapsed = started.elapsed().as_secs_f64();
         latencies.sort_unstable();
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+        let at =
+            |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
         let syncs = metrics.wal_syncs.load(Ordering::Relaxed).max(1);
         let records = metrics.wal_records.load(Ordering::Relaxed);
         println!(

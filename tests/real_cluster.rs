@@ -376,3 +376,35 @@ async fn acknowledged_writes_survive_sigkill_and_restart_on_the_same_data_dir() 
     assert_all_readable(&mut client, "all", &acked_all).await;
     assert_eq!(client.get("warm-up").await.unwrap(), Some(Bytes::from("x")));
 }
+
+#[tokio::test]
+async fn a_replica_with_a_corrupt_log_refuses_to_start_and_names_the_damage() {
+    let mut group = start_group(3);
+    let mut client = client(&group);
+    for i in 0..50 {
+        client.put(format!("k{i}"), format!("v{i}")).await.unwrap();
+    }
+    group.node(3).kill();
+    // Flip a byte inside the first record of replica 3's first log segment:
+    // a crash cannot damage the start of a file that later records follow.
+    let data_dir = std::path::PathBuf::from(&group.node(3).args[7]);
+    let segment = data_dir.join("wal").join("00000000000000000001.wal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes.len() > 1000, "segment too short to damage its middle");
+    bytes[20] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_shoal-node"))
+        .args(&group.node(3).args)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("00000000000000000001.wal: corrupt record at offset 0"),
+        "{stderr}"
+    );
+    // The damage is never served: the other replicas still answer correctly.
+    assert_eq!(client.get("k7").await.unwrap(), Some(Bytes::from("v7")));
+}

@@ -27,7 +27,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDisk {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = TempDir(std::env::temp_dir().join(format!("shoal-suite-{}-{n}", std::process::id())));
+        let dir =
+            TempDir(std::env::temp_dir().join(format!("shoal-suite-{}-{n}", std::process::id())));
         let disk = OsDisk::open(&dir.0).map_err(|e| StorageIOError::write(&e))?;
         // Small segments so that rotation and segment deletion happen too.
         let options = StorageOptions {

@@ -194,3 +194,32 @@ async fn a_damaged_snapshot_refuses_to_open() {
         other => panic!("expected a damaged snapshot, got {:?}", other.map(|_| ())),
     }
 }
+
+#[madsim::test]
+async fn a_full_disk_fails_writes_cleanly_and_loses_nothing_synced() {
+    let faults = DiskFaults {
+        capacity_bytes: Some(2_000),
+        ..DiskFaults::default()
+    };
+    let disk = SimDisk::new(11, faults);
+    let (mut wal, _) = open(&disk).await.unwrap();
+    let mut synced = Vec::new();
+    let full = loop {
+        let mut framed = Vec::new();
+        wal.frame(&[9; 100], &mut framed);
+        match wal.write(&framed).await {
+            Ok(()) => {
+                wal.sync().await.unwrap();
+                synced.push(vec![9u8; 100]);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(full.kind(), std::io::ErrorKind::StorageFull, "{full}");
+    assert!(!synced.is_empty());
+    // Space is freed (faults off); the log recovers everything it synced.
+    disk.crash();
+    disk.set_faults(false);
+    let (_, recovered) = open(&disk).await.unwrap();
+    assert_eq!(recovered, synced);
+}
