@@ -2,6 +2,7 @@
 
 pub mod convergence;
 pub mod durability;
+pub mod linearizability;
 pub mod progress;
 
 /// A property that did not hold.
