@@ -98,16 +98,20 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
 pub enum PlantedBug {
     /// The log acknowledges writes before they are synced to disk.
     AckBeforeFsync,
+    /// The state machine applies a retried write again instead of answering
+    /// it from the de-duplication table.
+    SkipDedup,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 1] = [PlantedBug::AckBeforeFsync];
+    pub const ALL: [PlantedBug; 2] = [PlantedBug::AckBeforeFsync, PlantedBug::SkipDedup];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::AckBeforeFsync => "ack-before-fsync",
+            PlantedBug::SkipDedup => "skip-dedup",
         }
     }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::check::linearizability::{describe, KeyedOp};
+
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -48,8 +50,10 @@ pub struct FaultEvent {
 /// Everything recorded in one run.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    /// Writes in completion order.
+    /// Write-once writes in completion order.
     pub writes: Vec<WriteOp>,
+    /// Register operations in completion order.
+    pub ops: Vec<KeyedOp>,
     /// Faults in the order they were injected.
     pub faults: Vec<FaultEvent>,
 }
@@ -95,6 +99,9 @@ impl History {
                 Outcome::Ok => digest.add(b"ok"),
                 Outcome::Failed(why) => digest.add(why.as_bytes()),
             }
+        }
+        for op in &self.ops {
+            digest.add(describe(op).as_bytes());
         }
         for fault in &self.faults {
             digest.add(&fault.at.as_nanos().to_le_bytes());

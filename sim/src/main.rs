@@ -309,7 +309,7 @@ mod runner {
             );
         }
         println!(
-            "\n{}: {} passed, {} failed{} of {} seeds; {:.1} simulated s in {:.1} wall s ({:.1}x); {} writes acknowledged",
+            "\n{}: {} passed, {} failed{} of {} seeds; {:.1} simulated s in {:.1} wall s ({:.1}x); {} operations acknowledged",
             loaded.name,
             total - failed.len() - nondeterministic.len(),
             failed.len(),

@@ -1,7 +1,7 @@
 //! Runs one scenario under one seed, inside the simulator, and checks it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,11 +10,12 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use shoal::raft::NodeId;
 
+use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::{self, Violation};
 use crate::cluster::Cluster;
 use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
-use crate::scenario::{KillTarget, Scenario};
-use crate::workload::write_once;
+use crate::scenario::{KillTarget, Scenario, WorkloadKind};
+use crate::workload::{register, write_once, Progress};
 
 /// How long replicas get to agree after the workload ends.
 const CONVERGENCE_WAIT: Duration = Duration::from_secs(20);
@@ -31,13 +32,26 @@ pub struct Report {
 }
 
 impl Report {
-    /// Writes acknowledged.
+    /// Operations acknowledged.
     pub fn acked(&self) -> usize {
-        self.history
+        let writes = self
+            .history
             .writes
             .iter()
             .filter(|op| op.outcome == Outcome::Ok)
-            .count()
+            .count();
+        writes
+            + self
+                .history
+                .ops
+                .iter()
+                .filter(|op| op.ret.is_some())
+                .count()
+    }
+
+    /// Operations recorded.
+    pub fn operations(&self) -> usize {
+        self.history.writes.len() + self.history.ops.len()
     }
 
     /// A digest of the history: equal for two runs of the same seed.
@@ -69,11 +83,11 @@ impl Report {
     /// `RESULT` line that the seed runner parses.
     pub fn print(&self, scenario: &Scenario, seed: u64) {
         println!(
-            "scenario {} seed {}: {} writes acknowledged, {} failed, {} faults, {:.2} simulated s",
+            "scenario {} seed {}: {} operations acknowledged, {} not, {} faults, {:.2} simulated s",
             scenario.name,
             seed,
             self.acked(),
-            self.history.writes.len() - self.acked(),
+            self.operations() - self.acked(),
             self.history.faults.len(),
             self.simulated.as_secs_f64()
         );
@@ -104,7 +118,7 @@ pub async fn run(scenario: &Scenario) -> Report {
     let disk_faults = scenario.faults.disk.clone().unwrap_or_default();
     let mut cluster = Cluster::start(&scenario.cluster, &disk_faults);
     let history = Arc::new(Mutex::new(History::default()));
-    let acked = Arc::new(AtomicU32::new(0));
+    let progress = Arc::new(Progress::default());
 
     let first_leader = cluster.leader(Duration::from_secs(10)).await;
     tracing::info!(?first_leader, "group formed");
@@ -114,15 +128,16 @@ pub async fn run(scenario: &Scenario) -> Report {
         let node = cluster.client_node();
         let client = shoal::client::Client::new(cluster.client_config());
         let seed = shoal::runtime::rng().gen();
-        clients.push(node.spawn(write_once::run_client(
-            index,
-            client,
-            scenario.workload.clone(),
-            seed,
-            t0,
-            history.clone(),
-            acked.clone(),
-        )));
+        let (spec, history, progress) =
+            (scenario.workload.clone(), history.clone(), progress.clone());
+        clients.push(match scenario.workload.kind {
+            WorkloadKind::WriteOnce => node.spawn(write_once::run_client(
+                index, client, spec, seed, t0, history, progress,
+            )),
+            WorkloadKind::Register => node.spawn(register::run_client(
+                index, client, spec, seed, t0, history, progress,
+            )),
+        });
     }
 
     let nemesis = Nemesis {
@@ -130,7 +145,7 @@ pub async fn run(scenario: &Scenario) -> Report {
         history: &history,
         t0,
     };
-    let first_fault = nemesis.run(scenario, &acked).await;
+    let first_fault = nemesis.run(scenario, &progress).await;
     cluster.heal_disks();
     if scenario.faults != Default::default() {
         nemesis.record(format!(
@@ -153,11 +168,18 @@ pub async fn run(scenario: &Scenario) -> Report {
     tracing::info!(at = ?t0.elapsed(), "liveness phase done");
 
     let replicas = converged_state(&cluster).await;
+    let final_reads = read_hot_keys(&cluster, scenario, t0).await;
+    history
+        .lock()
+        .expect("history lock")
+        .ops
+        .extend(final_reads);
     let history = history.lock().expect("history lock").clone();
     let reads = read_back(&cluster, &history).await;
     tracing::info!(at = ?t0.elapsed(), "written keys read back");
 
     let mut checks = vec![
+        check::linearizability::check(&history.ops),
         check::durability::check(&history, &reads),
         check::convergence::check(&replicas),
         check::progress::check(&history, scenario.checks.all_writes_succeed, first_fault),
@@ -199,13 +221,12 @@ impl Nemesis<'_> {
     }
 
     /// Runs the kill events, then chaos. Returns when the first fault struck.
-    async fn run(&self, scenario: &Scenario, acked: &AtomicU32) -> Option<Duration> {
+    async fn run(&self, scenario: &Scenario, progress: &Progress) -> Option<Duration> {
         let mut first = None;
-        let workload_done = || {
-            self.history.lock().expect("history lock").writes.len() as u32 >= scenario.workload.keys
-        };
+        let workload_done =
+            || progress.finished.load(Ordering::Relaxed) >= scenario.workload.total_ops();
         for event in &scenario.faults.kill {
-            while acked.load(Ordering::Relaxed) < event.after_acks && !workload_done() {
+            while progress.acked.load(Ordering::Relaxed) < event.after_acks && !workload_done() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let victims = self.pick(event.target).await;
@@ -291,6 +312,38 @@ async fn liveness_phase(cluster: &Cluster, writes: u32, t0: tokio::time::Instant
                     end: t0.elapsed(),
                     outcome,
                 });
+            }
+            ops
+        })
+        .await
+}
+
+/// After everything, reads each hot key of a register workload once more, so
+/// that the final state is checked for linearizability too.
+async fn read_hot_keys(
+    cluster: &Cluster,
+    scenario: &Scenario,
+    t0: tokio::time::Instant,
+) -> Vec<KeyedOp> {
+    if scenario.workload.kind != WorkloadKind::Register {
+        return Vec::new();
+    }
+    let keys = scenario.workload.keys;
+    cluster
+        .observe(move |mut client| async move {
+            let mut ops = Vec::new();
+            for k in 0..keys {
+                let key = register::key(k);
+                let call = t0.elapsed();
+                if let Ok(value) = client.get(key.clone()).await {
+                    ops.push(KeyedOp {
+                        client: LIVENESS_CLIENT,
+                        key,
+                        op: RegisterOp::Read(Some(value)),
+                        call,
+                        ret: Some(t0.elapsed()),
+                    });
+                }
             }
             ops
         })

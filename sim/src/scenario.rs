@@ -49,18 +49,76 @@ pub struct ClusterSpec {
     pub wal_segment_size_max: Option<u64>,
 }
 
-/// The write-once workload: `clients` clients write `keys` distinct keys
-/// between them, each once.
+/// What the clients do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
+    /// Which workload.
+    #[serde(default)]
+    pub kind: WorkloadKind,
     /// Concurrent clients (1..=64).
     pub clients: u32,
-    /// Distinct keys written in all (at least one per client).
+    /// write-once: distinct keys written in all (at least one per client);
+    /// register: the number of hot keys.
     pub keys: u32,
-    /// Size of each value in bytes.
+    /// Size of each value in bytes (write-once).
     #[serde(default = "default_value_size_bytes")]
     pub value_size_bytes: usize,
+    /// Operations per client (register).
+    pub ops_per_client: Option<u32>,
+    /// Operation weights (register).
+    pub mix: Option<Mix>,
+}
+
+/// The workloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// Each key written once; checked for durability.
+    #[default]
+    WriteOnce,
+    /// Reads, writes, CAS and deletes racing on hot keys; checked for
+    /// linearizability.
+    Register,
+}
+
+/// Relative weights of register operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    /// Reads.
+    #[serde(default)]
+    pub get: u32,
+    /// Writes.
+    #[serde(default)]
+    pub put: u32,
+    /// Compare-and-swaps.
+    #[serde(default)]
+    pub cas: u32,
+    /// Deletes.
+    #[serde(default)]
+    pub delete: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            get: 50,
+            put: 25,
+            cas: 20,
+            delete: 5,
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// Operations the workload performs in all.
+    pub fn total_ops(&self) -> u32 {
+        match self.kind {
+            WorkloadKind::WriteOnce => self.keys,
+            WorkloadKind::Register => self.clients * self.ops_per_client.unwrap_or(0),
+        }
+    }
 }
 
 fn default_value_size_bytes() -> usize {
@@ -217,11 +275,28 @@ impl Scenario {
                 "must be between 1 and 64".into(),
             ));
         }
-        if workload.keys < workload.clients {
-            return Err(invalid(
-                "workload.keys",
-                format!("must be at least workload.clients ({})", workload.clients),
-            ));
+        match workload.kind {
+            WorkloadKind::WriteOnce if workload.keys < workload.clients => {
+                return Err(invalid(
+                    "workload.keys",
+                    format!("must be at least workload.clients ({})", workload.clients),
+                ));
+            }
+            WorkloadKind::Register if workload.ops_per_client.is_none_or(|n| n == 0) => {
+                return Err(invalid(
+                    "workload.ops_per_client",
+                    "must be set and positive for the register workload".into(),
+                ));
+            }
+            WorkloadKind::Register if workload.keys == 0 => {
+                return Err(invalid("workload.keys", "must be positive".into()));
+            }
+            _ => {}
+        }
+        if let Some(mix) = &workload.mix {
+            if mix.get + mix.put + mix.cas + mix.delete == 0 {
+                return Err(invalid("workload.mix", "needs a positive weight".into()));
+            }
         }
         if workload.value_size_bytes > shoal::error::VALUE_SIZE_MAX {
             return Err(invalid(
@@ -230,10 +305,13 @@ impl Scenario {
             ));
         }
         for kill in &scenario.faults.kill {
-            if kill.after_acks >= workload.keys {
+            if kill.after_acks >= workload.total_ops() {
                 return Err(invalid(
                     "faults.kill.after_acks",
-                    format!("must be below workload.keys ({})", workload.keys),
+                    format!(
+                        "must be below the workload's operations ({})",
+                        workload.total_ops()
+                    ),
                 ));
             }
         }

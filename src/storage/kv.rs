@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::{planted, PlantedBug};
+
 /// Names one client write for de-duplication: clients number their writes
 /// 1, 2, 3... and retry a write under the same number until it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -113,7 +115,7 @@ impl KvState {
             return self.apply_op(&command.op);
         };
         if let Some(session) = self.sessions.get(&client_id) {
-            if seq == session.seq {
+            if seq == session.seq && !planted(PlantedBug::SkipDedup) {
                 return session.result.clone();
             }
             if seq < session.seq {

@@ -74,7 +74,7 @@ mod tests {
                 write("b", "2", Outcome::Ok),
                 write("c", "3", Outcome::Failed("deadline".into())),
             ],
-            faults: vec![],
+            ..History::default()
         };
         let mut reads = BTreeMap::from([
             (Bytes::from("a"), Some(Bytes::from("1"))),

@@ -40,10 +40,15 @@ pub fn check(
         }
     }
     if let Some(at) = first_fault {
-        let continued = history
+        let writes = history
             .writes
             .iter()
             .any(|op| op.client != LIVENESS_CLIENT && op.outcome == Outcome::Ok && op.start > at);
+        let register_ops = history
+            .ops
+            .iter()
+            .any(|op| op.client != LIVENESS_CLIENT && op.ret.is_some() && op.call > at);
+        let continued = writes || register_ops;
         if !continued {
             return Err(Violation {
                 checker: "progress",
@@ -92,7 +97,7 @@ mod tests {
     fn catches_a_stalled_group_and_a_failed_client() {
         let before_only = History {
             writes: vec![write(10, Outcome::Ok), write(20, Outcome::Ok)],
-            faults: vec![],
+            ..History::default()
         };
         let at = |ms| Some(Duration::from_millis(ms));
         assert_eq!(check(&before_only, true, at(5)), Ok(()));
@@ -108,7 +113,7 @@ mod tests {
                 write(10, Outcome::Ok),
                 write(20, Outcome::Failed("deadline".into())),
             ],
-            faults: vec![],
+            ..History::default()
         };
         let violation = check(&failed, true, None).unwrap_err();
         assert_eq!(violation.checker, "progress");

@@ -1,7 +1,6 @@
 //! The write-once workload: clients write distinct keys, each exactly once,
 //! so the value every acknowledged key must hold is known without a model.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -9,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shoal::client::Client;
 
+use super::Progress;
 use crate::history::{History, Outcome, WriteOp};
 use crate::scenario::WorkloadSpec;
 
@@ -19,7 +19,7 @@ pub fn key(i: u32) -> Bytes {
 
 /// Runs client number `client` of `spec.clients`: it writes keys
 /// `client, client + clients, ...` in order, recording each write in
-/// `history` and counting acknowledgements in `acked`.
+/// `history` and counting it in `progress`.
 pub async fn run_client(
     client_index: u32,
     mut client: Client,
@@ -27,7 +27,7 @@ pub async fn run_client(
     seed: u64,
     t0: tokio::time::Instant,
     history: Arc<Mutex<History>>,
-    acked: Arc<AtomicU32>,
+    progress: Arc<Progress>,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for i in (client_index..spec.keys).step_by(spec.clients as usize) {
@@ -37,11 +37,9 @@ pub async fn run_client(
         let start = t0.elapsed();
         let result = client.put(key.clone(), value.clone()).await;
         let end = t0.elapsed();
+        progress.finish(result.is_ok());
         let outcome = match result {
-            Ok(()) => {
-                acked.fetch_add(1, Ordering::Relaxed);
-                Outcome::Ok
-            }
+            Ok(()) => Outcome::Ok,
             Err(e) => Outcome::Failed(e.to_string()),
         };
         history.lock().expect("history lock").writes.push(WriteOp {
