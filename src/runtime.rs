@@ -101,17 +101,25 @@ pub enum PlantedBug {
     /// The state machine applies a retried write again instead of answering
     /// it from the de-duplication table.
     SkipDedup,
+    /// A leader serves reads on its own belief that it leads, without the
+    /// read index's quorum check: a deposed leader serves stale reads.
+    StaleRead,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 2] = [PlantedBug::AckBeforeFsync, PlantedBug::SkipDedup];
+    pub const ALL: [PlantedBug; 3] = [
+        PlantedBug::AckBeforeFsync,
+        PlantedBug::SkipDedup,
+        PlantedBug::StaleRead,
+    ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::AckBeforeFsync => "ack-before-fsync",
             PlantedBug::SkipDedup => "skip-dedup",
+            PlantedBug::StaleRead => "stale-read",
         }
     }
 

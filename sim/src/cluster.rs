@@ -187,6 +187,31 @@ impl Cluster {
         self.handle.restart(self.replicas[&id].node.id());
     }
 
+    /// Cuts every link from a replica in `from` to a replica in `to` (one
+    /// direction). Clients are not cut off. On connections already open,
+    /// messages wait on a cut link until it heals; new connections across it
+    /// are refused.
+    pub fn cut(&self, from: &[NodeId], to: &[NodeId]) {
+        let net = madsim::net::NetSim::current();
+        for a in from {
+            for b in to {
+                if a != b {
+                    net.clog_link(self.replicas[a].node.id(), self.replicas[b].node.id());
+                }
+            }
+        }
+    }
+
+    /// Restores every link between replicas.
+    pub fn heal_network(&self) {
+        let net = madsim::net::NetSim::current();
+        for a in self.replicas.values() {
+            for b in self.replicas.values() {
+                net.unclog_link(a.node.id(), b.node.id());
+            }
+        }
+    }
+
     /// A fresh simulated machine for one client.
     pub fn client_node(&mut self) -> NodeHandle {
         self.clients_made += 1;

@@ -14,7 +14,7 @@ use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::{self, Violation};
 use crate::cluster::Cluster;
 use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
-use crate::scenario::{KillTarget, Scenario, WorkloadKind};
+use crate::scenario::{KillTarget, PartitionKind, Scenario, WorkloadKind};
 use crate::workload::{register, write_once, Progress};
 
 /// How long replicas get to agree after the workload ends.
@@ -202,6 +202,15 @@ pub async fn run(scenario: &Scenario) -> Report {
     }
 }
 
+/// One fault the nemesis can inject.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Kill, wait this many milliseconds, restart.
+    Kill(KillTarget, u64),
+    /// Partition, wait this many milliseconds, heal.
+    Partition(PartitionKind, u64),
+}
+
 /// Injects the scenario's faults and records them in the history.
 struct Nemesis<'a> {
     cluster: &'a Cluster,
@@ -225,13 +234,27 @@ impl Nemesis<'_> {
         let mut first = None;
         let workload_done =
             || progress.finished.load(Ordering::Relaxed) >= scenario.workload.total_ops();
-        for event in &scenario.faults.kill {
-            while progress.acked.load(Ordering::Relaxed) < event.after_acks && !workload_done() {
+        // Kills and partitions, in the order their triggers come up.
+        let mut events: Vec<(u32, Fault)> = scenario
+            .faults
+            .kill
+            .iter()
+            .map(|k| (k.after_acks, Fault::Kill(k.target, k.down_ms)))
+            .chain(
+                scenario
+                    .faults
+                    .partition
+                    .iter()
+                    .map(|p| (p.after_acks, Fault::Partition(p.kind, p.duration_ms))),
+            )
+            .collect();
+        events.sort_by_key(|(after_acks, _)| *after_acks);
+        for (after_acks, fault) in events {
+            while progress.acked.load(Ordering::Relaxed) < after_acks && !workload_done() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let victims = self.pick(event.target).await;
             first = first.or(Some(self.t0.elapsed()));
-            self.kill_for(&victims, event.down_ms).await;
+            self.inject(fault).await;
         }
         if let Some(chaos) = &scenario.faults.chaos {
             let until = self.t0 + Duration::from_millis(chaos.until_ms);
@@ -242,17 +265,92 @@ impl Nemesis<'_> {
                 if tokio::time::Instant::now() >= until {
                     break;
                 }
-                let target = if shoal::runtime::rng().gen_bool(chaos.majority_rate) {
-                    KillTarget::Majority
+                let mut rng = shoal::runtime::rng();
+                let fault = if rng.gen_bool(chaos.partition_rate) {
+                    let kind = PartitionKind::ALL[rng.gen_range(0..PartitionKind::ALL.len())];
+                    Fault::Partition(kind, chaos.down_ms)
+                } else if rng.gen_bool(chaos.majority_rate) {
+                    Fault::Kill(KillTarget::Majority, chaos.down_ms)
                 } else {
-                    KillTarget::Random
+                    Fault::Kill(KillTarget::Random, chaos.down_ms)
                 };
-                let victims = self.pick(target).await;
                 first = first.or(Some(self.t0.elapsed()));
-                self.kill_for(&victims, chaos.down_ms).await;
+                self.inject(fault).await;
             }
         }
         first
+    }
+
+    async fn inject(&self, fault: Fault) {
+        match fault {
+            Fault::Kill(target, down_ms) => {
+                let victims = self.pick(target).await;
+                self.kill_for(&victims, down_ms).await;
+            }
+            Fault::Partition(kind, duration_ms) => self.partition_for(kind, duration_ms).await,
+        }
+    }
+
+    /// Splits the replicas as `kind` says, waits, and heals.
+    async fn partition_for(&self, kind: PartitionKind, duration_ms: u64) {
+        let mut ids = self.cluster.ids();
+        let mut rng = shoal::runtime::rng();
+        ids.shuffle(&mut rng);
+        let leader = match kind {
+            PartitionKind::IsolateLeader | PartitionKind::MinorityLeader => {
+                self.cluster.leader(Duration::from_secs(5)).await
+            }
+            _ => None,
+        };
+        if let Some(leader) = leader {
+            // The leader first, then the rest in random order.
+            ids.retain(|id| *id != leader);
+            ids.insert(0, leader);
+        }
+        let (a, b): (Vec<NodeId>, Vec<NodeId>) = match kind {
+            PartitionKind::IsolateLeader | PartitionKind::OneWay => {
+                (ids[..1].to_vec(), ids[1..].to_vec())
+            }
+            PartitionKind::Halves => {
+                let split = ids.len() / 2 + usize::from(rng.gen_bool(0.5)) * (ids.len() % 2);
+                (ids[..split].to_vec(), ids[split..].to_vec())
+            }
+            PartitionKind::MinorityLeader => {
+                let minority = ids.len().saturating_sub(1) / 2;
+                (
+                    ids[..minority.max(1)].to_vec(),
+                    ids[minority.max(1)..].to_vec(),
+                )
+            }
+            PartitionKind::Bridge => {
+                // ids[0] is the bridge; the rest split in two.
+                let rest = &ids[1..];
+                let (left, right) = rest.split_at(rest.len() / 2);
+                self.cluster.cut(left, right);
+                self.cluster.cut(right, left);
+                self.record(format!(
+                    "partition bridge: {left:?} | {:?} | {right:?}",
+                    ids[0]
+                ));
+                tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                self.cluster.heal_network();
+                self.record("heal network".to_string());
+                return;
+            }
+        };
+        self.cluster.cut(&b, &a);
+        if kind != PartitionKind::OneWay {
+            self.cluster.cut(&a, &b);
+        }
+        let arrow = if kind == PartitionKind::OneWay {
+            "->"
+        } else {
+            "|"
+        };
+        self.record(format!("partition {kind:?}: {a:?} {arrow} {b:?}"));
+        tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+        self.cluster.heal_network();
+        self.record("heal network".to_string());
     }
 
     async fn pick(&self, target: KillTarget) -> Vec<NodeId> {

@@ -133,6 +133,9 @@ pub struct FaultSpec {
     /// Kills triggered by workload progress.
     #[serde(default)]
     pub kill: Vec<KillEvent>,
+    /// Network partitions triggered by workload progress.
+    #[serde(default)]
+    pub partition: Vec<PartitionEvent>,
     /// Random kills at random times.
     pub chaos: Option<Chaos>,
     /// Simulated disk faults.
@@ -165,6 +168,45 @@ pub struct KillEvent {
     pub down_ms: u64,
 }
 
+/// How a partition splits the replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionKind {
+    /// The leader alone on one side (clients still reach it).
+    IsolateLeader,
+    /// Two random halves (the odd replica on a random side).
+    Halves,
+    /// The leader with a minority on one side, the majority on the other.
+    MinorityLeader,
+    /// A random replica can send to the others but not hear from them.
+    OneWay,
+    /// Two halves joined only through one bridge replica.
+    Bridge,
+}
+
+impl PartitionKind {
+    /// Every kind, for chaos to draw from.
+    pub const ALL: [PartitionKind; 5] = [
+        PartitionKind::IsolateLeader,
+        PartitionKind::Halves,
+        PartitionKind::MinorityLeader,
+        PartitionKind::OneWay,
+        PartitionKind::Bridge,
+    ];
+}
+
+/// Partition the network once some operations are acknowledged; heal later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionEvent {
+    /// How to split.
+    pub kind: PartitionKind,
+    /// Acknowledged operations before the partition.
+    pub after_acks: u32,
+    /// Simulated milliseconds until it heals.
+    pub duration_ms: u64,
+}
+
 /// Kill random replicas, now and then, for a while.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +220,10 @@ pub struct Chaos {
     /// Chance that a kill takes down a majority instead of one replica.
     #[serde(default)]
     pub majority_rate: f64,
+    /// Chance that a step partitions the network (a random kind, for
+    /// `down_ms`) instead of killing.
+    #[serde(default)]
+    pub partition_rate: f64,
 }
 
 /// What the run must show besides durability and convergence, which always
@@ -304,10 +350,12 @@ impl Scenario {
                 format!("must be at most {}", shoal::error::VALUE_SIZE_MAX),
             ));
         }
-        for kill in &scenario.faults.kill {
-            if kill.after_acks >= workload.total_ops() {
+        let triggers = scenario.faults.kill.iter().map(|k| k.after_acks);
+        let triggers = triggers.chain(scenario.faults.partition.iter().map(|p| p.after_acks));
+        for after_acks in triggers {
+            if after_acks >= workload.total_ops() {
                 return Err(invalid(
-                    "faults.kill.after_acks",
+                    "faults.*.after_acks",
                     format!(
                         "must be below the workload's operations ({})",
                         workload.total_ops()
