@@ -4,13 +4,14 @@
 //! semantics to its disk, so a killed and restarted replica finds exactly
 //! what it had synced.
 //!
-//! Each replica's start-up loop acts like a process supervisor: if storage
-//! refuses to open or the node stops on a fatal error (a failed disk), it
-//! waits and starts again from the disk as a crash would leave it.
+//! A supervisor task plays the role of systemd: a replica whose process
+//! exits (storage refused to open, or the node stopped on a fatal error such
+//! as a failed disk) is restarted after a pause, as a fresh process: every
+//! task of the old one is gone, and the disk is as a crash left it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,14 +26,20 @@ use shoal::storage::{Storage, StorageMetrics, StorageOpenError, StorageOptions};
 use crate::disk::{DiskFaults, SimDisk};
 use crate::scenario::ClusterSpec;
 
-/// Pause before a supervisor starts a replica that stopped on an error.
+/// Pause before the supervisor starts a replica whose process exited.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// How often the supervisor looks for exited replicas.
+const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Port every simulated replica serves on.
 const PORT: u16 = 7000;
 
 struct Replica {
     node: NodeHandle,
+    /// Set while the nemesis holds the replica down (the supervisor leaves
+    /// it alone).
+    down: Arc<AtomicBool>,
     disk: SimDisk,
     metrics: Arc<StorageMetrics>,
     /// The storage of the replica's current incarnation.
@@ -85,6 +92,7 @@ impl Cluster {
         for id in 1..=replicas {
             cluster.add_replica(id, spec, faults);
         }
+        cluster.supervise();
         cluster
     }
 
@@ -121,33 +129,27 @@ impl Cluster {
                 let (metrics, slot, corruption) =
                     (metrics.clone(), slot.clone(), corruption.clone());
                 async move {
-                    loop {
-                        // Whatever this replica had not synced died with its
-                        // previous incarnation.
-                        disk.crash();
-                        let opened =
-                            Storage::open(Arc::new(disk.clone()), &options, metrics.clone()).await;
-                        let storage = match opened {
-                            Ok(storage) => storage,
-                            Err(e) => {
-                                tracing::warn!(id, error = %e, "storage refused to open");
-                                if is_corruption(&e) {
-                                    corruption
-                                        .lock()
-                                        .expect("corruption lock")
-                                        .push(e.to_string());
-                                }
-                                tokio::time::sleep(RESTART_PAUSE).await;
-                                continue;
+                    // Whatever this replica had not synced died with its
+                    // previous incarnation.
+                    disk.crash();
+                    let opened =
+                        Storage::open(Arc::new(disk.clone()), &options, metrics.clone()).await;
+                    let storage = match opened {
+                        Ok(storage) => storage,
+                        Err(e) => {
+                            tracing::warn!(id, error = %e, "storage refused to open");
+                            if is_corruption(&e) {
+                                corruption
+                                    .lock()
+                                    .expect("corruption lock")
+                                    .push(e.to_string());
                             }
-                        };
-                        *slot.lock().expect("storage slot") = Some(storage.clone());
-                        match run(config.clone(), storage, shoal::runtime::shutdown_signal()).await
-                        {
-                            Ok(()) => return,
-                            Err(e) => tracing::warn!(id, error = %e, "replica stopped; restarting"),
+                            return; // the node exits; the supervisor restarts it
                         }
-                        tokio::time::sleep(RESTART_PAUSE).await;
+                    };
+                    *slot.lock().expect("storage slot") = Some(storage.clone());
+                    if let Err(e) = run(config, storage, shoal::runtime::shutdown_signal()).await {
+                        tracing::warn!(id, error = %e, "replica stopped");
                     }
                 }
             })
@@ -157,6 +159,7 @@ impl Cluster {
             id,
             Replica {
                 node,
+                down: Arc::default(),
                 disk,
                 metrics,
                 storage,
@@ -178,13 +181,49 @@ impl Cluster {
     /// Crashes replica `id`: its tasks stop at once, its storage stays.
     pub fn kill(&self, id: NodeId) {
         tracing::info!(id, "nemesis: kill");
-        self.handle.kill(self.replicas[&id].node.id());
+        let replica = &self.replicas[&id];
+        replica.down.store(true, Ordering::Relaxed);
+        self.handle.kill(replica.node.id());
     }
 
     /// Starts a killed replica again on the storage it left behind.
     pub fn restart(&self, id: NodeId) {
         tracing::info!(id, "nemesis: restart");
-        self.handle.restart(self.replicas[&id].node.id());
+        let replica = &self.replicas[&id];
+        self.handle.restart(replica.node.id());
+        replica.down.store(false, Ordering::Relaxed);
+    }
+
+    /// Restarts replicas whose process exited on its own, after a pause,
+    /// for as long as the simulation runs.
+    fn supervise(&self) {
+        let handle = self.handle.clone();
+        let nodes: Vec<(NodeId, madsim::task::NodeId, Arc<AtomicBool>)> = self
+            .replicas
+            .iter()
+            .map(|(id, r)| (*id, r.node.id(), r.down.clone()))
+            .collect();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SUPERVISE_INTERVAL).await;
+                for (id, node, down) in &nodes {
+                    if down.load(Ordering::Relaxed) || !handle.is_exit(*node) {
+                        continue;
+                    }
+                    tracing::info!(id, "supervisor: replica exited; restarting");
+                    down.store(true, Ordering::Relaxed);
+                    let (handle, node, down) = (handle.clone(), *node, down.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RESTART_PAUSE).await;
+                        // A process that exits releases its sockets: kill
+                        // resets the node's network state, restart runs it.
+                        handle.kill(node);
+                        handle.restart(node);
+                        down.store(false, Ordering::Relaxed);
+                    });
+                }
+            }
+        });
     }
 
     /// Cuts every link from a replica in `from` to a replica in `to` (one

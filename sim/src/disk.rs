@@ -2,7 +2,9 @@
 //! simulated node so that it survives kills and restarts.
 //!
 //! It keeps, for every file, the bytes a reader sees (`live`) and the bytes
-//! that would survive a crash (`durable`), and likewise for directory entries.
+//! that would survive a crash (`durable`), and likewise for the names in
+//! directories and for directories themselves (durable once their parent
+//! directory is synced).
 //! [`SimDisk::crash`] turns live into durable, dropping unsynced writes or
 //! tearing them at a sector boundary. Seeded faults (rates set by the
 //! scenario) make operations fail, reads return flipped bits, the disk fill up
@@ -61,7 +63,10 @@ struct DiskState {
     live_names: BTreeMap<String, u64>,
     /// Path → inode, as it would survive a crash.
     durable_names: BTreeMap<String, u64>,
-    dirs: BTreeSet<String>,
+    /// Directories as a reader sees them, and as they would survive a crash
+    /// (a directory's entry is durable once its parent is synced).
+    live_dirs: BTreeSet<String>,
+    durable_dirs: BTreeSet<String>,
     rng: ChaCha8Rng,
     faults: DiskFaults,
     faults_on: bool,
@@ -104,7 +109,8 @@ impl SimDisk {
                 next_inode: 1,
                 live_names: BTreeMap::new(),
                 durable_names: BTreeMap::new(),
-                dirs: BTreeSet::from([String::new()]),
+                live_dirs: BTreeSet::from([String::new()]),
+                durable_dirs: BTreeSet::from([String::new()]),
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 faults,
                 faults_on: true,
@@ -154,6 +160,12 @@ impl SimDisk {
             }
             inode.live = survivor;
         }
+        // Names in a directory that did not survive go with it.
+        state.live_dirs = state.durable_dirs.clone();
+        let dirs = &state.live_dirs;
+        state
+            .durable_names
+            .retain(|path, _| dirs.contains(split(path).0));
         state.live_names = state.durable_names.clone();
         let referenced: BTreeSet<u64> = state.durable_names.values().copied().collect();
         state.inodes.retain(|id, _| referenced.contains(id));
@@ -217,8 +229,6 @@ impl Disk for SimDisk {
     fn create_dir(&self, dir: &str) -> DiskFuture<'_, ()> {
         let dir = dir.to_string();
         Box::pin(async move {
-            // Directories are durable at once: Shoal creates them once, at
-            // start, before anything in them matters.
             let mut state = self.state();
             let mut prefix = String::new();
             for part in dir.split('/') {
@@ -226,7 +236,7 @@ impl Disk for SimDisk {
                     prefix.push('/');
                 }
                 prefix.push_str(part);
-                state.dirs.insert(prefix.clone());
+                state.live_dirs.insert(prefix.clone());
             }
             Ok(())
         })
@@ -237,8 +247,13 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.write_eio_rate, &path).await?;
             let mut state = self.state();
-            if !state.dirs.contains(split(&path).0) {
+            if !state.live_dirs.contains(split(&path).0) {
                 return Err(not_found(split(&path).0));
+            }
+            // Like O_CREAT | O_TRUNC: an existing file is emptied in place.
+            if let Some(id) = state.live_names.get(&path).copied() {
+                state.inodes.get_mut(&id).expect("inode").live.clear();
+                return Ok(());
             }
             let id = state.next_inode;
             state.next_inode += 1;
@@ -373,6 +388,13 @@ impl Disk for SimDisk {
                     state.durable_names.insert(path.clone(), *id);
                 }
             }
+            let children = state
+                .live_dirs
+                .iter()
+                .filter(|d| !d.is_empty() && split(d).0 == dir);
+            state
+                .durable_dirs
+                .extend(children.cloned().collect::<Vec<_>>());
             Ok(())
         })
     }

@@ -215,7 +215,11 @@ mod runner {
             .flat_map(|s| (0..runs_per_seed).map(move |r| (s, r)))
             .rev()
             .collect();
-        let mut running: Vec<(u64, usize, Child)> = Vec::new();
+        // Each seed process is waited on by a thread of its own, which also
+        // drains its output as it comes: a child blocked on a full pipe would
+        // never finish.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut running = 0;
         let mut results: Vec<(u64, usize, SeedResult)> = Vec::new();
         let mut last_progress = Instant::now();
         println!(
@@ -226,25 +230,29 @@ mod runner {
             if twice { " twice each" } else { "" },
             jobs
         );
-        while !pending.is_empty() || !running.is_empty() {
-            while running.len() < jobs {
+        while !pending.is_empty() || running > 0 {
+            while running < jobs {
                 let Some((seed, run)) = pending.pop() else {
                     break;
                 };
-                running.push((seed, run, spawn_seed(scenario, seed)?));
+                let child = spawn_seed(scenario, seed)?;
+                let done = done_tx.clone();
+                std::thread::spawn(move || {
+                    let _ = done.send((seed, run, collect(seed, child)));
+                });
+                running += 1;
             }
-            let mut i = 0;
-            while i < running.len() {
-                if running[i].2.try_wait()?.is_some() {
-                    let (seed, run, child) = running.remove(i);
-                    let result = collect(seed, child)?;
+            match done_rx.recv_timeout(Duration::from_secs(1)) {
+                Ok((seed, run, result)) => {
+                    running -= 1;
+                    let result = result?;
                     if !result.passed {
                         println!("seed {seed}: FAILED");
                     }
                     results.push((seed, run, result));
-                } else {
-                    i += 1;
                 }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => bail!("seed workers vanished: {e}"),
             }
             if last_progress.elapsed() >= Duration::from_secs(10) {
                 println!(
@@ -255,7 +263,6 @@ mod runner {
                 );
                 last_progress = Instant::now();
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
         results.sort_by_key(|(seed, run, _)| (*seed, *run));
 

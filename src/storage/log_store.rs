@@ -5,14 +5,19 @@
 //! meaning live and during recovery, so the two cannot drift apart.
 //!
 //! Group commit: changes go, in order, to one flusher task that takes every
-//! queued record, writes them in one append, syncs once, and only then
-//! acknowledges them (openraft's flush callback for entries, a reply for votes
-//! and truncations). The vote is therefore durable before a vote is granted,
-//! and an entry before the leader counts this replica for it.
+//! queued record, writes them as one batch, syncs once, and only then
+//! acknowledges them (openraft's flush callback for entries, a reply for
+//! truncations and purges). An entry is therefore durable before the leader
+//! counts this replica for it. The vote is kept apart, in the [`vote`] file,
+//! synced before `save_vote` returns.
 //!
-//! Segments are rotated when full; each new segment opens with a checkpoint
-//! (vote, committed index, purge point) so that older segments hold nothing
-//! still needed once their entries are purged, and are deleted oldest first.
+//! Segments are rotated when full. The newest segment always holds a
+//! checkpoint (committed index, purge point): one is written when a segment
+//! is begun and again whenever the log is opened, so that older segments hold
+//! nothing still needed once their entries are purged, and are deleted
+//! oldest first.
+//!
+//! [`vote`]: super::vote
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -26,8 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::disk::DiskRef;
+use super::vote;
 use super::wal::{Wal, WalError};
-use super::StorageMetrics;
+use super::{StorageMetrics, StorageOpenError};
 use crate::raft::{codec, NodeId, TypeConfig};
 use crate::runtime::{planted, PlantedBug};
 
@@ -50,7 +56,6 @@ enum Record {
     },
     /// Remove entries up to and including this one.
     Purge(LogId<NodeId>),
-    Vote(Vote<NodeId>),
     Committed(Option<LogId<NodeId>>),
 }
 
@@ -86,7 +91,6 @@ impl LogData {
                 self.last_purged = Some(log_id);
                 self.entries = self.entries.split_off(&(log_id.index + 1));
             }
-            Record::Vote(vote) => self.vote = Some(vote),
             Record::Committed(committed) => self.committed = committed,
         }
     }
@@ -96,7 +100,6 @@ impl LogData {
 /// and to tell which old segments are dead.
 #[derive(Debug, Default)]
 struct Written {
-    vote: Option<Vote<NodeId>>,
     committed: Option<LogId<NodeId>>,
     last_purged: Option<LogId<NodeId>>,
     /// Segment number → highest entry index written to it.
@@ -110,7 +113,6 @@ impl Written {
             Record::Entry(entry) => *highest = (*highest).max(Some(entry.log_id.index)),
             Record::Truncate { .. } => {}
             Record::Purge(log_id) => self.last_purged = self.last_purged.max(Some(*log_id)),
-            Record::Vote(vote) => self.vote = Some(*vote),
             Record::Committed(committed) => self.committed = *committed,
         }
     }
@@ -118,7 +120,6 @@ impl Written {
     /// The records that open a new segment.
     fn checkpoint(&self) -> Vec<Record> {
         let mut records = Vec::new();
-        records.extend(self.vote.map(Record::Vote));
         records.extend(self.committed.map(|c| Record::Committed(Some(c))));
         records.extend(self.last_purged.map(Record::Purge));
         records
@@ -172,6 +173,7 @@ struct Op {
 pub struct LogStore {
     data: Arc<Mutex<LogData>>,
     writer: mpsc::Sender<Op>,
+    disk: DiskRef,
 }
 
 impl std::fmt::Debug for Op {
@@ -186,8 +188,8 @@ impl LogStore {
         disk: DiskRef,
         segment_size_max: u64,
         metrics: Arc<StorageMetrics>,
-    ) -> Result<LogStore, WalError> {
-        let (wal, segments) = Wal::open(disk, WAL_DIR, segment_size_max).await?;
+    ) -> Result<LogStore, StorageOpenError> {
+        let (mut wal, segments) = Wal::open(disk.clone(), WAL_DIR, segment_size_max).await?;
         let mut data = LogData::default();
         let mut written = Written::default();
         for segment in segments {
@@ -203,17 +205,28 @@ impl LogStore {
                 data.apply(record);
             }
         }
+        data.vote = vote::load(&disk).await?;
         tracing::info!(
             entries = data.entries.len(),
             last_purged = ?data.last_purged,
             vote = ?data.vote,
             "log recovered"
         );
+        // The newest segment may lack its checkpoint (a crash right after it
+        // was begun): write one now, before any old segment can be deleted.
+        let mut buffer = Vec::new();
+        write_checkpoint(&mut wal, &mut written, &mut buffer)
+            .await
+            .map_err(|source| WalError::Io {
+                path: WAL_DIR.to_string(),
+                source,
+            })?;
         let (writer, queue) = mpsc::channel(RECORDS_QUEUED_MAX);
         tokio::spawn(flush_loop(wal, written, queue, metrics));
         Ok(LogStore {
             data: Arc::new(Mutex::new(data)),
             writer,
+            disk,
         })
     }
 
@@ -221,13 +234,19 @@ impl LogStore {
         self.data.lock().expect("log store lock poisoned")
     }
 
-    /// Applies a record in memory and queues it for the disk.
+    /// Queues a record for the disk and applies it in memory, in one step:
+    /// memory and disk see records in the same order, and a record that
+    /// cannot be queued changes nothing.
     async fn submit(&self, record: Record, done: Done) -> io::Result<()> {
-        self.data().apply(record.clone());
-        self.writer
-            .send(Op { record, done })
+        let permit = self
+            .writer
+            .reserve()
             .await
-            .map_err(|_| io::Error::other("the log's flusher has stopped"))
+            .map_err(|_| io::Error::other("the log's flusher has stopped"))?;
+        let mut data = self.data();
+        data.apply(record.clone());
+        permit.send(Op { record, done });
+        Ok(())
     }
 
     /// Appends entries (with indexes following the log's last) and returns a
@@ -299,6 +318,7 @@ async fn flush_loop(
         }
 
         buffer.clear();
+        wal.start_batch();
         for op in &batch {
             let payload = codec::encode(&op.record).expect("log records always encode");
             wal.frame(&payload, &mut buffer);
@@ -330,14 +350,8 @@ async fn write_and_sync(wal: &mut Wal, framed: &[u8]) -> io::Result<()> {
 /// dead segments.
 async fn maintain(wal: &mut Wal, written: &mut Written, buffer: &mut Vec<u8>) -> io::Result<()> {
     if wal.should_rotate() {
-        let seq = wal.rotate().await?;
-        buffer.clear();
-        for record in written.checkpoint() {
-            let payload = codec::encode(&record).expect("log records always encode");
-            wal.frame(&payload, buffer);
-            written.note(&record, seq);
-        }
-        write_and_sync(wal, buffer).await?;
+        wal.rotate().await?;
+        write_checkpoint(wal, written, buffer).await?;
     }
     let dead = written.dead_segments(wal.current_seq());
     if !dead.is_empty() {
@@ -347,6 +361,26 @@ async fn maintain(wal: &mut Wal, written: &mut Written, buffer: &mut Vec<u8>) ->
         }
     }
     Ok(())
+}
+
+/// Writes and syncs a checkpoint batch into the newest segment.
+async fn write_checkpoint(
+    wal: &mut Wal,
+    written: &mut Written,
+    buffer: &mut Vec<u8>,
+) -> io::Result<()> {
+    let records = written.checkpoint();
+    if records.is_empty() {
+        return Ok(());
+    }
+    buffer.clear();
+    wal.start_batch();
+    for record in records {
+        let payload = codec::encode(&record).expect("log records always encode");
+        wal.frame(&payload, buffer);
+        written.note(&record, wal.current_seq());
+    }
+    write_and_sync(wal, buffer).await
 }
 
 fn write_error(e: io::Error) -> StorageError<NodeId> {
@@ -384,9 +418,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.submit_durable(Record::Vote(*vote))
+        vote::save(&self.disk, vote)
             .await
-            .map_err(|e| StorageIOError::write_vote(&e).into())
+            .map_err(|e| StorageIOError::write_vote(&e))?;
+        self.data().vote = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {

@@ -15,6 +15,7 @@ pub mod kv;
 pub mod log_store;
 pub mod snapshot;
 pub mod state_machine;
+pub mod vote;
 pub mod wal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +74,9 @@ pub enum StorageOpenError {
     /// The newest snapshot is unreadable or damaged.
     #[error("snapshot: {0}")]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// The vote file is unreadable or damaged.
+    #[error("vote: {0}")]
+    Vote(#[from] vote::VoteError),
 }
 
 /// A replica's stores. Cloning shares them.

@@ -108,26 +108,31 @@ pub fn decode(file: &[u8]) -> Result<(Meta, Vec<u8>), Damage> {
     Ok((meta, body[meta_end + 8..].to_vec()))
 }
 
+/// A snapshot's file name: the index after its last entry, zero-padded, so
+/// that names sort by index.
 fn file_name(meta: &Meta) -> String {
     let seq = meta.last_log_id.map_or(0, |id| id.index + 1);
-    format!("{SNAPSHOT_DIR}/{seq:020}.snap")
+    format!("{seq:020}.snap")
 }
 
-/// Writes a snapshot durably and removes older ones.
+/// Writes a snapshot durably, then removes older snapshots and leftovers of
+/// interrupted writes. Callers must not write two snapshots at once.
 pub async fn write(disk: &DiskRef, meta: &Meta, data: &[u8]) -> std::io::Result<()> {
-    let path = file_name(meta);
+    let name = file_name(meta);
+    let path = format!("{SNAPSHOT_DIR}/{name}");
     let tmp = format!("{path}.tmp");
     disk.create_dir(SNAPSHOT_DIR).await?;
+    disk.sync_dir("").await?;
     disk.create(&tmp).await?;
     disk.append(&tmp, &encode(meta, data)).await?;
     disk.sync(&tmp).await?;
     disk.rename(&tmp, &path).await?;
     disk.sync_dir(SNAPSHOT_DIR).await?;
     let mut removed = false;
-    for name in disk.list(SNAPSHOT_DIR).await? {
-        let other = format!("{SNAPSHOT_DIR}/{name}");
-        if other != path {
-            disk.remove(&other).await?;
+    for other in disk.list(SNAPSHOT_DIR).await? {
+        let older = other.ends_with(".snap") && other < name;
+        if older || other.ends_with(".tmp") {
+            disk.remove(&format!("{SNAPSHOT_DIR}/{other}")).await?;
             removed = true;
         }
     }
@@ -205,6 +210,6 @@ mod tests {
             assert!(decode(&damaged).is_err(), "flip in byte {byte} went unseen");
         }
         assert!(decode(&file[..file.len() - 1]).is_err());
-        assert_eq!(file_name(&meta()), "snapshots/00000000000000000043.snap");
+        assert_eq!(file_name(&meta()), "00000000000000000043.snap");
     }
 }

@@ -46,6 +46,9 @@ struct StoredSnapshot {
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// Held while a snapshot is written: openraft builds snapshots in a task
+    /// of their own, which may run while a leader's snapshot is installed.
+    snapshot_writes: Arc<tokio::sync::Mutex<()>>,
     disk: DiskRef,
     metrics: Arc<StorageMetrics>,
 }
@@ -79,6 +82,7 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
             snapshot: Arc::new(Mutex::new(snapshot)),
+            snapshot_writes: Arc::default(),
             disk,
             metrics,
         })
@@ -87,6 +91,34 @@ impl StateMachineStore {
     /// A read view of the applied state. Hold it briefly: appliers wait on it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.applied.read().expect("state machine lock poisoned")
+    }
+
+    /// The last log id of the current snapshot.
+    fn snapshot_last_log_id(&self) -> Option<LogId<NodeId>> {
+        let snapshot = self.snapshot.lock().expect("snapshot lock poisoned");
+        snapshot.as_ref().and_then(|s| s.meta.last_log_id)
+    }
+
+    /// Makes `meta`/`data` the current snapshot, on disk and in memory, unless
+    /// a newer one already is (then returns `false`). Callers hold
+    /// `snapshot_writes`.
+    async fn persist_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<bool, StorageError<NodeId>> {
+        let current = self.snapshot_last_log_id();
+        if current.is_some() && current >= meta.last_log_id {
+            return Ok(false);
+        }
+        snapshot::write(&self.disk, meta, data)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        });
+        Ok(true)
     }
 
     /// Replaces the applied state with a snapshot's.
@@ -130,14 +162,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
-        snapshot::write(&self.disk, &meta, &data)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.metrics.snapshots_built.fetch_add(1, Ordering::Relaxed);
-        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        });
+        let _writing = self.snapshot_writes.lock().await;
+        if self.persist_snapshot(&meta, &data).await? {
+            self.metrics.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -209,17 +237,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             return Err(StorageIOError::read_snapshot(Some(meta.signature()), &mismatch).into());
         }
-        snapshot::write(&self.disk, meta, &data)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let _writing = self.snapshot_writes.lock().await;
+        self.persist_snapshot(meta, &data).await?;
         self.metrics
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);
         self.replace(applied);
-        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        });
         Ok(())
     }
 

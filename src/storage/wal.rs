@@ -74,6 +74,8 @@ pub struct Wal {
     next_lsn: u64,
     /// Segment size past which the owner should [`Wal::rotate`].
     segment_size_max: u64,
+    /// Number of the first record of the batch being framed.
+    batch: u64,
 }
 
 fn segment_path(dir: &str, seq: u64) -> String {
@@ -89,6 +91,7 @@ impl Wal {
         segment_size_max: u64,
     ) -> Result<(Wal, Vec<RecoveredSegment>), WalError> {
         disk.create_dir(dir).await.map_err(io_error(dir))?;
+        disk.sync_dir("").await.map_err(io_error(dir))?;
         let mut seqs = Vec::new();
         for name in disk.list(dir).await.map_err(io_error(dir))? {
             if let Some(seq) = name
@@ -148,7 +151,7 @@ impl Wal {
                 records: scan
                     .records
                     .into_iter()
-                    .map(|(_, r)| bytes[r].to_vec())
+                    .map(|r| bytes[r.payload].to_vec())
                     .collect(),
             });
             if newest {
@@ -174,13 +177,21 @@ impl Wal {
             current,
             next_lsn,
             segment_size_max,
+            batch: next_lsn,
         };
         Ok((wal, recovered))
     }
 
-    /// Frames `payload` as the next record into `out`; [`Wal::write`] it.
+    /// Begins a batch: the records framed until the next call are written,
+    /// then synced, together. Only one batch may be unsynced at a time.
+    pub fn start_batch(&mut self) {
+        self.batch = self.next_lsn;
+    }
+
+    /// Frames `payload` as the next record of the current batch into `out`;
+    /// [`Wal::write`] it.
     pub fn frame(&mut self, payload: &[u8], out: &mut Vec<u8>) {
-        frame::encode(self.next_lsn, payload, out);
+        frame::encode(self.next_lsn, self.batch, payload, out);
         self.next_lsn += 1;
     }
 
