@@ -11,6 +11,8 @@
 //!   binary and the simulator share.
 //! - [`client`] finds leaders, retries under a deadline and numbers writes for
 //!   exactly-once application.
+//! - [`shard`] maps keys to shards and shards to groups: the shard
+//!   controller's configurations and a data group's shard moves.
 //! - [`error`] holds the client API's limits and its typed error.
 
 #![deny(missing_docs)]
@@ -20,6 +22,7 @@ pub mod error;
 pub mod raft;
 pub mod runtime;
 pub mod server;
+pub mod shard;
 pub mod storage;
 
 /// Code generated from `proto/shoal.proto`.

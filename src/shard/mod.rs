@@ -1,0 +1,49 @@
+//! Sharding: which shard a key lives in ([`shard_of`]), which group serves
+//! each shard ([`config`], kept by the shard [`controller`] and computed with
+//! [`assign`]), and how a data group moves shards in and out ([`group`]).
+//!
+//! **The shard function** (fixed forever; changing it would move every key):
+//! `shard_of(key) = crc32c(key) mod shard_count`, where crc32c is CRC-32C
+//! (Castagnoli polynomial 0x1EDC6F41, reflected, initial value and final XOR
+//! 0xFFFFFFFF), computed over the key's bytes, read as an unsigned 32-bit
+//! integer.
+
+pub mod assign;
+pub mod config;
+pub mod controller;
+pub mod group;
+
+/// A shard's number, `0..shard_count`.
+pub type ShardId = u32;
+
+/// A replica group's id. Group 0 is never a data group.
+pub type GroupId = u64;
+
+/// The default number of shards of a new cluster.
+pub const SHARD_COUNT_DEFAULT: u32 = 64;
+
+/// The shard that holds `key`.
+pub fn shard_of(key: &[u8], shard_count: u32) -> ShardId {
+    assert!(shard_count > 0, "a cluster has at least one shard");
+    crc32c::crc32c(key) % shard_count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shard_function_is_pinned() {
+        // CRC-32C check value: crc32c("123456789") = 0xE3069283.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        let shards: Vec<ShardId> = ["", "a", "key-000001", "user:42"]
+            .iter()
+            .map(|k| shard_of(k.as_bytes(), SHARD_COUNT_DEFAULT))
+            .collect();
+        // Pinned: these must never change.
+        assert_eq!(shards, PINNED);
+    }
+
+    /// Computed independently of this code (a bit-at-a-time CRC-32C).
+    const PINNED: [ShardId; 4] = [0, 48, 19, 45];
+}
