@@ -55,12 +55,28 @@ pub enum KvError {
     /// operation; the earlier operation's answer cannot answer this one.
     #[error("write id already used for a different operation")]
     WriteIdConflict,
+    /// This group does not serve the key's shard (in its configuration
+    /// `config_num`): refresh the configuration and retry at the owner.
+    #[error("wrong group for this key (group is at configuration {config_num})")]
+    WrongGroup {
+        /// The group's configuration number.
+        config_num: u64,
+    },
+    /// The shard controller refused a request.
+    #[error("controller refused: {0}")]
+    Controller(String),
+    /// The request names a configuration this replica has not reached yet.
+    #[error("not yet: {0}")]
+    NotYet(String),
 }
 
 impl KvError {
     /// Whether the same request may succeed if retried (possibly elsewhere).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, KvError::NotLeader { .. } | KvError::Unavailable(_))
+        matches!(
+            self,
+            KvError::NotLeader { .. } | KvError::Unavailable(_) | KvError::NotYet(_)
+        )
     }
 
     /// Encodes the error as a gRPC status whose details carry an [`ErrorDetail`].
@@ -103,6 +119,21 @@ impl KvError {
                 detail.set_kind(Kind::WriteIdConflict);
                 Code::FailedPrecondition
             }
+            KvError::WrongGroup { config_num } => {
+                detail.set_kind(Kind::WrongGroup);
+                detail.config_num = *config_num;
+                Code::FailedPrecondition
+            }
+            KvError::Controller(reason) => {
+                detail.set_kind(Kind::Controller);
+                detail.reason = reason.clone();
+                Code::FailedPrecondition
+            }
+            KvError::NotYet(reason) => {
+                detail.set_kind(Kind::NotYet);
+                detail.reason = reason.clone();
+                Code::Unavailable
+            }
         };
         Status::with_details(code, self.to_string(), Bytes::from(detail.encode_to_vec()))
     }
@@ -129,6 +160,11 @@ impl KvError {
             },
             Kind::StaleSequence => KvError::StaleSequence,
             Kind::WriteIdConflict => KvError::WriteIdConflict,
+            Kind::WrongGroup => KvError::WrongGroup {
+                config_num: detail.config_num,
+            },
+            Kind::Controller => KvError::Controller(detail.reason),
+            Kind::NotYet => KvError::NotYet(detail.reason),
         })
     }
 }
@@ -185,6 +221,9 @@ mod tests {
             },
             KvError::StaleSequence,
             KvError::WriteIdConflict,
+            KvError::WrongGroup { config_num: 7 },
+            KvError::Controller("group 1 has already joined".into()),
+            KvError::NotYet("configuration 4".into()),
         ];
         for error in errors {
             let status = error.to_status();

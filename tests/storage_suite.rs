@@ -33,6 +33,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDisk {
         // Small segments so that rotation and segment deletion happen too.
         let options = StorageOptions {
             wal_segment_size_max: 512,
+            ..StorageOptions::default()
         };
         let storage = Storage::open(Arc::new(disk), &options, Default::default())
             .await

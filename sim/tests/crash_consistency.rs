@@ -269,6 +269,7 @@ mod log_store {
     async fn open_store(disk: &SimDisk) -> shoal::storage::LogStore {
         let options = StorageOptions {
             wal_segment_size_max: 400,
+            ..StorageOptions::default()
         };
         Storage::open(Arc::new(disk.clone()), &options, Arc::default())
             .await
@@ -368,10 +369,13 @@ mod snapshots {
             };
             let disk = SimDisk::new(seed, faults);
             let disk_ref: DiskRef = Arc::new(disk.clone());
-            let mut store =
-                shoal::storage::StateMachineStore::open(disk_ref.clone(), Arc::default())
-                    .await
-                    .unwrap();
+            let mut store = shoal::storage::StateMachineStore::open(
+                disk_ref.clone(),
+                shoal::shard::GroupRole::Standalone,
+                Arc::default(),
+            )
+            .await
+            .unwrap();
             let entries: Vec<_> = (1..=300)
                 .map(|i| Entry {
                     log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
@@ -405,9 +409,13 @@ mod snapshots {
                 "seed {seed}: in memory"
             );
             disk.crash();
-            let reopened = shoal::storage::StateMachineStore::open(disk_ref, Arc::default())
-                .await
-                .unwrap();
+            let reopened = shoal::storage::StateMachineStore::open(
+                disk_ref,
+                shoal::shard::GroupRole::Standalone,
+                Arc::default(),
+            )
+            .await
+            .unwrap();
             assert_eq!(
                 reopened.read().last_applied,
                 newer.last_applied,

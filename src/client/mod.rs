@@ -1,8 +1,15 @@
-//! The client library: finds the leader, retries with backoff under a
-//! deadline, and numbers writes so that a retried write is applied once.
+//! The client library: routes each key to the group serving its shard (with
+//! a cached configuration from the shard controller, refreshed when a group
+//! answers "wrong group"), finds each group's leader, retries with backoff
+//! under a deadline, and numbers writes so that a retried write is applied
+//! once, even across a shard move.
 //!
 //! A [`Client`] has one identity and sends one request at a time (its
 //! methods take `&mut self`); run several clients for concurrency.
+//!
+//! [`Client::scan`] merges the shards' ordered results. Each shard's part is
+//! linearizable; the whole is not one snapshot (shards are read at slightly
+//! different moments).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,18 +22,28 @@ use tonic::{Code, Status};
 use crate::error::{check_key, check_value, KvError};
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
-    CasRequest, DeleteRequest, GetRequest, PutRequest, StatusRequest, StatusResponse, WriteId,
+    CasRequest, DeleteRequest, GetRequest, PutRequest, QueryRequest, ReconfigureRequest,
+    ScanRequest, ShardRequest, StatusRequest, StatusResponse, WriteId,
 };
+use crate::raft::codec;
 use crate::server::node::CLIENT_MESSAGE_SIZE_MAX;
+use crate::shard::config::Config;
+use crate::shard::controller::ControllerOp;
+use crate::shard::{shard_of, GroupId, ShardId};
+use crate::storage::kv::Session;
 
 /// Leader hints followed in a row without pausing.
 const REDIRECTS_UNPAUSED_MAX: u32 = 3;
 
-/// How a client retries.
+/// How a client finds the cluster and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Addresses (`host:port`) of the group's members.
+    /// Addresses (`host:port`) of the group's members: of the one group of a
+    /// standalone cluster, or of the shard controller when `sharded`.
     pub endpoints: Vec<String>,
+    /// Whether `endpoints` are a shard controller whose configuration routes
+    /// keys to data groups.
+    pub sharded: bool,
     /// Total time one operation may take, retries included.
     pub deadline: Duration,
     /// Time one attempt may take before the client tries again.
@@ -38,10 +55,19 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Defaults for a sharded cluster whose controller is at `controller`.
+    pub fn sharded(controller: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            sharded: true,
+            ..ClientConfig::new(controller)
+        }
+    }
+
     /// Defaults for a group reachable at `endpoints`.
     pub fn new(endpoints: Vec<String>) -> ClientConfig {
         ClientConfig {
             endpoints,
+            sharded: false,
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(10),
@@ -85,12 +111,18 @@ pub struct CasOutcome {
     pub current: Option<Bytes>,
 }
 
+#[derive(Clone)]
 enum Call {
     Get(GetRequest),
     Put(PutRequest),
     Delete(DeleteRequest),
     Cas(CasRequest),
     Status,
+    Scan(ScanRequest),
+    Query(QueryRequest),
+    Reconfigure(ReconfigureRequest),
+    PullShard(ShardRequest),
+    DropShard(ShardRequest),
 }
 
 enum Reply {
@@ -99,19 +131,27 @@ enum Reply {
     Delete(bool),
     Cas(CasOutcome),
     Status(StatusResponse),
+    Scan(Vec<(Bytes, Bytes)>, Vec<ShardId>),
+    Config(Bytes),
+    Shard(Bytes),
+    Dropped,
 }
 
-/// A connection to one Shoal group.
+/// The data a shard's previous owner hands over: keys and values, and its
+/// de-duplication table.
+pub type ShardData = (Vec<(Bytes, Bytes)>, BTreeMap<u64, Session>);
+
+/// A connection to one cluster: a standalone group, or a sharded cluster.
 pub struct Client {
     config: ClientConfig,
     client_id: u64,
     /// Sequence number of the last write issued.
     seq: u64,
-    /// The member believed to lead, tried first.
-    leader: Option<String>,
-    /// Index of the next endpoint to try when no leader is known.
-    next_endpoint: usize,
-    connections: BTreeMap<String, KvClient<Channel>>,
+    /// The standalone group, or the shard controller.
+    home: GroupLink,
+    /// Sharded: the configuration in use, and a link per data group.
+    routing: Option<Config>,
+    groups: BTreeMap<GroupId, GroupLink>,
 }
 
 impl Client {
@@ -120,11 +160,11 @@ impl Client {
         let mut rng = crate::runtime::rng();
         Client {
             client_id: rng.gen(),
-            next_endpoint: rng.gen_range(0..config.endpoints.len().max(1)),
+            home: GroupLink::new(config.endpoints.clone(), &mut rng),
             config,
             seq: 0,
-            leader: None,
-            connections: BTreeMap::new(),
+            routing: None,
+            groups: BTreeMap::new(),
         }
     }
 
@@ -137,7 +177,10 @@ impl Client {
     pub async fn get(&mut self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
         let key = key.into();
         check_key(&key)?;
-        match self.call(Call::Get(GetRequest { key })).await? {
+        match self
+            .call_for_key(&key, Call::Get(GetRequest { key: key.clone() }))
+            .await?
+        {
             Reply::Get(value) => Ok(value),
             _ => unreachable!("get answered by another call"),
         }
@@ -153,7 +196,12 @@ impl Client {
         check_key(&key)?;
         check_value(&value)?;
         let id = Some(self.next_write_id());
-        match self.call(Call::Put(PutRequest { key, value, id })).await? {
+        let call = Call::Put(PutRequest {
+            key: key.clone(),
+            value,
+            id,
+        });
+        match self.call_for_key(&key, call).await? {
             Reply::Put => Ok(()),
             _ => unreachable!("put answered by another call"),
         }
@@ -164,7 +212,16 @@ impl Client {
         let key = key.into();
         check_key(&key)?;
         let id = Some(self.next_write_id());
-        match self.call(Call::Delete(DeleteRequest { key, id })).await? {
+        match self
+            .call_for_key(
+                &key,
+                Call::Delete(DeleteRequest {
+                    key: key.clone(),
+                    id,
+                }),
+            )
+            .await?
+        {
             Reply::Delete(existed) => Ok(existed),
             _ => unreachable!("delete answered by another call"),
         }
@@ -185,23 +242,163 @@ impl Client {
         }
         let id = Some(self.next_write_id());
         let request = CasRequest {
-            key,
+            key: key.clone(),
             expected,
             new_value: new,
             id,
         };
-        match self.call(Call::Cas(request)).await? {
+        match self.call_for_key(&key, Call::Cas(request)).await? {
             Reply::Cas(outcome) => Ok(outcome),
             _ => unreachable!("compare-and-swap answered by another call"),
         }
     }
 
+    /// Keys in `[start, end)` (`end` empty: to the end), in order, at most
+    /// `limit`. Linearizable per shard, not one snapshot of all shards.
+    pub async fn scan(
+        &mut self,
+        start: impl Into<Bytes>,
+        end: impl Into<Bytes>,
+        limit: u32,
+    ) -> Result<Vec<(Bytes, Bytes)>, ClientError> {
+        let (start, end) = (start.into(), end.into());
+        let deadline = self.deadline();
+        if !self.config.sharded {
+            let request = ScanRequest {
+                start,
+                end,
+                limit,
+                shards: Vec::new(),
+            };
+            return match self
+                .home
+                .call(&self.config, Call::Scan(request), deadline)
+                .await?
+            {
+                Reply::Scan(entries, _) => Ok(entries),
+                _ => unreachable!("scan answered by another call"),
+            };
+        }
+        let mut entries = Vec::new();
+        let mut missing: Vec<ShardId> = Vec::new();
+        loop {
+            let config = self.routing(deadline, false).await?;
+            if missing.is_empty() && entries.is_empty() {
+                missing = (0..config.shard_count()).collect();
+            }
+            let mut by_group: BTreeMap<GroupId, Vec<ShardId>> = BTreeMap::new();
+            for shard in &missing {
+                if let Some(group) = config.owner(*shard) {
+                    by_group.entry(group).or_default().push(*shard);
+                }
+            }
+            for (group, shards) in by_group {
+                let request = ScanRequest {
+                    start: start.clone(),
+                    end: end.clone(),
+                    limit,
+                    shards,
+                };
+                let link = group_link(&mut self.groups, group, &config);
+                if let Reply::Scan(found, served) = link
+                    .call(&self.config, Call::Scan(request), deadline)
+                    .await?
+                {
+                    entries.extend(found);
+                    missing.retain(|s| !served.contains(s));
+                }
+            }
+            if missing.is_empty() {
+                entries.sort();
+                entries.truncate(limit as usize);
+                return Ok(entries);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::DeadlineExceeded {
+                    deadline: self.config.deadline,
+                    attempts: 0,
+                    last: format!("shards {missing:?} not served by anyone yet"),
+                });
+            }
+            tokio::time::sleep(self.config.backoff_initial).await;
+            self.routing(deadline, true).await?;
+        }
+    }
+
     /// Asks one member (the believed leader, else the next endpoint) for its
-    /// view of the group.
+    /// view of its group.
     pub async fn status(&mut self) -> Result<StatusResponse, ClientError> {
-        match self.call(Call::Status).await? {
+        let deadline = self.deadline();
+        match self.home.call(&self.config, Call::Status, deadline).await? {
             Reply::Status(status) => Ok(status),
             _ => unreachable!("status answered by another call"),
+        }
+    }
+
+    /// Shard controller: configuration `num` (the latest if `None`).
+    pub async fn query(&mut self, num: Option<u64>) -> Result<Config, ClientError> {
+        let deadline = self.deadline();
+        match self
+            .home
+            .call(&self.config, Call::Query(QueryRequest { num }), deadline)
+            .await?
+        {
+            Reply::Config(bytes) => decode(&bytes),
+            _ => unreachable!("query answered by another call"),
+        }
+    }
+
+    /// Shard controller: applies `op`; returns the configuration it made.
+    pub async fn reconfigure(&mut self, op: &ControllerOp) -> Result<Config, ClientError> {
+        let deadline = self.deadline();
+        let op = codec::encode(op)
+            .expect("controller operations always encode")
+            .into();
+        match self
+            .home
+            .call(
+                &self.config,
+                Call::Reconfigure(ReconfigureRequest { op }),
+                deadline,
+            )
+            .await?
+        {
+            Reply::Config(bytes) => decode(&bytes),
+            _ => unreachable!("reconfigure answered by another call"),
+        }
+    }
+
+    /// Data groups: takes a shard the group gave away at configuration `num`.
+    pub async fn pull_shard(&mut self, num: u64, shard: ShardId) -> Result<ShardData, ClientError> {
+        let deadline = self.deadline();
+        match self
+            .home
+            .call(
+                &self.config,
+                Call::PullShard(ShardRequest { num, shard }),
+                deadline,
+            )
+            .await?
+        {
+            Reply::Shard(bytes) => decode(&bytes),
+            _ => unreachable!("pull answered by another call"),
+        }
+    }
+
+    /// Data groups: tells the group to delete a shard given away at `num`.
+    pub async fn drop_shard(&mut self, num: u64, shard: ShardId) -> Result<(), ClientError> {
+        let deadline = self.deadline();
+        match self
+            .home
+            .call(
+                &self.config,
+                Call::DropShard(ShardRequest { num, shard }),
+                deadline,
+            )
+            .await?
+        {
+            Reply::Dropped => Ok(()),
+            _ => unreachable!("drop answered by another call"),
         }
     }
 
@@ -213,20 +410,126 @@ impl Client {
         }
     }
 
-    /// Sends `call` until it succeeds, fails for good, or the deadline passes.
-    async fn call(&mut self, call: Call) -> Result<Reply, ClientError> {
-        if self.config.endpoints.is_empty() {
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.config.deadline
+    }
+
+    /// The configuration to route by, fetched from the controller when there
+    /// is none yet or `refresh` asks for the latest.
+    async fn routing(
+        &mut self,
+        deadline: tokio::time::Instant,
+        refresh: bool,
+    ) -> Result<Config, ClientError> {
+        if let (Some(config), false) = (&self.routing, refresh) {
+            return Ok(config.clone());
+        }
+        let call = Call::Query(QueryRequest { num: None });
+        let Reply::Config(bytes) = self.home.call(&self.config, call, deadline).await? else {
+            unreachable!("query answered by another call");
+        };
+        let config: Config = decode(&bytes)?;
+        self.routing = Some(config.clone());
+        Ok(config)
+    }
+
+    /// Sends a call about `key` to the group serving its shard, following
+    /// "wrong group" answers to newer configurations until the deadline.
+    async fn call_for_key(&mut self, key: &[u8], call: Call) -> Result<Reply, ClientError> {
+        let deadline = self.deadline();
+        if !self.config.sharded {
+            return self.home.call(&self.config, call, deadline).await;
+        }
+        let mut refresh = false;
+        loop {
+            let config = self.routing(deadline, refresh).await?;
+            let shard = shard_of(key, config.shard_count());
+            let last = match config.owner(shard) {
+                None => format!("shard {shard} has no group in configuration {}", config.num),
+                Some(group) => {
+                    let link = group_link(&mut self.groups, group, &config);
+                    match link.call(&self.config, call.clone(), deadline).await {
+                        Err(ClientError::Rejected(KvError::WrongGroup { config_num })) => {
+                            format!("group {group} does not serve shard {shard} (at configuration {config_num})")
+                        }
+                        other => return other,
+                    }
+                }
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::DeadlineExceeded {
+                    deadline: self.config.deadline,
+                    attempts: 0,
+                    last,
+                });
+            }
+            // The shard may be moving: give it a moment, then look again.
+            tokio::time::sleep(self.config.backoff_initial).await;
+            refresh = true;
+        }
+    }
+}
+
+/// The link to `group`, (re)made from `config`'s member list.
+fn group_link<'a>(
+    groups: &'a mut BTreeMap<GroupId, GroupLink>,
+    group: GroupId,
+    config: &Config,
+) -> &'a mut GroupLink {
+    let members: Vec<String> = config
+        .groups
+        .get(&group)
+        .map(|m| m.values().cloned().collect())
+        .unwrap_or_default();
+    let link = groups
+        .entry(group)
+        .or_insert_with(|| GroupLink::new(members.clone(), &mut crate::runtime::rng()));
+    if link.endpoints != members {
+        *link = GroupLink::new(members, &mut crate::runtime::rng());
+    }
+    link
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    codec::decode(bytes)
+        .map_err(|e| ClientError::Rpc(Status::internal(format!("undecodable answer: {e}"))))
+}
+
+/// One Raft group's members, the one believed to lead, and open connections.
+struct GroupLink {
+    endpoints: Vec<String>,
+    /// The member believed to lead, tried first.
+    leader: Option<String>,
+    /// Index of the next endpoint to try when no leader is known.
+    next_endpoint: usize,
+    connections: BTreeMap<String, KvClient<Channel>>,
+}
+
+impl GroupLink {
+    fn new(endpoints: Vec<String>, rng: &mut crate::runtime::Rng) -> GroupLink {
+        GroupLink {
+            next_endpoint: rng.gen_range(0..endpoints.len().max(1)),
+            endpoints,
+            leader: None,
+            connections: BTreeMap::new(),
+        }
+    }
+    async fn call(
+        &mut self,
+        config: &ClientConfig,
+        call: Call,
+        deadline: tokio::time::Instant,
+    ) -> Result<Reply, ClientError> {
+        if self.endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
-        let start = tokio::time::Instant::now();
-        let deadline = start + self.config.deadline;
-        let mut backoff = self.config.backoff_initial;
+        let mut backoff = config.backoff_initial;
         let mut attempts = 0;
         let mut redirects = 0;
         loop {
             attempts += 1;
             let target = self.target();
-            let last = match self.attempt(&target, &call, deadline).await {
+            let last = match self.attempt(config, &target, &call, deadline).await {
                 Ok(reply) => return Ok(reply),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Redirect(leader)) => {
@@ -257,14 +560,14 @@ impl Client {
                 // No time for another attempt after the pause: give up now
                 // and report the failure that actually happened.
                 return Err(ClientError::DeadlineExceeded {
-                    deadline: self.config.deadline,
+                    deadline: config.deadline,
                     attempts,
                     last,
                 });
             }
             tracing::debug!(attempts, ?pause, %last, "retrying");
             tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(self.config.backoff_max);
+            backoff = (backoff * 2).min(config.backoff_max);
         }
     }
 
@@ -273,7 +576,7 @@ impl Client {
         if let Some(leader) = &self.leader {
             return leader.clone();
         }
-        let endpoints = &self.config.endpoints;
+        let endpoints = &self.endpoints;
         let target = endpoints[self.next_endpoint % endpoints.len()].clone();
         self.next_endpoint = (self.next_endpoint + 1) % endpoints.len();
         target
@@ -281,12 +584,13 @@ impl Client {
 
     async fn attempt(
         &mut self,
+        config: &ClientConfig,
         target: &str,
         call: &Call,
         deadline: tokio::time::Instant,
     ) -> Result<Reply, Failure> {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let limit = self.config.attempt_timeout.min(remaining);
+        let limit = config.attempt_timeout.min(remaining);
         let result = crate::runtime::timeout(limit, async {
             let mut client = self.connect(target).await?;
             send(&mut client, call).await
@@ -370,5 +674,29 @@ async fn send(client: &mut KvClient<Channel>, call: &Call) -> Result<Reply, Stat
             })
         }
         Call::Status => Reply::Status(client.status(StatusRequest {}).await?.into_inner()),
+        Call::Scan(request) => {
+            let reply = client.scan(request.clone()).await?.into_inner();
+            let entries = reply
+                .entries
+                .into_iter()
+                .map(|kv| (kv.key, kv.value))
+                .collect();
+            Reply::Scan(entries, reply.served)
+        }
+        Call::Query(request) => Reply::Config(client.query(*request).await?.into_inner().config),
+        Call::Reconfigure(request) => Reply::Config(
+            client
+                .reconfigure(request.clone())
+                .await?
+                .into_inner()
+                .config,
+        ),
+        Call::PullShard(request) => {
+            Reply::Shard(client.pull_shard(*request).await?.into_inner().shard)
+        }
+        Call::DropShard(request) => {
+            client.drop_shard(*request).await?;
+            Reply::Dropped
+        }
     })
 }

@@ -10,12 +10,18 @@ use tonic::{Request, Response, Status};
 use crate::error::{check_key, check_value, KvError};
 use crate::proto::kv_server::Kv;
 use crate::proto::{
-    CasRequest, CasResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, PutRequest,
-    PutResponse, StatusRequest, StatusResponse,
+    CasRequest, CasResponse, ConfigResponse, DeleteRequest, DeleteResponse, DropShardResponse,
+    GetRequest, GetResponse, KeyValue, PullShardResponse, PutRequest, PutResponse, QueryRequest,
+    ReconfigureRequest, ScanRequest, ScanResponse, ShardRequest, StatusRequest, StatusResponse,
 };
+use crate::raft::codec;
 use crate::raft::{NodeId, ShoalRaft};
 use crate::runtime::{planted, PlantedBug};
+use crate::shard::controller::ControllerOp;
+use crate::shard::group::ShardStatus;
+use crate::shard::{shard_of, ShardOp};
 use crate::storage::kv::{Command, CommandResult, Op, WriteId};
+use crate::storage::state_machine::Role;
 use crate::storage::StateMachineStore;
 
 /// How long a read waits for the local state machine to catch up with the
@@ -75,6 +81,7 @@ impl KvService {
             .map_err(from_write_error)?;
         match response.data {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),
+            CommandResult::WrongGroup { config_num } => Err(KvError::WrongGroup { config_num }),
             result => Ok(result),
         }
     }
@@ -120,7 +127,11 @@ impl Kv for KvService {
         let GetRequest { key } = request.into_inner();
         check_key(&key).map_err(|e| e.to_status())?;
         self.read_barrier().await.map_err(|e| e.to_status())?;
-        let value = self.state_machine.read().kv.get(&key);
+        let applied = self.state_machine.read();
+        if let Err(config_num) = applied.serves(&key) {
+            return Err(KvError::WrongGroup { config_num }.to_status());
+        }
+        let value = applied.kv.get(&key);
         Ok(Response::new(GetResponse { value }))
     }
 
@@ -141,6 +152,148 @@ impl Kv for KvService {
                 .map(|(id, node)| (*id, node.addr.clone()))
                 .collect(),
         }))
+    }
+
+    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let ScanRequest {
+            start,
+            end,
+            limit,
+            shards,
+        } = request.into_inner();
+        self.read_barrier().await.map_err(|e| e.to_status())?;
+        let applied = self.state_machine.read();
+        let served: Vec<u32> = match &applied.role {
+            Role::Standalone => shards.clone(),
+            Role::Controller(_) => Vec::new(),
+            Role::Data(group) => shards
+                .iter()
+                .copied()
+                .filter(|s| group.serves(*s))
+                .collect(),
+        };
+        let in_scope = |key: &[u8]| match &applied.role {
+            Role::Standalone => true,
+            Role::Controller(_) => false,
+            Role::Data(group) => served.contains(&shard_of(key, group.config.shard_count())),
+        };
+        let range = applied.kv.data.range::<[u8], _>((
+            std::ops::Bound::Included(&start[..]),
+            if end.is_empty() {
+                std::ops::Bound::Unbounded
+            } else {
+                std::ops::Bound::Excluded(&end[..])
+            },
+        ));
+        let entries = range
+            .filter(|(k, _)| in_scope(k))
+            .take(limit as usize)
+            .map(|(k, v)| KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        Ok(Response::new(ScanResponse { entries, served }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<ConfigResponse>, Status> {
+        let QueryRequest { num } = request.into_inner();
+        self.read_barrier().await.map_err(|e| e.to_status())?;
+        let applied = self.state_machine.read();
+        let Role::Controller(controller) = &applied.role else {
+            return Err(
+                KvError::Controller("this group is not the shard controller".into()).to_status(),
+            );
+        };
+        let config =
+            codec::encode(controller.query(num)).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ConfigResponse {
+            config: config.into(),
+        }))
+    }
+
+    async fn reconfigure(
+        &self,
+        request: Request<ReconfigureRequest>,
+    ) -> Result<Response<ConfigResponse>, Status> {
+        let op: ControllerOp = codec::decode(&request.into_inner().op)
+            .map_err(|e| Status::invalid_argument(format!("controller operation: {e}")))?;
+        let num = match self.write(None, Op::Shard(ShardOp::Controller(op))).await {
+            Ok(CommandResult::Controller(Ok(num))) => num,
+            Ok(CommandResult::Controller(Err(e))) => {
+                return Err(KvError::Controller(e.to_string()).to_status())
+            }
+            Ok(_) => {
+                return Err(
+                    KvError::Controller("this group is not the shard controller".into())
+                        .to_status(),
+                )
+            }
+            Err(e) => return Err(e.to_status()),
+        };
+        let applied = self.state_machine.read();
+        let Role::Controller(controller) = &applied.role else {
+            unreachable!("a controller operation succeeded on a controller");
+        };
+        let config = codec::encode(controller.query(Some(num)))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ConfigResponse {
+            config: config.into(),
+        }))
+    }
+
+    async fn pull_shard(
+        &self,
+        request: Request<ShardRequest>,
+    ) -> Result<Response<PullShardResponse>, Status> {
+        let ShardRequest { num, shard } = request.into_inner();
+        self.read_barrier().await.map_err(|e| e.to_status())?;
+        let applied = self.state_machine.read();
+        let Role::Data(group) = &applied.role else {
+            return Err(KvError::Controller("this group holds no shards".into()).to_status());
+        };
+        let leaving = matches!(group.status.get(&shard), Some(ShardStatus::Leaving { .. }));
+        if group.config.num != num || !leaving {
+            let why = format!(
+                "shard {shard} is not being given away at configuration {num} (at {})",
+                group.config.num
+            );
+            return Err(KvError::NotYet(why).to_status());
+        }
+        let data = applied.kv.shard_data(shard, group.config.shard_count());
+        let shard = codec::encode(&(data, &applied.kv.sessions))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(PullShardResponse {
+            shard: shard.into(),
+        }))
+    }
+
+    async fn drop_shard(
+        &self,
+        request: Request<ShardRequest>,
+    ) -> Result<Response<DropShardResponse>, Status> {
+        let ShardRequest { num, shard } = request.into_inner();
+        let config_num = match &self.state_machine.read().role {
+            Role::Data(group) => group.config.num,
+            _ => return Err(KvError::Controller("this group holds no shards".into()).to_status()),
+        };
+        if config_num < num {
+            return Err(
+                KvError::NotYet(format!("configuration {num} (at {config_num})")).to_status(),
+            );
+        }
+        // Dropping twice, or a shard already gone, is fine: the answer is the
+        // same, the shard is not here.
+        match self
+            .write(None, Op::Shard(ShardOp::Drop { num, shard }))
+            .await
+        {
+            Ok(_) => Ok(Response::new(DropShardResponse {})),
+            Err(e) => Err(e.to_status()),
+        }
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

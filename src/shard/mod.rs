@@ -8,6 +8,13 @@
 //! 0xFFFFFFFF), computed over the key's bytes, read as an unsigned 32-bit
 //! integer.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::storage::kv::Session;
+
 pub mod assign;
 pub mod config;
 pub mod controller;
@@ -21,6 +28,59 @@ pub type GroupId = u64;
 
 /// The default number of shards of a new cluster.
 pub const SHARD_COUNT_DEFAULT: u32 = 64;
+
+/// What a Raft group is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRole {
+    /// A lone group serving every key (no controller, no shards).
+    Standalone,
+    /// The shard controller's group.
+    Controller {
+        /// Shards in the cluster.
+        shard_count: u32,
+    },
+    /// A data group, serving the shards the controller gives it.
+    Data {
+        /// Its id (never 0).
+        group: GroupId,
+        /// Shards in the cluster.
+        shard_count: u32,
+    },
+}
+
+/// A change to a group's sharding state, carried through its Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardOp {
+    /// A controller operation (controller group only).
+    Controller(controller::ControllerOp),
+    /// Adopt the next configuration (data groups).
+    Reconfigure(config::Config),
+    /// Install a pulled shard's data and de-duplication entries.
+    Install {
+        /// The configuration the shard moved in.
+        num: u64,
+        /// The shard.
+        shard: ShardId,
+        /// Its keys and values.
+        data: Vec<(Bytes, Bytes)>,
+        /// The previous owner's de-duplication table.
+        sessions: BTreeMap<u64, Session>,
+    },
+    /// Delete a shard given away, now that the new owner has it.
+    Drop {
+        /// The configuration the shard moved in.
+        num: u64,
+        /// The shard.
+        shard: ShardId,
+    },
+    /// The previous owner confirmed it deleted a shard received from it.
+    HandedOver {
+        /// The configuration the shard moved in.
+        num: u64,
+        /// The shard.
+        shard: ShardId,
+    },
+}
 
 /// The shard that holds `key`.
 pub fn shard_of(key: &[u8], shard_count: u32) -> ShardId {

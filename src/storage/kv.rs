@@ -10,6 +10,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::{planted, PlantedBug};
+use crate::shard::controller::ControllerError;
+use crate::shard::{shard_of, ShardId, ShardOp};
 
 /// Names one client write for de-duplication: clients number their writes
 /// 1, 2, 3... and retry a write under the same number until it is answered.
@@ -56,6 +58,19 @@ pub enum Op {
         /// The value to store.
         new: Option<Bytes>,
     },
+    /// A change to the group's sharding state (see [`crate::shard`]); the
+    /// state machine routes it, it never reaches [`KvState::apply`].
+    Shard(ShardOp),
+}
+
+impl Op {
+    /// The key a data operation touches; `None` for sharding operations.
+    pub fn key(&self) -> Option<&Bytes> {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => Some(key),
+            Op::Shard(_) => None,
+        }
+    }
 }
 
 /// The outcome of applying one log entry.
@@ -80,6 +95,17 @@ pub enum CommandResult {
     /// The command's sequence number is older than the client's latest write:
     /// it was answered before and its answer is no longer kept.
     StaleSequence,
+    /// The key's shard is not served by this group (as of configuration
+    /// `config_num`); nothing was applied.
+    WrongGroup {
+        /// The group's configuration number.
+        config_num: u64,
+    },
+    /// The result of a controller operation: the new configuration's number.
+    Controller(Result<u64, ControllerError>),
+    /// A sharding change took effect (`true`) or was a no-op (`false`:
+    /// stale or duplicate).
+    Shard(bool),
 }
 
 /// The latest write of one client and its answer.
@@ -103,6 +129,35 @@ pub struct KvState {
 }
 
 impl KvState {
+    /// The keys and values of one shard.
+    pub fn shard_data(&self, shard: ShardId, shard_count: u32) -> Vec<(Bytes, Bytes)> {
+        self.data
+            .iter()
+            .filter(|(k, _)| shard_of(k, shard_count) == shard)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Deletes one shard's keys.
+    pub fn drop_shard(&mut self, shard: ShardId, shard_count: u32) {
+        self.data.retain(|k, _| shard_of(k, shard_count) != shard);
+    }
+
+    /// Adds a moved shard: its data, and the previous owner's sessions,
+    /// keeping each client's latest.
+    pub fn install_shard(&mut self, data: &[(Bytes, Bytes)], sessions: &BTreeMap<u64, Session>) {
+        self.data.extend(data.iter().cloned());
+        for (client, session) in sessions {
+            let newer = self
+                .sessions
+                .get(client)
+                .is_none_or(|mine| mine.seq < session.seq);
+            if newer {
+                self.sessions.insert(*client, session.clone());
+            }
+        }
+    }
+
     /// Reads one key.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.data.get(key).cloned()
@@ -142,6 +197,7 @@ impl KvState {
             Op::Delete { key } => CommandResult::Delete {
                 existed: self.data.remove(key).is_some(),
             },
+            Op::Shard(_) => unreachable!("the state machine routes sharding operations"),
             Op::Cas { key, expected, new } => {
                 let current = self.data.get(key).cloned();
                 let swapped = current == *expected;

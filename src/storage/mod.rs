@@ -26,17 +26,22 @@ pub use state_machine::StateMachineStore;
 
 use disk::DiskRef;
 
+use crate::shard::GroupRole;
+
 /// Tunables of a replica's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageOptions {
     /// Size at which a write-ahead log segment is closed and a new one begun.
     pub wal_segment_size_max: u64,
+    /// The group's role, which shapes the state of a fresh replica.
+    pub role: GroupRole,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             wal_segment_size_max: 64 * 1024 * 1024,
+            role: GroupRole::Standalone,
         }
     }
 }
@@ -97,7 +102,8 @@ impl Storage {
         options: &StorageOptions,
         metrics: Arc<StorageMetrics>,
     ) -> Result<Storage, StorageOpenError> {
-        let state_machine = StateMachineStore::open(disk.clone(), metrics.clone()).await?;
+        let state_machine =
+            StateMachineStore::open(disk.clone(), options.role, metrics.clone()).await?;
         let log = LogStore::open(disk, options.wal_segment_size_max, metrics.clone()).await?;
         Ok(Storage {
             log,

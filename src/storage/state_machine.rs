@@ -18,10 +18,13 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::disk::DiskRef;
-use super::kv::{CommandResult, KvState};
+use super::kv::{Command, CommandResult, KvState, Op};
 use super::snapshot::{self, SnapshotError};
 use super::StorageMetrics;
 use crate::raft::{codec, NodeId, TypeConfig};
+use crate::shard::controller::ControllerState;
+use crate::shard::group::GroupShards;
+use crate::shard::{shard_of, GroupRole, ShardOp};
 
 /// Everything a replica has applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +35,103 @@ pub struct Applied {
     pub membership: StoredMembership<NodeId, BasicNode>,
     /// The data and the de-duplication table.
     pub kv: KvState,
+    /// What the group is for, with its sharding state.
+    pub role: Role,
+}
+
+/// A group's role with its replicated sharding state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Serves every key.
+    #[default]
+    Standalone,
+    /// The shard controller.
+    Controller(ControllerState),
+    /// A data group.
+    Data(GroupShards),
+}
+
+impl Applied {
+    /// The empty state of a group with `role`.
+    pub fn new(role: GroupRole) -> Applied {
+        let role = match role {
+            GroupRole::Standalone => Role::Standalone,
+            GroupRole::Controller { shard_count } => {
+                Role::Controller(ControllerState::new(shard_count))
+            }
+            GroupRole::Data { group, shard_count } => {
+                Role::Data(GroupShards::new(group, shard_count))
+            }
+        };
+        Applied {
+            role,
+            ..Applied::default()
+        }
+    }
+
+    /// Whether this group serves `key` now; if not, its configuration number.
+    pub fn serves(&self, key: &[u8]) -> Result<(), u64> {
+        match &self.role {
+            Role::Standalone => Ok(()),
+            Role::Controller(c) => Err(c.latest().num),
+            Role::Data(g) => {
+                let shard = shard_of(key, g.config.shard_count());
+                if g.serves(shard) {
+                    Ok(())
+                } else {
+                    Err(g.config.num)
+                }
+            }
+        }
+    }
+
+    /// Applies one command: data operations on keys this group serves,
+    /// sharding operations to the role they belong to.
+    pub fn apply_command(&mut self, command: &Command) -> CommandResult {
+        let Op::Shard(op) = &command.op else {
+            let key = command.op.key().expect("data operations have a key");
+            return match self.serves(key) {
+                Ok(()) => self.kv.apply(command),
+                Err(config_num) => CommandResult::WrongGroup { config_num },
+            };
+        };
+        match (&mut self.role, op) {
+            (Role::Controller(controller), ShardOp::Controller(op)) => {
+                CommandResult::Controller(controller.apply(op))
+            }
+            (Role::Data(group), ShardOp::Reconfigure(config)) => {
+                CommandResult::Shard(group.reconfigure(config))
+            }
+            (
+                Role::Data(group),
+                ShardOp::Install {
+                    num,
+                    shard,
+                    data,
+                    sessions,
+                },
+            ) => {
+                let install = group.received(*num, *shard);
+                if install {
+                    self.kv.install_shard(data, sessions);
+                }
+                CommandResult::Shard(install)
+            }
+            (Role::Data(group), ShardOp::Drop { num, shard }) => {
+                let drop = group.dropped(*num, *shard);
+                if drop {
+                    self.kv.drop_shard(*shard, group.config.shard_count());
+                }
+                CommandResult::Shard(drop)
+            }
+            (Role::Data(group), ShardOp::HandedOver { num, shard }) => {
+                group.handed_over(*num, *shard);
+                CommandResult::Shard(true)
+            }
+            // An operation meant for another kind of group: refused.
+            _ => CommandResult::Shard(false),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,10 +157,11 @@ impl StateMachineStore {
     /// Recovers the state from the newest snapshot on `disk`, if any.
     pub async fn open(
         disk: DiskRef,
+        role: GroupRole,
         metrics: Arc<StorageMetrics>,
     ) -> Result<StateMachineStore, SnapshotError> {
         let (applied, snapshot) = match snapshot::load_latest(&disk).await? {
-            None => (Applied::default(), None),
+            None => (Applied::new(role), None),
             Some((meta, data)) => {
                 let applied: Applied =
                     codec::decode(&data).map_err(|e| SnapshotError::Corrupt {
@@ -201,7 +302,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Normal(ref command) => applied.kv.apply(command),
+                EntryPayload::Normal(ref command) => applied.apply_command(command),
                 EntryPayload::Membership(ref membership) => {
                     applied.membership =
                         StoredMembership::new(Some(entry.log_id), membership.clone());
