@@ -1,28 +1,38 @@
-//! `shoal-node`: runs one Shoal replica, or a whole local group with `--dev`.
+//! `shoal-node`: runs one Shoal replica, or a whole local cluster with `--dev`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde::Deserialize;
+use shoal::client::{Client, ClientConfig};
 use shoal::server::node::{parse_peers, run, NodeConfig};
+use shoal::shard::controller::ControllerOp;
 use shoal::storage::disk::OsDisk;
 use shoal::storage::{Storage, StorageOptions};
 
 /// Run a Shoal node.
 ///
 /// Settings come from `--config FILE` (TOML) and flags; a flag overrides the
-/// file. Example file:
+/// file. Example file for a replica of data group 1 of a sharded cluster:
 ///
 ///   id = 1
-///   listen = "127.0.0.1:7001"
-///   peers = ["1=127.0.0.1:7001", "2=127.0.0.1:7002", "3=127.0.0.1:7003"]
-///   data_dir = "data/1"
+///   listen = "127.0.0.1:7004"
+///   peers = ["1=127.0.0.1:7004", "2=127.0.0.1:7005", "3=127.0.0.1:7006"]
+///   data_dir = "data/g1-1"
+///   group = 1
+///   controller = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+///
+/// Without `group` the replica belongs to a standalone group serving every
+/// key; `group = 0` makes it a shard controller replica.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
-    /// TOML file with any of: id, listen, peers, data_dir, cluster_name.
+    /// TOML file with any of: id, listen, peers, data_dir, cluster_name,
+    /// group, shard_count, controller.
     #[arg(long)]
     config: Option<PathBuf>,
     /// This replica's id (one of the peers).
@@ -40,15 +50,33 @@ struct Args {
     /// Cluster name shared by all members.
     #[arg(long)]
     cluster_name: Option<String>,
-    /// Start a local group of `--dev-nodes` replicas in this process, on
-    /// 127.0.0.1 ports from `--dev-base-port` up, keeping data under
-    /// `--data-dir` (default: shoal-dev-data); ignores the other settings.
+    /// Raft group: 0 for the shard controller, N > 0 for data group N;
+    /// omit for a standalone group.
+    #[arg(long)]
+    group: Option<u64>,
+    /// Shards in the cluster (must match across the cluster; default 64).
+    #[arg(long)]
+    shard_count: Option<u32>,
+    /// Shard controller members, comma-separated HOST:PORT (data groups).
+    #[arg(long, value_delimiter = ',')]
+    controller: Vec<String>,
+    /// Start a local cluster in this process, on 127.0.0.1 ports from
+    /// `--dev-base-port` up, keeping data under `--data-dir` (default:
+    /// shoal-dev-data); ignores the other settings. With `--dev-groups 0`
+    /// (the default) it is one standalone group of `--dev-nodes` replicas.
     #[arg(long)]
     dev: bool,
-    /// Replicas in the `--dev` group.
+    /// Replicas per group in the `--dev` cluster.
     #[arg(long, default_value_t = 3)]
     dev_nodes: u64,
-    /// First port of the `--dev` group.
+    /// Data groups in the `--dev` cluster, joined at start (plus a shard
+    /// controller group on the first ports).
+    #[arg(long, default_value_t = 0)]
+    dev_groups: u64,
+    /// More data groups started but not joined: join them with `shoal admin`.
+    #[arg(long, default_value_t = 0)]
+    dev_standby_groups: u64,
+    /// First port of the `--dev` cluster.
     #[arg(long, default_value_t = 7001)]
     dev_base_port: u16,
 }
@@ -63,6 +91,10 @@ struct FileConfig {
     peers: Vec<String>,
     data_dir: Option<PathBuf>,
     cluster_name: Option<String>,
+    group: Option<u64>,
+    shard_count: Option<u32>,
+    #[serde(default)]
+    controller: Vec<String>,
 }
 
 fn load(args: &Args) -> anyhow::Result<(NodeConfig, PathBuf)> {
@@ -96,39 +128,168 @@ fn load(args: &Args) -> anyhow::Result<(NodeConfig, PathBuf)> {
     if let Some(name) = args.cluster_name.clone().or(file.cluster_name) {
         config.cluster_name = name;
     }
+    config.group = args.group.or(file.group);
+    if let Some(count) = args.shard_count.or(file.shard_count) {
+        config.shard_count = count;
+    }
+    config.controller = if args.controller.is_empty() {
+        file.controller
+    } else {
+        args.controller.clone()
+    };
     config.validate()?;
     Ok((config, data_dir))
 }
 
 /// Opens a replica's storage in `data_dir`.
-async fn open_storage(data_dir: &std::path::Path) -> anyhow::Result<Storage> {
+async fn open_storage(config: &NodeConfig, data_dir: &Path) -> anyhow::Result<Storage> {
     let disk = OsDisk::open(data_dir)
         .with_context(|| format!("opening data dir {}", data_dir.display()))?;
-    let storage = Storage::open(
-        std::sync::Arc::new(disk),
-        &StorageOptions::default(),
-        Default::default(),
-    )
-    .await
-    .with_context(|| format!("recovering the replica in {}", data_dir.display()))?;
-    Ok(storage)
+    let options = StorageOptions {
+        role: config.role(),
+        ..StorageOptions::default()
+    };
+    Storage::open(Arc::new(disk), &options, Default::default())
+        .await
+        .with_context(|| format!("recovering the replica in {}", data_dir.display()))
 }
 
-/// The replicas of a `--dev` group.
-fn dev_group(nodes: u64, base_port: u16) -> anyhow::Result<Vec<NodeConfig>> {
-    if nodes == 0 || nodes > 9 {
-        bail!("--dev-nodes must be between 1 and 9");
-    }
-    let addr = |id: u64| format!("127.0.0.1:{}", u64::from(base_port) + id - 1);
-    let peers: std::collections::BTreeMap<u64, String> =
-        (1..=nodes).map(|id| (id, addr(id))).collect();
+/// One group of a `--dev` cluster: `nodes` replicas on consecutive ports.
+fn dev_group(
+    group: Option<u64>,
+    nodes: u64,
+    first_port: u64,
+    controller: &[String],
+) -> anyhow::Result<Vec<NodeConfig>> {
+    let addr = |i: u64| format!("127.0.0.1:{}", first_port + i - 1);
+    let peers: BTreeMap<u64, String> = (1..=nodes).map(|id| (id, addr(id))).collect();
     (1..=nodes)
         .map(|id| {
             let mut config = NodeConfig::new(id, addr(id).parse()?, peers.clone());
             config.cluster_name = "shoal-dev".to_string();
+            config.group = group;
+            config.controller = controller.to_vec();
             Ok(config)
         })
         .collect()
+}
+
+async fn dev(args: &Args) -> anyhow::Result<()> {
+    if args.dev_nodes == 0 || args.dev_nodes > 9 {
+        bail!("--dev-nodes must be between 1 and 9");
+    }
+    let data_root = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
+    let base = u64::from(args.dev_base_port);
+    let nodes = args.dev_nodes;
+    let groups = args.dev_groups + args.dev_standby_groups;
+    let mut replicas: Vec<(String, NodeConfig)> = Vec::new();
+    let mut members: BTreeMap<u64, BTreeMap<u64, String>> = BTreeMap::new();
+    let endpoints: Vec<String>;
+    if groups == 0 {
+        for config in dev_group(None, nodes, base, &[])? {
+            replicas.push((config.id.to_string(), config));
+        }
+        endpoints = replicas.iter().map(|(_, c)| c.listen.to_string()).collect();
+        println!(
+            "Shoal dev group of {nodes} replicas, data in {}.",
+            data_root.display()
+        );
+        println!(
+            "Talk to it:  cargo run --bin shoal -- --endpoints {} put hello world",
+            endpoints.join(",")
+        );
+    } else {
+        let controller: Vec<String> = (0..nodes)
+            .map(|i| format!("127.0.0.1:{}", base + i))
+            .collect();
+        for config in dev_group(Some(0), nodes, base, &[])? {
+            replicas.push((format!("controller-{}", config.id), config));
+        }
+        for group in 1..=groups {
+            let group_configs = dev_group(Some(group), nodes, base + group * nodes, &controller)?;
+            members.insert(
+                group,
+                group_configs
+                    .iter()
+                    .map(|c| (c.id, c.listen.to_string()))
+                    .collect(),
+            );
+            for config in group_configs {
+                replicas.push((format!("g{group}-{}", config.id), config));
+            }
+        }
+        endpoints = controller;
+        println!(
+            "Shoal dev cluster: shard controller on {}, {} data groups of {nodes} replicas, data in {}.",
+            endpoints.join(","),
+            groups,
+            data_root.display()
+        );
+        println!(
+            "Talk to it:  cargo run --bin shoal -- --controller {} put hello world",
+            endpoints.join(",")
+        );
+        for group in args.dev_groups + 1..=groups {
+            let list: Vec<String> = members[&group]
+                .iter()
+                .map(|(id, a)| format!("{id}={a}"))
+                .collect();
+            println!(
+                "Standby group {group}: cargo run --bin shoal -- --controller {} admin join --group {group} --members {}",
+                endpoints.join(","),
+                list.join(",")
+            );
+        }
+    }
+    println!("Stop it with Ctrl-C.");
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for (name, config) in replicas {
+        let storage = open_storage(&config, &data_root.join(name)).await?;
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            run(config, storage, shutdown).await
+        }));
+    }
+    if args.dev_groups > 0 {
+        join_dev_groups(&endpoints, &members, args.dev_groups).await?;
+    }
+    shoal::runtime::shutdown_signal().await;
+    let _ = stop.send(true);
+    for task in tasks {
+        task.await.context("replica task")??;
+    }
+    Ok(())
+}
+
+/// Joins the first `count` dev groups that have not joined yet.
+async fn join_dev_groups(
+    controller: &[String],
+    members: &BTreeMap<u64, BTreeMap<u64, String>>,
+    count: u64,
+) -> anyhow::Result<()> {
+    let mut client = Client::new(ClientConfig::new(controller.to_vec()));
+    let latest = client
+        .query(None)
+        .await
+        .context("asking the shard controller")?;
+    let joining: BTreeMap<u64, BTreeMap<u64, String>> = members
+        .iter()
+        .filter(|(g, _)| **g <= count && !latest.groups.contains_key(g))
+        .map(|(g, m)| (*g, m.clone()))
+        .collect();
+    if !joining.is_empty() {
+        let config = client.reconfigure(&ControllerOp::Join(joining)).await?;
+        print!("{}", config.table());
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -140,46 +301,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-
     if args.dev {
-        let group = dev_group(args.dev_nodes, args.dev_base_port)?;
-        let data_root = args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
-        let endpoints: Vec<&str> = group[0].peers.values().map(String::as_str).collect();
-        println!(
-            "Shoal dev group of {} replicas, data in {}.",
-            group.len(),
-            data_root.display()
-        );
-        println!(
-            "Talk to it:  cargo run --bin shoal -- --endpoints {} put hello world",
-            endpoints.join(",")
-        );
-        println!("Stop it with Ctrl-C.");
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut replicas = Vec::new();
-        for config in group {
-            let mut stopped = stopped.clone();
-            let storage = open_storage(&data_root.join(config.id.to_string())).await?;
-            replicas.push(tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                run(config, storage, shutdown).await
-            }));
-        }
-        shoal::runtime::shutdown_signal().await;
-        let _ = stop.send(true);
-        for replica in replicas {
-            replica.await.context("replica task")??;
-        }
-        return Ok(());
+        return dev(&args).await;
     }
-
     let (config, data_dir) = load(&args)?;
-    let storage = open_storage(&data_dir).await?;
+    let storage = open_storage(&config, &data_dir).await?;
     run(config, storage, shoal::runtime::shutdown_signal()).await?;
     Ok(())
 }

@@ -22,6 +22,10 @@ struct Args {
         default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
     )]
     endpoints: Vec<String>,
+    /// The shard controller's members, comma-separated HOST:PORT: talk to a
+    /// sharded cluster (instead of one group at --endpoints).
+    #[arg(long, value_delimiter = ',', env = "SHOAL_CONTROLLER")]
+    controller: Vec<String>,
     /// Give up on an operation after this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     deadline_ms: u64,
@@ -47,14 +51,59 @@ enum Command {
         #[arg(long)]
         new: Option<String>,
     },
+    /// Print the keys in [START, END) with their values (END empty: to the
+    /// end). Each shard's part is linearizable; the whole is not one snapshot.
+    Scan {
+        start: String,
+        #[arg(default_value = "")]
+        end: String,
+        /// At most this many keys.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Show the contacted member's view of the group.
+    Status,
+    /// Change the sharded cluster (needs --controller).
+    Admin {
+        #[command(subcommand)]
+        command: Admin,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Admin {
+    /// Add a data group and rebalance shards onto it.
+    Join {
+        #[arg(long)]
+        group: u64,
+        /// Its members as ID=HOST:PORT, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Remove a data group; its shards move to the others.
+    Leave {
+        #[arg(long)]
+        group: u64,
+    },
+    /// Give one shard to one group.
+    Move {
+        #[arg(long)]
+        shard: u32,
+        #[arg(long)]
+        group: u64,
+    },
+    /// Show the latest configuration: each group's shards and members.
     Status,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = ClientConfig::new(args.endpoints);
+    let mut config = if args.controller.is_empty() {
+        ClientConfig::new(args.endpoints)
+    } else {
+        ClientConfig::sharded(args.controller)
+    };
     config.deadline = Duration::from_millis(args.deadline_ms);
     let mut client = Client::new(config);
     let result = match args.command {
@@ -92,6 +141,19 @@ async fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }),
+        Command::Scan { start, end, limit } => {
+            client.scan(start, end, limit).await.map(|entries| {
+                for (key, value) in entries {
+                    println!(
+                        "{}\t{}",
+                        String::from_utf8_lossy(&key),
+                        String::from_utf8_lossy(&value)
+                    );
+                }
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Admin { command } => admin(&mut client, command).await,
         Command::Status => client.status().await.map(|status| {
             println!("node:         {}", status.node_id);
             println!("role:         {}", status.role);
@@ -114,4 +176,32 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn admin(
+    client: &mut Client,
+    command: Admin,
+) -> Result<ExitCode, shoal::client::ClientError> {
+    use shoal::shard::controller::ControllerOp;
+    let op = match command {
+        Admin::Status => {
+            print!("{}", client.query(None).await?.table());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Admin::Join { group, members } => {
+            let members = match shoal::server::node::parse_peers(members.iter().map(String::as_str))
+            {
+                Ok(members) => members,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            ControllerOp::Join([(group, members)].into())
+        }
+        Admin::Leave { group } => ControllerOp::Leave([group].into()),
+        Admin::Move { shard, group } => ControllerOp::Move { shard, group },
+    };
+    print!("{}", client.reconfigure(&op).await?.table());
+    Ok(ExitCode::SUCCESS)
 }

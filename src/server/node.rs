@@ -6,17 +6,23 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
+use crate::client::{Client, ClientConfig};
 use crate::proto::kv_server::KvServer;
 use crate::proto::raft_server::RaftServer;
 use crate::raft::network::Network;
 use crate::raft::{self, NodeId, ShoalRaft, RAFT_MESSAGE_SIZE_MAX};
 use crate::server::kv::KvService;
 use crate::server::raft::RaftService;
-use crate::storage::Storage;
+use crate::shard::group::ShardStatus;
+use crate::shard::{GroupId, GroupRole, ShardOp, SHARD_COUNT_DEFAULT};
+use crate::storage::kv::{Command, Op};
+use crate::storage::state_machine::Role;
+use crate::storage::{StateMachineStore, Storage};
 
 /// Largest client request accepted by the gRPC layer. Larger than the value
 /// limit so that an oversize value reaches [`crate::error::check_value`] and
@@ -44,6 +50,21 @@ pub struct NodeConfig {
     /// behind catches up from the log rather than by snapshot.
     #[serde(default = "default_entries_kept_after_snapshot")]
     pub entries_kept_after_snapshot: u64,
+    /// The Raft group this replica belongs to: absent for a standalone group
+    /// that serves every key, 0 for the shard controller, any other number
+    /// for a data group.
+    #[serde(default)]
+    pub group: Option<GroupId>,
+    /// Shards in the cluster (sharded clusters; fixed when it is created).
+    #[serde(default = "default_shard_count")]
+    pub shard_count: u32,
+    /// The shard controller's members (data groups).
+    #[serde(default)]
+    pub controller: Vec<String>,
+}
+
+fn default_shard_count() -> u32 {
+    SHARD_COUNT_DEFAULT
 }
 
 fn default_cluster_name() -> String {
@@ -70,6 +91,12 @@ pub enum ConfigError {
     /// Two peer entries share an id.
     #[error("peer id {0} appears twice")]
     DuplicatePeer(NodeId),
+    /// A sharded cluster needs at least one shard.
+    #[error("shard count must be at least 1")]
+    NoShards,
+    /// A data group must know where the shard controller is.
+    #[error("a data group needs the shard controller's addresses")]
+    NoController,
 }
 
 impl NodeConfig {
@@ -82,6 +109,23 @@ impl NodeConfig {
             cluster_name: default_cluster_name(),
             snapshot_every_entries: default_snapshot_every_entries(),
             entries_kept_after_snapshot: default_entries_kept_after_snapshot(),
+            group: None,
+            shard_count: default_shard_count(),
+            controller: Vec::new(),
+        }
+    }
+
+    /// What this replica's group is for.
+    pub fn role(&self) -> GroupRole {
+        match self.group {
+            None => GroupRole::Standalone,
+            Some(0) => GroupRole::Controller {
+                shard_count: self.shard_count,
+            },
+            Some(group) => GroupRole::Data {
+                group,
+                shard_count: self.shard_count,
+            },
         }
     }
 
@@ -92,6 +136,12 @@ impl NodeConfig {
                 self.id,
                 self.peers.keys().copied().collect(),
             ));
+        }
+        if self.shard_count == 0 {
+            return Err(ConfigError::NoShards);
+        }
+        if matches!(self.group, Some(g) if g != 0) && self.controller.is_empty() {
+            return Err(ConfigError::NoController);
         }
         Ok(())
     }
@@ -170,6 +220,13 @@ pub async fn run(
             error = fatal_error(&mut metrics) => *fatal.lock().expect("fatal lock") = Some(error),
         }
     };
+    let mover = matches!(config.role(), GroupRole::Data { .. }).then(|| {
+        tokio::spawn(move_shards(
+            raft.clone(),
+            storage.state_machine.clone(),
+            config.controller.clone(),
+        ))
+    });
     let served = tonic::transport::Server::builder()
         .add_service(kv)
         .add_service(transport)
@@ -177,6 +234,9 @@ pub async fn run(
         .await;
 
     tracing::info!(id = config.id, "node stopping");
+    if let Some(mover) = mover {
+        mover.abort();
+    }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(id = config.id, error = %e, "raft did not stop cleanly");
     }
@@ -232,4 +292,84 @@ async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, 
         }
     }
     Ok(raft)
+}
+
+/// How often a data group's leader looks for shard work.
+const SHARD_WORK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A data group's shard mover, active on the leader: adopts the controller's
+/// next configuration once the current one is settled, pulls incoming
+/// shards from their previous owners, and tells previous owners to drop
+/// shards once received. Every step goes through the group's Raft log; a
+/// step that fails is simply tried again on the next round.
+async fn move_shards(raft: ShoalRaft, state_machine: StateMachineStore, controller: Vec<String>) {
+    let quick = |endpoints: Vec<String>| {
+        let mut config = ClientConfig::new(endpoints);
+        config.deadline = Duration::from_secs(2);
+        Client::new(config)
+    };
+    let mut controller = quick(controller);
+    let mut peers: BTreeMap<GroupId, Client> = BTreeMap::new();
+    let propose = |op: ShardOp| {
+        let raft = raft.clone();
+        async move {
+            if let Err(e) = raft
+                .client_write(Command {
+                    id: None,
+                    op: Op::Shard(op),
+                })
+                .await
+            {
+                tracing::debug!(error = %e, "shard step not committed; will retry");
+            }
+        }
+    };
+    loop {
+        tokio::time::sleep(SHARD_WORK_INTERVAL).await;
+        let leading = {
+            let metrics = raft.metrics();
+            let view = metrics.borrow();
+            view.current_leader == Some(view.id)
+        };
+        if !leading {
+            continue;
+        }
+        let Role::Data(group) = state_machine.read().role.clone() else {
+            return;
+        };
+        if group.settled() {
+            if let Ok(next) = controller.query(Some(group.config.num + 1)).await {
+                if next.num == group.config.num + 1 {
+                    tracing::info!(num = next.num, "adopting configuration");
+                    propose(ShardOp::Reconfigure(next)).await;
+                }
+            }
+            continue;
+        }
+        let num = group.config.num;
+        for (shard, status) in &group.status {
+            let (from, pulling) = match status {
+                ShardStatus::Pulling { from } => (*from, true),
+                ShardStatus::Handover { from } => (*from, false),
+                _ => continue,
+            };
+            let peer = peers
+                .entry(from)
+                .or_insert_with(|| quick(group.members_of(from)));
+            if pulling {
+                if let Ok((data, sessions)) = peer.pull_shard(num, *shard).await {
+                    tracing::info!(num, shard, from, keys = data.len(), "shard received");
+                    propose(ShardOp::Install {
+                        num,
+                        shard: *shard,
+                        data,
+                        sessions,
+                    })
+                    .await;
+                }
+            } else if peer.drop_shard(num, *shard).await.is_ok() {
+                propose(ShardOp::HandedOver { num, shard: *shard }).await;
+            }
+        }
+    }
 }
