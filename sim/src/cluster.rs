@@ -20,6 +20,7 @@ use rand::Rng;
 use shoal::client::{Client, ClientConfig};
 use shoal::raft::NodeId;
 use shoal::server::node::{run, NodeConfig};
+use shoal::shard::GroupId;
 use shoal::storage::state_machine::Applied;
 use shoal::storage::{Storage, StorageMetrics, StorageOpenError, StorageOptions};
 
@@ -36,6 +37,8 @@ const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 const PORT: u16 = 7000;
 
 struct Replica {
+    /// The Raft group (`None`: the standalone group).
+    group: Option<GroupId>,
     node: NodeHandle,
     /// Set while the nemesis holds the replica down (the supervisor leaves
     /// it alone).
@@ -49,20 +52,32 @@ struct Replica {
     corruption: Arc<Mutex<Vec<String>>>,
 }
 
-/// A running simulated group.
+/// A replica's key in the cluster, unique across groups: the node id for a
+/// standalone group; `100 * (group + 1) + node id` in a sharded cluster
+/// (so the controller's replicas are 101, 102, ... and group 1's 201, ...).
+pub type ReplicaId = u64;
+
+/// A running simulated cluster: one standalone group, or a shard controller
+/// group and data groups.
 pub struct Cluster {
     handle: Handle,
-    replicas: BTreeMap<NodeId, Replica>,
-    peers: BTreeMap<NodeId, String>,
+    replicas: BTreeMap<ReplicaId, Replica>,
+    /// Each group's members: node id → address.
+    peers: BTreeMap<Option<GroupId>, BTreeMap<NodeId, String>>,
     /// Where the harness itself talks to the group from.
     observer: NodeHandle,
     clients_made: u8,
 }
 
-/// The address of replica `id`.
-fn replica_addr(id: NodeId) -> SocketAddr {
-    let id = u8::try_from(id).expect("at most 254 replicas");
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, id)), PORT)
+/// The address of replica `id` of `group`.
+fn replica_addr(group: Option<GroupId>, id: NodeId) -> SocketAddr {
+    let id = u8::try_from(id).expect("at most 254 replicas per group");
+    let net = group.map_or(0, |g| u8::try_from(g + 1).expect("at most 254 groups"));
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, net, 0, id)), PORT)
+}
+
+fn replica_id(group: Option<GroupId>, id: NodeId) -> ReplicaId {
+    group.map_or(id, |g| 100 * (g + 1) + id)
 }
 
 impl Cluster {
@@ -71,12 +86,27 @@ impl Cluster {
     pub fn start(spec: &ClusterSpec, faults: &DiskFaults) -> Cluster {
         let replicas = spec.replicas;
         assert!(
-            (1..=254).contains(&replicas),
+            (1..=99).contains(&replicas),
             "replicas out of range: {replicas}"
         );
         let handle = Handle::current();
-        let peers: BTreeMap<NodeId, String> = (1..=replicas)
-            .map(|id| (id, replica_addr(id).to_string()))
+        let groups: Vec<Option<GroupId>> = if spec.groups == 0 {
+            vec![None]
+        } else {
+            (0..=u64::from(spec.groups + spec.standby_groups))
+                .map(Some)
+                .collect()
+        };
+        let peers = groups
+            .iter()
+            .map(|g| {
+                (
+                    *g,
+                    (1..=replicas)
+                        .map(|id| (id, replica_addr(*g, id).to_string()))
+                        .collect(),
+                )
+            })
             .collect();
         let mut cluster = Cluster {
             observer: handle
@@ -89,23 +119,42 @@ impl Cluster {
             peers,
             clients_made: 0,
         };
-        for id in 1..=replicas {
-            cluster.add_replica(id, spec, faults);
+        for group in groups {
+            for id in 1..=replicas {
+                cluster.add_replica(group, id, spec, faults);
+            }
         }
         cluster.supervise();
         cluster
     }
 
-    fn add_replica(&mut self, id: NodeId, spec: &ClusterSpec, faults: &DiskFaults) {
-        let mut config = NodeConfig::new(id, replica_addr(id), self.peers.clone());
+    /// Whether this is a sharded cluster.
+    pub fn sharded(&self) -> bool {
+        !self.peers.contains_key(&None)
+    }
+
+    fn add_replica(
+        &mut self,
+        group: Option<GroupId>,
+        id: NodeId,
+        spec: &ClusterSpec,
+        faults: &DiskFaults,
+    ) {
+        let mut config = NodeConfig::new(id, replica_addr(group, id), self.peers[&group].clone());
         config.cluster_name = "sim".to_string();
+        config.group = group;
+        config.shard_count = spec.shard_count;
+        config.controller = self.controller_endpoints();
         if let Some(every) = spec.snapshot_every_entries {
             config.snapshot_every_entries = every;
         }
         if let Some(kept) = spec.entries_kept_after_snapshot {
             config.entries_kept_after_snapshot = kept;
         }
-        let mut options = StorageOptions::default();
+        let mut options = StorageOptions {
+            role: config.role(),
+            ..StorageOptions::default()
+        };
         if let Some(size) = spec.wal_segment_size_max {
             options.wal_segment_size_max = size;
         }
@@ -122,8 +171,12 @@ impl Cluster {
         let node = self
             .handle
             .create_node()
-            .name(format!("replica-{id}"))
-            .ip(replica_addr(id).ip())
+            .name(match group {
+                None => format!("replica-{id}"),
+                Some(0) => format!("controller-{id}"),
+                Some(g) => format!("group-{g}-{id}"),
+            })
+            .ip(replica_addr(group, id).ip())
             .init(move || {
                 let (config, options, disk) = (config.clone(), options.clone(), disk.clone());
                 let (metrics, slot, corruption) =
@@ -156,8 +209,9 @@ impl Cluster {
             .build();
         let (disk, metrics, storage, corruption) = replica;
         self.replicas.insert(
-            id,
+            replica_id(group, id),
             Replica {
+                group,
                 node,
                 down: Arc::default(),
                 disk,
@@ -168,18 +222,41 @@ impl Cluster {
         );
     }
 
-    /// Replica ids, in order.
-    pub fn ids(&self) -> Vec<NodeId> {
+    /// Every replica, in order.
+    pub fn ids(&self) -> Vec<ReplicaId> {
         self.replicas.keys().copied().collect()
     }
 
-    /// Client endpoints of every replica.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.peers.values().cloned().collect()
+    /// The groups: `[None]` for a standalone group, else the controller
+    /// (`Some(0)`) and the data groups.
+    pub fn groups(&self) -> Vec<Option<GroupId>> {
+        self.peers.keys().copied().collect()
+    }
+
+    /// The replicas of one group.
+    pub fn ids_of(&self, group: Option<GroupId>) -> Vec<ReplicaId> {
+        self.replicas
+            .iter()
+            .filter(|(_, r)| r.group == group)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The members of one group, as a controller Join wants them.
+    pub fn members(&self, group: GroupId) -> BTreeMap<NodeId, String> {
+        self.peers[&Some(group)].clone()
+    }
+
+    /// The shard controller's endpoints (empty for a standalone group).
+    fn controller_endpoints(&self) -> Vec<String> {
+        self.peers
+            .get(&Some(0))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Crashes replica `id`: its tasks stop at once, its storage stays.
-    pub fn kill(&self, id: NodeId) {
+    pub fn kill(&self, id: ReplicaId) {
         tracing::info!(id, "nemesis: kill");
         let replica = &self.replicas[&id];
         replica.down.store(true, Ordering::Relaxed);
@@ -187,7 +264,7 @@ impl Cluster {
     }
 
     /// Starts a killed replica again on the storage it left behind.
-    pub fn restart(&self, id: NodeId) {
+    pub fn restart(&self, id: ReplicaId) {
         tracing::info!(id, "nemesis: restart");
         let replica = &self.replicas[&id];
         self.handle.restart(replica.node.id());
@@ -198,7 +275,7 @@ impl Cluster {
     /// for as long as the simulation runs.
     fn supervise(&self) {
         let handle = self.handle.clone();
-        let nodes: Vec<(NodeId, madsim::task::NodeId, Arc<AtomicBool>)> = self
+        let nodes: Vec<(ReplicaId, madsim::task::NodeId, Arc<AtomicBool>)> = self
             .replicas
             .iter()
             .map(|(id, r)| (*id, r.node.id(), r.down.clone()))
@@ -230,7 +307,7 @@ impl Cluster {
     /// direction). Clients are not cut off. On connections already open,
     /// messages wait on a cut link until it heals; new connections across it
     /// are refused.
-    pub fn cut(&self, from: &[NodeId], to: &[NodeId]) {
+    pub fn cut(&self, from: &[ReplicaId], to: &[ReplicaId]) {
         let net = madsim::net::NetSim::current();
         for a in from {
             for b in to {
@@ -264,7 +341,10 @@ impl Cluster {
 
     /// A client configuration for this group.
     pub fn client_config(&self) -> ClientConfig {
-        ClientConfig::new(self.endpoints())
+        match self.peers.get(&None) {
+            Some(members) => ClientConfig::new(members.values().cloned().collect()),
+            None => ClientConfig::sharded(self.controller_endpoints()),
+        }
     }
 
     /// Runs `f` with a client on the observer machine.
@@ -281,10 +361,10 @@ impl Cluster {
             .expect("observer task panicked")
     }
 
-    /// The replica that is leader in the highest term any replica reports,
-    /// waiting up to `wait` for one to emerge.
-    pub async fn leader(&self, wait: Duration) -> Option<NodeId> {
-        let endpoints = self.peers.clone();
+    /// The replica that leads `group` in the highest term any of its
+    /// replicas reports, waiting up to `wait` for one to emerge.
+    pub async fn leader_of(&self, group: Option<GroupId>, wait: Duration) -> Option<ReplicaId> {
+        let endpoints = self.peers[&group].clone();
         self.observe(move |_| async move {
             let deadline = tokio::time::Instant::now() + wait;
             loop {
@@ -300,7 +380,7 @@ impl Cluster {
                     }
                 }
                 if let Some((_, id)) = best {
-                    return Some(id);
+                    return Some(replica_id(group, id));
                 }
                 if tokio::time::Instant::now() >= deadline {
                     return None;
@@ -313,11 +393,26 @@ impl Cluster {
 
     /// What replica `id` has applied, read straight from its storage
     /// (empty if it has not opened its storage yet).
-    pub fn applied(&self, id: NodeId) -> Applied {
+    pub fn applied(&self, id: ReplicaId) -> Applied {
         let slot = self.replicas[&id].storage.lock().expect("storage slot");
         slot.as_ref()
             .map(|s| s.state_machine.read().clone())
             .unwrap_or_default()
+    }
+
+    /// One function per replica that reads what it has applied (`None`
+    /// before it first opens its storage), for observers that run alongside.
+    pub fn probes(&self) -> Vec<Box<dyn Fn() -> Option<Applied> + Send>> {
+        self.replicas
+            .values()
+            .map(|r| {
+                let slot = r.storage.clone();
+                Box::new(move || {
+                    let slot = slot.lock().expect("storage slot");
+                    slot.as_ref().map(|s| s.state_machine.read().clone())
+                }) as Box<dyn Fn() -> Option<Applied> + Send>
+            })
+            .collect()
     }
 
     /// Snapshots installed from a leader, over all replicas and incarnations.

@@ -8,13 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use shoal::raft::NodeId;
+use shoal::shard::controller::ControllerOp;
+use shoal::shard::GroupId;
 
 use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::{self, Violation};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ReplicaId};
 use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
-use crate::scenario::{KillTarget, PartitionKind, Scenario, WorkloadKind};
+use crate::scenario::{KillTarget, MembershipAction, PartitionKind, Scenario, WorkloadKind};
 use crate::workload::{register, write_once, Progress};
 
 /// How long replicas get to agree after the workload ends.
@@ -120,8 +121,25 @@ pub async fn run(scenario: &Scenario) -> Report {
     let history = Arc::new(Mutex::new(History::default()));
     let progress = Arc::new(Progress::default());
 
-    let first_leader = cluster.leader(Duration::from_secs(10)).await;
-    tracing::info!(?first_leader, "group formed");
+    for group in cluster.groups() {
+        let leader = cluster.leader_of(group, Duration::from_secs(10)).await;
+        tracing::info!(?group, ?leader, "group formed");
+    }
+    if cluster.sharded() {
+        let joining = (1..=u64::from(scenario.cluster.groups))
+            .map(|g| (g, cluster.members(g)))
+            .collect();
+        let joined = cluster
+            .observe(move |mut client| async move {
+                client.reconfigure(&ControllerOp::Join(joining)).await
+            })
+            .await;
+        match joined {
+            Ok(config) => tracing::info!(num = config.num, "data groups joined"),
+            Err(e) => tracing::warn!(error = %e, "data groups did not join"),
+        }
+    }
+    let shard_safety = check::shard_safety::Observer::start(&cluster);
 
     let mut clients = Vec::new();
     for index in 0..scenario.workload.clients {
@@ -179,9 +197,14 @@ pub async fn run(scenario: &Scenario) -> Report {
     tracing::info!(at = ?t0.elapsed(), "written keys read back");
 
     let mut checks = vec![
+        shard_safety.check(&cluster),
         check::linearizability::check(&history.ops),
         check::durability::check(&history, &reads),
-        check::convergence::check(&replicas),
+        replicas
+            .iter()
+            .map(|group| check::convergence::check(group))
+            .find(Result::is_err)
+            .unwrap_or(Ok(())),
         check::progress::check(&history, scenario.checks.all_writes_succeed, first_fault),
     ];
     if scenario.checks.snapshot_installed {
@@ -209,6 +232,8 @@ enum Fault {
     Kill(KillTarget, u64),
     /// Partition, wait this many milliseconds, heal.
     Partition(PartitionKind, u64),
+    /// Change the sharded cluster's membership.
+    Membership(MembershipAction, Option<GroupId>),
 }
 
 /// Injects the scenario's faults and records them in the history.
@@ -247,6 +272,13 @@ impl Nemesis<'_> {
                     .iter()
                     .map(|p| (p.after_acks, Fault::Partition(p.kind, p.duration_ms))),
             )
+            .chain(
+                scenario
+                    .faults
+                    .membership
+                    .iter()
+                    .map(|m| (m.after_acks, Fault::Membership(m.action, m.group))),
+            )
             .collect();
         events.sort_by_key(|(after_acks, _)| *after_acks);
         for (after_acks, fault) in events {
@@ -266,7 +298,14 @@ impl Nemesis<'_> {
                     break;
                 }
                 let mut rng = shoal::runtime::rng();
-                let fault = if rng.gen_bool(chaos.partition_rate) {
+                let fault = if self.cluster.sharded() && rng.gen_bool(chaos.membership_rate) {
+                    let actions = [
+                        MembershipAction::Join,
+                        MembershipAction::Leave,
+                        MembershipAction::Move,
+                    ];
+                    Fault::Membership(actions[rng.gen_range(0..actions.len())], None)
+                } else if rng.gen_bool(chaos.partition_rate) {
                     let kind = PartitionKind::ALL[rng.gen_range(0..PartitionKind::ALL.len())];
                     Fault::Partition(kind, chaos.down_ms)
                 } else if rng.gen_bool(chaos.majority_rate) {
@@ -288,17 +327,75 @@ impl Nemesis<'_> {
                 self.kill_for(&victims, down_ms).await;
             }
             Fault::Partition(kind, duration_ms) => self.partition_for(kind, duration_ms).await,
+            Fault::Membership(action, group) => self.change_membership(action, group).await,
         }
     }
 
-    /// Splits the replicas as `kind` says, waits, and heals.
+    /// Joins, removes or moves through the shard controller, as a client
+    /// (an operator) would.
+    async fn change_membership(&self, action: MembershipAction, group: Option<GroupId>) {
+        let latest = self
+            .cluster
+            .observe(|mut client| async move { client.query(None).await })
+            .await;
+        let Ok(latest) = latest else {
+            self.record("membership change skipped: controller unreachable".to_string());
+            return;
+        };
+        let joined: Vec<GroupId> = latest.groups.keys().copied().collect();
+        let standby: Vec<GroupId> = self
+            .cluster
+            .groups()
+            .into_iter()
+            .flatten()
+            .filter(|g| *g != 0 && !joined.contains(g))
+            .collect();
+        let mut rng = shoal::runtime::rng();
+        let mut pick =
+            |pool: &[GroupId]| (!pool.is_empty()).then(|| pool[rng.gen_range(0..pool.len())]);
+        let op = match action {
+            MembershipAction::Join => group
+                .or_else(|| pick(&standby))
+                .map(|g| ControllerOp::Join([(g, self.cluster.members(g))].into())),
+            MembershipAction::Leave if joined.len() > 1 => group
+                .or_else(|| pick(&joined))
+                .map(|g| ControllerOp::Leave([g].into())),
+            MembershipAction::Leave => None,
+            MembershipAction::Move => pick(&joined).map(|g| ControllerOp::Move {
+                shard: shoal::runtime::rng().gen_range(0..latest.shard_count()),
+                group: g,
+            }),
+        };
+        let Some(op) = op else {
+            self.record(format!("membership {action:?} skipped: no eligible group"));
+            return;
+        };
+        let what = format!("{op:?}");
+        let result = self
+            .cluster
+            .observe(move |mut client| async move { client.reconfigure(&op).await })
+            .await;
+        match result {
+            Ok(config) => self.record(format!("controller {what} -> configuration {}", config.num)),
+            Err(e) => self.record(format!("controller {what} failed: {e}")),
+        }
+    }
+
+    /// A random group (the only one of a standalone cluster).
+    fn random_group(&self) -> Option<GroupId> {
+        let groups = self.cluster.groups();
+        groups[shoal::runtime::rng().gen_range(0..groups.len())]
+    }
+
+    /// Splits the replicas of a random group as `kind` says, waits, heals.
     async fn partition_for(&self, kind: PartitionKind, duration_ms: u64) {
-        let mut ids = self.cluster.ids();
+        let group = self.random_group();
+        let mut ids = self.cluster.ids_of(group);
         let mut rng = shoal::runtime::rng();
         ids.shuffle(&mut rng);
         let leader = match kind {
             PartitionKind::IsolateLeader | PartitionKind::MinorityLeader => {
-                self.cluster.leader(Duration::from_secs(5)).await
+                self.cluster.leader_of(group, Duration::from_secs(5)).await
             }
             _ => None,
         };
@@ -307,7 +404,7 @@ impl Nemesis<'_> {
             ids.retain(|id| *id != leader);
             ids.insert(0, leader);
         }
-        let (a, b): (Vec<NodeId>, Vec<NodeId>) = match kind {
+        let (a, b): (Vec<ReplicaId>, Vec<ReplicaId>) = match kind {
             PartitionKind::IsolateLeader | PartitionKind::OneWay => {
                 (ids[..1].to_vec(), ids[1..].to_vec())
             }
@@ -353,8 +450,9 @@ impl Nemesis<'_> {
         self.record("heal network".to_string());
     }
 
-    async fn pick(&self, target: KillTarget) -> Vec<NodeId> {
-        let mut ids = self.cluster.ids();
+    async fn pick(&self, target: KillTarget) -> Vec<ReplicaId> {
+        let group = self.random_group();
+        let mut ids = self.cluster.ids_of(group);
         let mut rng = shoal::runtime::rng();
         match target {
             KillTarget::Random => vec![ids[rng.gen_range(0..ids.len())]],
@@ -365,8 +463,8 @@ impl Nemesis<'_> {
                 ids
             }
             KillTarget::Leader | KillTarget::Follower => {
-                let leader = self.cluster.leader(Duration::from_secs(5)).await;
-                let pool: Vec<NodeId> = match (target, leader) {
+                let leader = self.cluster.leader_of(group, Duration::from_secs(5)).await;
+                let pool: Vec<ReplicaId> = match (target, leader) {
                     (KillTarget::Leader, Some(leader)) => vec![leader],
                     (_, leader) => ids.into_iter().filter(|id| Some(*id) != leader).collect(),
                 };
@@ -375,7 +473,7 @@ impl Nemesis<'_> {
         }
     }
 
-    async fn kill_for(&self, victims: &[NodeId], down_ms: u64) {
+    async fn kill_for(&self, victims: &[ReplicaId], down_ms: u64) {
         for &id in victims {
             self.cluster.kill(id);
         }
@@ -448,21 +546,31 @@ async fn read_hot_keys(
         .await
 }
 
-/// Waits until every replica has applied the same log prefix (or the wait
-/// runs out) and returns what each holds.
-async fn converged_state(cluster: &Cluster) -> Vec<(u64, shoal::storage::state_machine::Applied)> {
+/// Waits until the replicas of each group have applied the same log prefix
+/// (or the wait runs out) and returns what each holds, group by group.
+async fn converged_state(
+    cluster: &Cluster,
+) -> Vec<Vec<(u64, shoal::storage::state_machine::Applied)>> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_WAIT;
     loop {
-        let replicas: Vec<_> = cluster
-            .ids()
+        let groups: Vec<Vec<_>> = cluster
+            .groups()
             .into_iter()
-            .map(|id| (id, cluster.applied(id)))
+            .map(|g| {
+                cluster
+                    .ids_of(g)
+                    .into_iter()
+                    .map(|id| (id, cluster.applied(id)))
+                    .collect()
+            })
             .collect();
-        let agreed = replicas
-            .windows(2)
-            .all(|w| w[0].1.last_applied == w[1].1.last_applied);
+        let agreed = groups.iter().all(|replicas: &Vec<(u64, _)>| {
+            replicas
+                .windows(2)
+                .all(|w| w[0].1.last_applied == w[1].1.last_applied)
+        });
         if agreed || tokio::time::Instant::now() >= deadline {
-            return replicas;
+            return groups;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

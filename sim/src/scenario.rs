@@ -39,8 +39,18 @@ fn default_time_limit_s() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
-    /// Replicas in the group (1..=9).
+    /// Replicas per group (1..=9).
     pub replicas: u64,
+    /// Data groups joined at the start; 0 for one standalone group without
+    /// a shard controller.
+    #[serde(default)]
+    pub groups: u32,
+    /// Data groups started but not joined (membership faults join them).
+    #[serde(default)]
+    pub standby_groups: u32,
+    /// Shards of a sharded cluster.
+    #[serde(default = "default_shard_count")]
+    pub shard_count: u32,
     /// Override of the node setting of the same name.
     pub snapshot_every_entries: Option<u64>,
     /// Override of the node setting of the same name.
@@ -121,6 +131,10 @@ impl WorkloadSpec {
     }
 }
 
+fn default_shard_count() -> u32 {
+    16
+}
+
 fn default_value_size_bytes() -> usize {
     64
 }
@@ -136,6 +150,10 @@ pub struct FaultSpec {
     /// Network partitions triggered by workload progress.
     #[serde(default)]
     pub partition: Vec<PartitionEvent>,
+    /// Shard controller operations (sharded clusters) triggered by workload
+    /// progress.
+    #[serde(default)]
+    pub membership: Vec<MembershipEvent>,
     /// Random kills at random times.
     pub chaos: Option<Chaos>,
     /// Simulated disk faults.
@@ -207,6 +225,30 @@ pub struct PartitionEvent {
     pub duration_ms: u64,
 }
 
+/// A change of the sharded cluster's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipAction {
+    /// A group that has not joined joins.
+    Join,
+    /// A joined group leaves (never the last).
+    Leave,
+    /// A random shard moves to a random joined group.
+    Move,
+}
+
+/// Change membership once some operations are acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipEvent {
+    /// What to do.
+    pub action: MembershipAction,
+    /// Which group joins or leaves (random if absent).
+    pub group: Option<u64>,
+    /// Acknowledged operations before the change.
+    pub after_acks: u32,
+}
+
 /// Kill random replicas, now and then, for a while.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +266,10 @@ pub struct Chaos {
     /// `down_ms`) instead of killing.
     #[serde(default)]
     pub partition_rate: f64,
+    /// Chance that a step changes membership (a random join, leave or move)
+    /// instead (sharded clusters).
+    #[serde(default)]
+    pub membership_rate: f64,
 }
 
 /// What the run must show besides durability and convergence, which always
@@ -352,6 +398,7 @@ impl Scenario {
         }
         let triggers = scenario.faults.kill.iter().map(|k| k.after_acks);
         let triggers = triggers.chain(scenario.faults.partition.iter().map(|p| p.after_acks));
+        let triggers = triggers.chain(scenario.faults.membership.iter().map(|m| m.after_acks));
         for after_acks in triggers {
             if after_acks >= workload.total_ops() {
                 return Err(invalid(

@@ -4,6 +4,7 @@ pub mod convergence;
 pub mod durability;
 pub mod linearizability;
 pub mod progress;
+pub mod shard_safety;
 
 /// A property that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
