@@ -104,14 +104,18 @@ pub enum PlantedBug {
     /// A leader serves reads on its own belief that it leads, without the
     /// read index's quorum check: a deposed leader serves stale reads.
     StaleRead,
+    /// A group goes on serving a shard it has given away, until the new
+    /// owner has it (ignoring that the configuration moved on).
+    ServeWhileLeaving,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 3] = [
+    pub const ALL: [PlantedBug; 4] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::SkipDedup,
         PlantedBug::StaleRead,
+        PlantedBug::ServeWhileLeaving,
     ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
@@ -120,6 +124,7 @@ impl PlantedBug {
             PlantedBug::AckBeforeFsync => "ack-before-fsync",
             PlantedBug::SkipDedup => "skip-dedup",
             PlantedBug::StaleRead => "stale-read",
+            PlantedBug::ServeWhileLeaving => "serve-while-leaving",
         }
     }
 

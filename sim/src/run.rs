@@ -361,9 +361,15 @@ impl Nemesis<'_> {
                 .or_else(|| pick(&joined))
                 .map(|g| ControllerOp::Leave([g].into())),
             MembershipAction::Leave => None,
-            MembershipAction::Move => pick(&joined).map(|g| ControllerOp::Move {
-                shard: shoal::runtime::rng().gen_range(0..latest.shard_count()),
-                group: g,
+            MembershipAction::Move => group.or_else(|| pick(&joined)).and_then(|g| {
+                // A shard the group does not own yet, so that it really moves.
+                let elsewhere: Vec<u32> = (0..latest.shard_count())
+                    .filter(|s| latest.owner(*s) != Some(g))
+                    .collect();
+                (!elsewhere.is_empty()).then(|| ControllerOp::Move {
+                    shard: elsewhere[shoal::runtime::rng().gen_range(0..elsewhere.len())],
+                    group: g,
+                })
             }),
         };
         let Some(op) = op else {

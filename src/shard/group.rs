@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Config;
 use super::{GroupId, ShardId};
+use crate::runtime::{planted, PlantedBug};
 
 /// Where one of a group's shards stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,10 +68,11 @@ impl GroupShards {
 
     /// Whether the group serves `shard` now.
     pub fn serves(&self, shard: ShardId) -> bool {
-        matches!(
-            self.status.get(&shard),
-            Some(ShardStatus::Serving | ShardStatus::Handover { .. })
-        )
+        match self.status.get(&shard) {
+            Some(ShardStatus::Serving | ShardStatus::Handover { .. }) => true,
+            Some(ShardStatus::Leaving { .. }) => planted(PlantedBug::ServeWhileLeaving),
+            _ => false,
+        }
     }
 
     /// Whether every move of the current configuration is complete.
