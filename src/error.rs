@@ -62,9 +62,10 @@ pub enum KvError {
         /// The group's configuration number.
         config_num: u64,
     },
-    /// The shard controller refused a request.
-    #[error("controller refused: {0}")]
-    Controller(String),
+    /// An administration request (to the shard controller, or a membership
+    /// change) was refused; nothing changed.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The request names a configuration this replica has not reached yet.
     #[error("not yet: {0}")]
     NotYet(String),
@@ -124,8 +125,8 @@ impl KvError {
                 detail.config_num = *config_num;
                 Code::FailedPrecondition
             }
-            KvError::Controller(reason) => {
-                detail.set_kind(Kind::Controller);
+            KvError::Refused(reason) => {
+                detail.set_kind(Kind::Refused);
                 detail.reason = reason.clone();
                 Code::FailedPrecondition
             }
@@ -163,7 +164,7 @@ impl KvError {
             Kind::WrongGroup => KvError::WrongGroup {
                 config_num: detail.config_num,
             },
-            Kind::Controller => KvError::Controller(detail.reason),
+            Kind::Refused => KvError::Refused(detail.reason),
             Kind::NotYet => KvError::NotYet(detail.reason),
         })
     }
@@ -222,7 +223,7 @@ mod tests {
             KvError::StaleSequence,
             KvError::WriteIdConflict,
             KvError::WrongGroup { config_num: 7 },
-            KvError::Controller("group 1 has already joined".into()),
+            KvError::Refused("group 1 has already joined".into()),
             KvError::NotYet("configuration 4".into()),
         ];
         for error in errors {

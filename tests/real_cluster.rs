@@ -408,3 +408,56 @@ async fn a_replica_with_a_corrupt_log_refuses_to_start_and_names_the_damage() {
     // The damage is never served: the other replicas still answer correctly.
     assert_eq!(client.get("k7").await.unwrap(), Some(Bytes::from("v7")));
 }
+
+#[tokio::test]
+async fn replicas_are_added_and_removed_while_traffic_runs() {
+    let mut group = start_group(3);
+    let mut client = client(&group);
+    client.put("before", "1").await.unwrap();
+
+    // A fourth replica, started to join rather than to form a group.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut peers: Vec<String> = group
+        .nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.addr))
+        .collect();
+    peers.push(format!("4={addr}"));
+    let data_dir = group._dir.0.join("4").display().to_string();
+    let args = [
+        "--id",
+        "4",
+        "--listen",
+        &addr,
+        "--peers",
+        &peers.join(","),
+        "--data-dir",
+        &data_dir,
+        "--join",
+    ];
+    let mut fourth = Node {
+        id: 4,
+        addr: addr.clone(),
+        args: args.map(String::from).to_vec(),
+        process: None,
+    };
+    fourth.start();
+    group.nodes.push(fourth);
+
+    let (stop, writer) = spawn_writer(&group, "churn");
+    let members = client.add_replica(4, addr.clone()).await.unwrap();
+    assert_eq!(members.len(), 4, "{members:?}");
+    let members = client.remove_replica(1).await.unwrap();
+    assert!(!members.contains_key(&1), "{members:?}");
+    group.node(1).kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    assert!(!acked.is_empty());
+    assert_all_readable(&mut client, "churn", &acked).await;
+    assert_eq!(client.get("before").await.unwrap(), Some(Bytes::from("1")));
+    // The new replica serves: it alone with replica 2 is a majority of {2, 3, 4}.
+    group.node(3).kill();
+    client.put("after", "2").await.unwrap();
+    assert_eq!(client.get("after").await.unwrap(), Some(Bytes::from("2")));
+}

@@ -60,6 +60,10 @@ struct Args {
     /// Shard controller members, comma-separated HOST:PORT (data groups).
     #[arg(long, value_delimiter = ',')]
     controller: Vec<String>,
+    /// Start as a new replica that waits to be added to a running group
+    /// (`shoal admin add-replica`) instead of forming the group.
+    #[arg(long)]
+    join: bool,
     /// Start a local cluster in this process, on 127.0.0.1 ports from
     /// `--dev-base-port` up, keeping data under `--data-dir` (default:
     /// shoal-dev-data); ignores the other settings. With `--dev-groups 0`

@@ -94,6 +94,19 @@ enum Admin {
     },
     /// Show the latest configuration: each group's shards and members.
     Status,
+    /// Add a running replica (started with --join) to the group at
+    /// --endpoints.
+    AddReplica {
+        #[arg(long)]
+        node: u64,
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a replica from the group at --endpoints.
+    RemoveReplica {
+        #[arg(long)]
+        node: u64,
+    },
 }
 
 #[tokio::main]
@@ -184,6 +197,10 @@ async fn admin(
 ) -> Result<ExitCode, shoal::client::ClientError> {
     use shoal::shard::controller::ControllerOp;
     let op = match command {
+        Admin::AddReplica { node, addr } => {
+            return print_members(client.add_replica(node, addr).await?)
+        }
+        Admin::RemoveReplica { node } => return print_members(client.remove_replica(node).await?),
         Admin::Status => {
             print!("{}", client.query(None).await?.table());
             return Ok(ExitCode::SUCCESS);
@@ -203,5 +220,14 @@ async fn admin(
         Admin::Move { shard, group } => ControllerOp::Move { shard, group },
     };
     print!("{}", client.reconfigure(&op).await?.table());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_members(
+    members: std::collections::BTreeMap<u64, String>,
+) -> Result<ExitCode, shoal::client::ClientError> {
+    for (id, addr) in members {
+        println!("member {id} {addr}");
+    }
     Ok(ExitCode::SUCCESS)
 }

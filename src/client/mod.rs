@@ -22,8 +22,8 @@ use tonic::{Code, Status};
 use crate::error::{check_key, check_value, KvError};
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
-    CasRequest, DeleteRequest, GetRequest, PutRequest, QueryRequest, ReconfigureRequest,
-    ScanRequest, ShardRequest, StatusRequest, StatusResponse, WriteId,
+    CasRequest, DeleteRequest, GetRequest, MembershipRequest, PutRequest, QueryRequest,
+    ReconfigureRequest, ScanRequest, ShardRequest, StatusRequest, StatusResponse, WriteId,
 };
 use crate::raft::codec;
 use crate::server::node::CLIENT_MESSAGE_SIZE_MAX;
@@ -123,6 +123,7 @@ enum Call {
     Reconfigure(ReconfigureRequest),
     PullShard(ShardRequest),
     DropShard(ShardRequest),
+    Membership(MembershipRequest),
 }
 
 enum Reply {
@@ -135,6 +136,7 @@ enum Reply {
     Config(Bytes),
     Shard(Bytes),
     Dropped,
+    Members(BTreeMap<u64, String>),
 }
 
 /// The data a shard's previous owner hands over: keys and values, and its
@@ -399,6 +401,46 @@ impl Client {
         {
             Reply::Dropped => Ok(()),
             _ => unreachable!("drop answered by another call"),
+        }
+    }
+
+    /// Adds replica `id` at `addr` (running, started to join) to the group
+    /// at this client's endpoints; returns the group's members afterwards.
+    pub async fn add_replica(
+        &mut self,
+        id: u64,
+        addr: String,
+    ) -> Result<BTreeMap<u64, String>, ClientError> {
+        self.change_membership(MembershipRequest {
+            add_id: Some(id),
+            add_addr: addr,
+            remove_id: None,
+        })
+        .await
+    }
+
+    /// Removes replica `id` from the group at this client's endpoints.
+    pub async fn remove_replica(&mut self, id: u64) -> Result<BTreeMap<u64, String>, ClientError> {
+        self.change_membership(MembershipRequest {
+            add_id: None,
+            add_addr: String::new(),
+            remove_id: Some(id),
+        })
+        .await
+    }
+
+    async fn change_membership(
+        &mut self,
+        request: MembershipRequest,
+    ) -> Result<BTreeMap<u64, String>, ClientError> {
+        let deadline = self.deadline();
+        match self
+            .home
+            .call(&self.config, Call::Membership(request), deadline)
+            .await?
+        {
+            Reply::Members(members) => Ok(members),
+            _ => unreachable!("membership change answered by another call"),
         }
     }
 
@@ -698,5 +740,12 @@ async fn send(client: &mut KvClient<Channel>, call: &Call) -> Result<Reply, Stat
             client.drop_shard(*request).await?;
             Reply::Dropped
         }
+        Call::Membership(request) => Reply::Members(
+            client
+                .change_membership(request.clone())
+                .await?
+                .into_inner()
+                .members,
+        ),
     })
 }

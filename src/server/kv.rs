@@ -1,6 +1,7 @@
 //! The client API: validates requests, sends writes through the Raft log and
 //! serves linearizable reads from the state machine.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
@@ -14,6 +15,7 @@ use crate::proto::{
     GetRequest, GetResponse, KeyValue, PullShardResponse, PutRequest, PutResponse, QueryRequest,
     ReconfigureRequest, ScanRequest, ScanResponse, ShardRequest, StatusRequest, StatusResponse,
 };
+use crate::proto::{MembershipRequest, MembershipResponse};
 use crate::raft::codec;
 use crate::raft::{NodeId, ShoalRaft};
 use crate::runtime::{planted, PlantedBug};
@@ -108,7 +110,7 @@ fn from_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(&f),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            unreachable!("a key-value write is not a membership change: {e}")
+            KvError::Refused(e.to_string())
         }
         RaftError::Fatal(fatal) => KvError::Unavailable(fatal.to_string()),
     }
@@ -205,7 +207,7 @@ impl Kv for KvService {
         let applied = self.state_machine.read();
         let Role::Controller(controller) = &applied.role else {
             return Err(
-                KvError::Controller("this group is not the shard controller".into()).to_status(),
+                KvError::Refused("this group is not the shard controller".into()).to_status(),
             );
         };
         let config =
@@ -224,12 +226,11 @@ impl Kv for KvService {
         let num = match self.write(None, Op::Shard(ShardOp::Controller(op))).await {
             Ok(CommandResult::Controller(Ok(num))) => num,
             Ok(CommandResult::Controller(Err(e))) => {
-                return Err(KvError::Controller(e.to_string()).to_status())
+                return Err(KvError::Refused(e.to_string()).to_status())
             }
             Ok(_) => {
                 return Err(
-                    KvError::Controller("this group is not the shard controller".into())
-                        .to_status(),
+                    KvError::Refused("this group is not the shard controller".into()).to_status(),
                 )
             }
             Err(e) => return Err(e.to_status()),
@@ -253,7 +254,7 @@ impl Kv for KvService {
         self.read_barrier().await.map_err(|e| e.to_status())?;
         let applied = self.state_machine.read();
         let Role::Data(group) = &applied.role else {
-            return Err(KvError::Controller("this group holds no shards".into()).to_status());
+            return Err(KvError::Refused("this group holds no shards".into()).to_status());
         };
         let leaving = matches!(group.status.get(&shard), Some(ShardStatus::Leaving { .. }));
         if group.config.num != num || !leaving {
@@ -278,7 +279,7 @@ impl Kv for KvService {
         let ShardRequest { num, shard } = request.into_inner();
         let config_num = match &self.state_machine.read().role {
             Role::Data(group) => group.config.num,
-            _ => return Err(KvError::Controller("this group holds no shards".into()).to_status()),
+            _ => return Err(KvError::Refused("this group holds no shards".into()).to_status()),
         };
         if config_num < num {
             return Err(
@@ -294,6 +295,59 @@ impl Kv for KvService {
             Ok(_) => Ok(Response::new(DropShardResponse {})),
             Err(e) => Err(e.to_status()),
         }
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let MembershipRequest {
+            add_id,
+            add_addr,
+            remove_id,
+        } = request.into_inner();
+        let mut voters: BTreeSet<NodeId> = {
+            let metrics = self.raft.metrics();
+            let view = metrics.borrow();
+            view.membership_config.membership().voter_ids().collect()
+        };
+        match (add_id, remove_id) {
+            (Some(id), None) => {
+                if add_addr.is_empty() {
+                    return Err(Status::invalid_argument("add_addr is required with add_id"));
+                }
+                self.raft
+                    .add_learner(id, BasicNode::new(add_addr), false)
+                    .await
+                    .map_err(|e| from_write_error(e).to_status())?;
+                voters.insert(id);
+            }
+            (None, Some(id)) => {
+                if !voters.remove(&id) {
+                    return Err(
+                        KvError::Refused(format!("replica {id} is not a voter")).to_status()
+                    );
+                }
+                if voters.is_empty() {
+                    return Err(
+                        KvError::Refused("a group keeps at least one replica".into()).to_status(),
+                    );
+                }
+            }
+            _ => return Err(Status::invalid_argument("give either add_id or remove_id")),
+        }
+        self.raft
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| from_write_error(e).to_status())?;
+        let metrics = self.raft.metrics();
+        let members = metrics
+            .borrow()
+            .membership_config
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        Ok(Response::new(MembershipResponse { members }))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -61,6 +61,10 @@ pub struct NodeConfig {
     /// The shard controller's members (data groups).
     #[serde(default)]
     pub controller: Vec<String>,
+    /// Start as a new replica waiting to be added to a running group (with
+    /// `shoal admin add-replica`), instead of forming the group from `peers`.
+    #[serde(default)]
+    pub join: bool,
 }
 
 fn default_shard_count() -> u32 {
@@ -112,6 +116,7 @@ impl NodeConfig {
             group: None,
             shard_count: default_shard_count(),
             controller: Vec::new(),
+            join: false,
         }
     }
 
@@ -280,7 +285,7 @@ async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, 
         .is_initialized()
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    if !initialized {
+    if !initialized && !config.join {
         let members: BTreeMap<NodeId, BasicNode> = config
             .peers
             .iter()
