@@ -39,6 +39,8 @@ const PORT: u16 = 7000;
 struct Replica {
     /// The Raft group (`None`: the standalone group).
     group: Option<GroupId>,
+    /// Its id within the group.
+    node_id: NodeId,
     node: NodeHandle,
     /// Set while the nemesis holds the replica down (the supervisor leaves
     /// it alone).
@@ -64,6 +66,8 @@ pub struct Cluster {
     replicas: BTreeMap<ReplicaId, Replica>,
     /// Each group's members: node id → address.
     peers: BTreeMap<Option<GroupId>, BTreeMap<NodeId, String>>,
+    /// Spare replicas not yet added to their group.
+    spares: Mutex<std::collections::BTreeSet<ReplicaId>>,
     /// Where the harness itself talks to the group from.
     observer: NodeHandle,
     clients_made: u8,
@@ -115,12 +119,13 @@ impl Cluster {
                 .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
                 .build(),
             handle,
+            spares: Mutex::default(),
             replicas: BTreeMap::new(),
             peers,
             clients_made: 0,
         };
         for group in groups {
-            for id in 1..=replicas {
+            for id in 1..=replicas + spec.spare_replicas {
                 cluster.add_replica(group, id, spec, faults);
             }
         }
@@ -140,7 +145,17 @@ impl Cluster {
         spec: &ClusterSpec,
         faults: &DiskFaults,
     ) {
-        let mut config = NodeConfig::new(id, replica_addr(group, id), self.peers[&group].clone());
+        let mut peers = self.peers[&group].clone();
+        if !peers.contains_key(&id) {
+            // A spare: it waits to be added to the running group.
+            peers.insert(id, replica_addr(group, id).to_string());
+            self.spares
+                .lock()
+                .expect("spares")
+                .insert(replica_id(group, id));
+        }
+        let mut config = NodeConfig::new(id, replica_addr(group, id), peers);
+        config.join = !self.peers[&group].contains_key(&id);
         config.cluster_name = "sim".to_string();
         config.group = group;
         config.shard_count = spec.shard_count;
@@ -212,6 +227,7 @@ impl Cluster {
             replica_id(group, id),
             Replica {
                 group,
+                node_id: id,
                 node,
                 down: Arc::default(),
                 disk,
@@ -239,6 +255,48 @@ impl Cluster {
             .iter()
             .filter(|(_, r)| r.group == group)
             .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A spare replica of `group` not yet added: (replica, node id, address).
+    pub fn take_spare(&self, group: Option<GroupId>) -> Option<(ReplicaId, NodeId, String)> {
+        let mut spares = self.spares.lock().expect("spares");
+        let id = *spares.iter().find(|id| self.replicas[id].group == group)?;
+        spares.remove(&id);
+        let node_id = self.replicas[&id].node_id;
+        Some((id, node_id, replica_addr(group, node_id).to_string()))
+    }
+
+    /// The current voters of `group`, as its most advanced replica knows
+    /// them (replicas removed from the group, or not added yet, are not).
+    pub fn voters_of(&self, group: Option<GroupId>) -> Vec<ReplicaId> {
+        let newest = self
+            .ids_of(group)
+            .into_iter()
+            .map(|id| self.applied(id))
+            .max_by_key(|a| a.last_applied);
+        newest
+            .map(|a| {
+                a.membership
+                    .membership()
+                    .voter_ids()
+                    .map(|n| replica_id(group, n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A replica's id within its group.
+    pub fn node_id(&self, id: ReplicaId) -> NodeId {
+        self.replicas[&id].node_id
+    }
+
+    /// Addresses of every replica of `group`, members or not.
+    pub fn addresses(&self, group: Option<GroupId>) -> Vec<String> {
+        self.replicas
+            .values()
+            .filter(|r| r.group == group)
+            .map(|r| replica_addr(group, r.node_id).to_string())
             .collect()
     }
 
@@ -341,8 +399,10 @@ impl Cluster {
 
     /// A client configuration for this group.
     pub fn client_config(&self) -> ClientConfig {
+        // A standalone group's clients know every replica, spares included,
+        // as an operator would list every address the group may use.
         match self.peers.get(&None) {
-            Some(members) => ClientConfig::new(members.values().cloned().collect()),
+            Some(_) => ClientConfig::new(self.addresses(None)),
             None => ClientConfig::sharded(self.controller_endpoints()),
         }
     }

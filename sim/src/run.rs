@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::seq::SliceRandom;
 use rand::Rng;
+use shoal::raft::NodeId;
 use shoal::shard::controller::ControllerOp;
 use shoal::shard::GroupId;
 
@@ -331,9 +332,74 @@ impl Nemesis<'_> {
         }
     }
 
+    /// Adds a spare replica to a random group, or removes a random member.
+    async fn change_replicas(&self, action: MembershipAction) {
+        let group = self.random_group();
+        let endpoints = self.cluster.addresses(group);
+        let (request, what) = match action {
+            MembershipAction::AddReplica => match self.cluster.take_spare(group) {
+                Some((_, node_id, addr)) => (
+                    Ok((node_id, addr)),
+                    format!("add replica {node_id} to group {group:?}"),
+                ),
+                None => {
+                    self.record(format!("add replica skipped: group {group:?} has no spare"));
+                    return;
+                }
+            },
+            _ => {
+                let members = self.voters(group);
+                if members.len() <= 1 {
+                    self.record(format!(
+                        "remove replica skipped: group {group:?} has one member"
+                    ));
+                    return;
+                }
+                let node_id = members[shoal::runtime::rng().gen_range(0..members.len())];
+                (
+                    Err(node_id),
+                    format!("remove replica {node_id} from group {group:?}"),
+                )
+            }
+        };
+        let result = self
+            .cluster
+            .observe(move |_| async move {
+                let mut client =
+                    shoal::client::Client::new(shoal::client::ClientConfig::new(endpoints));
+                match request {
+                    Ok((node_id, addr)) => client.add_replica(node_id, addr).await,
+                    Err(node_id) => client.remove_replica(node_id).await,
+                }
+            })
+            .await;
+        match result {
+            Ok(members) => self.record(format!(
+                "{what} -> members {:?}",
+                members.keys().collect::<Vec<_>>()
+            )),
+            Err(e) => self.record(format!("{what} failed: {e}")),
+        }
+    }
+
+    /// The node ids of the voters of `group`.
+    fn voters(&self, group: Option<GroupId>) -> Vec<NodeId> {
+        self.cluster
+            .voters_of(group)
+            .into_iter()
+            .map(|id| self.cluster.node_id(id))
+            .collect()
+    }
+
     /// Joins, removes or moves through the shard controller, as a client
     /// (an operator) would.
     async fn change_membership(&self, action: MembershipAction, group: Option<GroupId>) {
+        if matches!(
+            action,
+            MembershipAction::AddReplica | MembershipAction::RemoveReplica
+        ) {
+            return self.change_replicas(action).await;
+        }
         let latest = self
             .cluster
             .observe(|mut client| async move { client.query(None).await })
@@ -360,7 +426,9 @@ impl Nemesis<'_> {
             MembershipAction::Leave if joined.len() > 1 => group
                 .or_else(|| pick(&joined))
                 .map(|g| ControllerOp::Leave([g].into())),
-            MembershipAction::Leave => None,
+            MembershipAction::Leave
+            | MembershipAction::AddReplica
+            | MembershipAction::RemoveReplica => None,
             MembershipAction::Move => group.or_else(|| pick(&joined)).and_then(|g| {
                 // A shard the group does not own yet, so that it really moves.
                 let elsewhere: Vec<u32> = (0..latest.shard_count())
@@ -559,12 +627,14 @@ async fn converged_state(
 ) -> Vec<Vec<(u64, shoal::storage::state_machine::Applied)>> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_WAIT;
     loop {
+        // Each group's current voters only: a removed or never-added replica
+        // is rightly behind.
         let groups: Vec<Vec<_>> = cluster
             .groups()
             .into_iter()
             .map(|g| {
                 cluster
-                    .ids_of(g)
+                    .voters_of(g)
                     .into_iter()
                     .map(|id| (id, cluster.applied(id)))
                     .collect()

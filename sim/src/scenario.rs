@@ -41,6 +41,10 @@ fn default_time_limit_s() -> u64 {
 pub struct ClusterSpec {
     /// Replicas per group (1..=9).
     pub replicas: u64,
+    /// Replicas per group started to join, not yet members (membership
+    /// faults add them).
+    #[serde(default)]
+    pub spare_replicas: u64,
     /// Data groups joined at the start; 0 for one standalone group without
     /// a shard controller.
     #[serde(default)]
@@ -235,6 +239,12 @@ pub enum MembershipAction {
     Leave,
     /// A random shard moves to a random joined group.
     Move,
+    /// A spare replica joins its group (a Raft membership change).
+    #[serde(rename = "add-replica")]
+    AddReplica,
+    /// A random member leaves its group (never the last).
+    #[serde(rename = "remove-replica")]
+    RemoveReplica,
 }
 
 /// Change membership once some operations are acknowledged.

@@ -266,15 +266,55 @@ mod log_store {
         }
     }
 
+    /// Opens the log store as if a snapshot covered everything, so that
+    /// purges are durable at once.
     async fn open_store(disk: &SimDisk) -> shoal::storage::LogStore {
         let options = StorageOptions {
             wal_segment_size_max: 400,
             ..StorageOptions::default()
         };
-        Storage::open(Arc::new(disk.clone()), &options, Arc::default())
+        let storage = Storage::open(Arc::new(disk.clone()), &options, Arc::default())
+            .await
+            .unwrap();
+        storage
+            .state_machine
+            .snapshot_covers()
+            .store(u64::MAX, std::sync::atomic::Ordering::Release);
+        storage.log
+    }
+
+    /// openraft may purge the log up to a snapshot it is still installing.
+    /// A crash before the snapshot is on disk must not leave a log purged
+    /// past the snapshot that survives.
+    #[madsim::test]
+    async fn a_purge_beyond_the_durable_snapshot_waits_for_it() {
+        let disk = SimDisk::new(3, DiskFaults::default());
+        let options = StorageOptions::default();
+        let storage = Storage::open(Arc::new(disk.clone()), &options, Arc::default())
+            .await
+            .unwrap();
+        let mut log = storage.log;
+        log.append_entries((1..=100).map(entry).collect())
             .await
             .unwrap()
-            .log
+            .await
+            .unwrap()
+            .unwrap();
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 80))
+            .await
+            .unwrap();
+        // In memory the purge took effect...
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(80));
+        // ...but after a crash, with no snapshot on disk, the entries are back.
+        disk.crash();
+        let mut log = Storage::open(Arc::new(disk.clone()), &options, Arc::default())
+            .await
+            .unwrap()
+            .log;
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, None);
+        assert_eq!(log.try_get_log_entries(1..=100).await.unwrap().len(), 100);
     }
 
     /// Random appends, purges, votes and crashes (with torn writes) against

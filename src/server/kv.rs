@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
+};
 use openraft::BasicNode;
 use tonic::{Request, Response, Status};
 
@@ -29,6 +31,12 @@ use crate::storage::StateMachineStore;
 /// How long a read waits for the local state machine to catch up with the
 /// commit index it must reflect before answering "unavailable".
 const READ_APPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// Retries of a membership change refused because another is settling.
+const MEMBERSHIP_RETRIES_MAX: u32 = 20;
+
+/// Pause between those retries.
+const MEMBERSHIP_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves the `Kv` gRPC service from one replica.
 #[derive(Clone)]
@@ -85,6 +93,30 @@ impl KvService {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),
             CommandResult::WrongGroup { config_num } => Err(KvError::WrongGroup { config_num }),
             result => Ok(result),
+        }
+    }
+}
+
+/// Runs a membership change, waiting (briefly) while an earlier one is
+/// still settling, as the learner just added is, say.
+async fn retry_in_progress<F, Fut, T>(mut change: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+    >,
+{
+    let mut attempts = 0;
+    loop {
+        match change().await {
+            Ok(done) => return Ok(done),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) if attempts < MEMBERSHIP_RETRIES_MAX => {
+                attempts += 1;
+                tokio::time::sleep(MEMBERSHIP_RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(from_write_error(e).to_status()),
         }
     }
 }
@@ -306,9 +338,23 @@ impl Kv for KvService {
             add_addr,
             remove_id,
         } = request.into_inner();
+        // Only the leader knows the group's membership for sure.
         let mut voters: BTreeSet<NodeId> = {
             let metrics = self.raft.metrics();
             let view = metrics.borrow();
+            if view.current_leader != Some(view.id) {
+                let leader_addr = view.current_leader.and_then(|l| {
+                    view.membership_config
+                        .nodes()
+                        .find(|(id, _)| **id == l)
+                        .map(|(_, n)| n.addr.clone())
+                });
+                return Err(KvError::NotLeader {
+                    leader_id: view.current_leader,
+                    leader_addr,
+                }
+                .to_status());
+            }
             view.membership_config.membership().voter_ids().collect()
         };
         match (add_id, remove_id) {
@@ -316,10 +362,8 @@ impl Kv for KvService {
                 if add_addr.is_empty() {
                     return Err(Status::invalid_argument("add_addr is required with add_id"));
                 }
-                self.raft
-                    .add_learner(id, BasicNode::new(add_addr), false)
-                    .await
-                    .map_err(|e| from_write_error(e).to_status())?;
+                let node = BasicNode::new(add_addr);
+                retry_in_progress(|| self.raft.add_learner(id, node.clone(), false)).await?;
                 voters.insert(id);
             }
             (None, Some(id)) => {
@@ -336,10 +380,7 @@ impl Kv for KvService {
             }
             _ => return Err(Status::invalid_argument("give either add_id or remove_id")),
         }
-        self.raft
-            .change_membership(voters, false)
-            .await
-            .map_err(|e| from_write_error(e).to_status())?;
+        retry_in_progress(|| self.raft.change_membership(voters.clone(), false)).await?;
         let metrics = self.raft.metrics();
         let members = metrics
             .borrow()

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -174,6 +175,12 @@ pub struct LogStore {
     data: Arc<Mutex<LogData>>,
     writer: mpsc::Sender<Op>,
     disk: DiskRef,
+    /// One past the last index the durable snapshot covers.
+    snapshot_covers: Arc<AtomicU64>,
+    /// A purge beyond the durable snapshot, made durable once a snapshot
+    /// covers it: openraft may purge before the snapshot it installs is on
+    /// disk, and a crash in between must not lose entries nothing else holds.
+    deferred_purge: Arc<Mutex<Option<LogId<NodeId>>>>,
 }
 
 impl std::fmt::Debug for Op {
@@ -187,6 +194,7 @@ impl LogStore {
     pub async fn open(
         disk: DiskRef,
         segment_size_max: u64,
+        snapshot_covers: Arc<AtomicU64>,
         metrics: Arc<StorageMetrics>,
     ) -> Result<LogStore, StorageOpenError> {
         let (mut wal, segments) = Wal::open(disk.clone(), WAL_DIR, segment_size_max).await?;
@@ -227,11 +235,30 @@ impl LogStore {
             data: Arc::new(Mutex::new(data)),
             writer,
             disk,
+            snapshot_covers,
+            deferred_purge: Arc::default(),
         })
     }
 
     fn data(&self) -> MutexGuard<'_, LogData> {
         self.data.lock().expect("log store lock poisoned")
+    }
+
+    /// Writes a deferred purge once the durable snapshot covers it.
+    async fn settle_deferred_purge(&self) -> io::Result<()> {
+        let ready = {
+            let deferred = self.deferred_purge.lock().expect("deferred purge lock");
+            deferred.filter(|p| p.index < self.snapshot_covers.load(Ordering::Acquire))
+        };
+        let Some(purge) = ready else {
+            return Ok(());
+        };
+        self.submit(Record::Purge(purge), Done::Nothing).await?;
+        let mut deferred = self.deferred_purge.lock().expect("deferred purge lock");
+        if *deferred == Some(purge) {
+            *deferred = None;
+        }
+        Ok(())
     }
 
     /// Queues a record for the disk and applies it in memory, in one step:
@@ -267,6 +294,7 @@ impl LogStore {
         entries: impl IntoIterator<Item = Entry<TypeConfig>>,
         done: Done,
     ) -> io::Result<()> {
+        self.settle_deferred_purge().await?;
         let mut entries = entries.into_iter().peekable();
         if entries.peek().is_none() {
             done.complete(&Ok(()));
@@ -465,6 +493,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let covered = log_id.index < self.snapshot_covers.load(Ordering::Acquire);
+        if !covered {
+            // Purge in memory now; on disk once a snapshot covers it.
+            self.data().apply(Record::Purge(log_id));
+            let mut deferred = self.deferred_purge.lock().expect("deferred purge lock");
+            *deferred = (*deferred).max(Some(log_id));
+            return Ok(());
+        }
         self.submit_durable(Record::Purge(log_id))
             .await
             .map_err(write_error)

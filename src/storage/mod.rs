@@ -104,7 +104,13 @@ impl Storage {
     ) -> Result<Storage, StorageOpenError> {
         let state_machine =
             StateMachineStore::open(disk.clone(), options.role, metrics.clone()).await?;
-        let log = LogStore::open(disk, options.wal_segment_size_max, metrics.clone()).await?;
+        let log = LogStore::open(
+            disk,
+            options.wal_segment_size_max,
+            state_machine.snapshot_covers(),
+            metrics.clone(),
+        )
+        .await?;
         Ok(Storage {
             log,
             state_machine,

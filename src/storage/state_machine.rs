@@ -7,7 +7,7 @@
 //! purge the log entries it covers.
 
 use std::io::Cursor;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -149,6 +149,9 @@ pub struct StateMachineStore {
     /// Held while a snapshot is written: openraft builds snapshots in a task
     /// of their own, which may run while a leader's snapshot is installed.
     snapshot_writes: Arc<tokio::sync::Mutex<()>>,
+    /// One past the last log index the durable snapshot covers (0: none);
+    /// the log store purges no further.
+    snapshot_covers: Arc<AtomicU64>,
     disk: DiskRef,
     metrics: Arc<StorageMetrics>,
 }
@@ -180,10 +183,15 @@ impl StateMachineStore {
                 (applied, Some(StoredSnapshot { meta, data }))
             }
         };
+        let covers = snapshot
+            .as_ref()
+            .and_then(|s: &StoredSnapshot| s.meta.last_log_id)
+            .map_or(0, |l| l.index + 1);
         Ok(StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
             snapshot: Arc::new(Mutex::new(snapshot)),
             snapshot_writes: Arc::default(),
+            snapshot_covers: Arc::new(AtomicU64::new(covers)),
             disk,
             metrics,
         })
@@ -192,6 +200,12 @@ impl StateMachineStore {
     /// A read view of the applied state. Hold it briefly: appliers wait on it.
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
         self.applied.read().expect("state machine lock poisoned")
+    }
+
+    /// One past the last log index the durable snapshot covers, shared with
+    /// the log store, which must not durably purge beyond it.
+    pub fn snapshot_covers(&self) -> Arc<AtomicU64> {
+        self.snapshot_covers.clone()
     }
 
     /// The last log id of the current snapshot.
@@ -215,6 +229,10 @@ impl StateMachineStore {
         snapshot::write(&self.disk, meta, data)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.snapshot_covers.store(
+            meta.last_log_id.map_or(0, |l| l.index + 1),
+            Ordering::Release,
+        );
         *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
             meta: meta.clone(),
             data: data.to_vec(),

@@ -110,8 +110,10 @@ impl Observer {
     pub fn check(self, cluster: &Cluster) -> Result<(), Violation> {
         self.task.abort();
         check_serving(&self.serving.lock().expect("serving lock"))?;
-        for id in cluster.ids() {
-            check_final(&cluster.applied(id))?;
+        for group in cluster.groups() {
+            for id in cluster.voters_of(group) {
+                check_final(&cluster.applied(id))?;
+            }
         }
         Ok(())
     }
