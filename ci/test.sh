@@ -36,7 +36,7 @@ for scenario in scenarios/*.toml; do
 done
 
 step "planted-bug self-test: each planted bug must be caught within its stated seeds"
-cargo sim run scenarios/disk-faults.toml --seeds 1..=20 --plant ack-before-fsync --expect-failure
+cargo sim run scenarios/crash-majority.toml --seeds 1..=20 --plant ack-before-fsync --expect-failure
 cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-dedup --expect-failure
 cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure
 cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
