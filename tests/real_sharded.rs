@@ -102,10 +102,21 @@ async fn joining_a_group_moves_shards_and_every_key_stays_readable() {
 
     // The CLI sees the same cluster: every key, through a scan, and one get.
     let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["--controller", &controller.join(","), "scan", "key-", "key.", "--limit", "1000"])
+        .args([
+            "--controller",
+            &controller.join(","),
+            "scan",
+            "key-",
+            "key.",
+            "--limit",
+            "1000",
+        ])
         .output()
         .unwrap();
-    let listed: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
+    let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     let expected: Vec<String> = (0..200).map(|i| format!("key-{i:03}\tvalue-{i}")).collect();
     assert_eq!(listed, expected);
     let output = Command::new(env!("CARGO_BIN_EXE_shoal"))

@@ -329,6 +329,18 @@ impl Cluster {
         replica.down.store(false, Ordering::Relaxed);
     }
 
+    /// Freezes replica `id`: its tasks stop running until [`Cluster::resume`].
+    pub fn pause(&self, id: ReplicaId) {
+        tracing::info!(id, "nemesis: pause");
+        self.handle.pause(self.replicas[&id].node.id());
+    }
+
+    /// Lets a paused replica run again.
+    pub fn resume(&self, id: ReplicaId) {
+        tracing::info!(id, "nemesis: resume");
+        self.handle.resume(self.replicas[&id].node.id());
+    }
+
     /// Restarts replicas whose process exited on its own, after a pause,
     /// for as long as the simulation runs.
     fn supervise(&self) {

@@ -16,7 +16,9 @@ use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::{self, Violation};
 use crate::cluster::{Cluster, ReplicaId};
 use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
-use crate::scenario::{KillTarget, MembershipAction, PartitionKind, Scenario, WorkloadKind};
+use crate::scenario::{
+    KillTarget, MembershipAction, NetworkFault, PartitionKind, Scenario, WorkloadKind,
+};
 use crate::workload::{register, write_once, Progress};
 
 /// How long replicas get to agree after the workload ends.
@@ -69,7 +71,10 @@ impl Report {
 /// anything else: madsim can seed std's hash keys only on a thread that has
 /// not hashed yet, and loading files or setting up logging already has.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> Report {
-    let scenario = scenario.clone();
+    let (scenario, knobs) = scenario.for_seed(seed);
+    if let Some(knobs) = knobs {
+        println!("{knobs}");
+    }
     std::thread::spawn(move || {
         let mut runtime =
             madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -161,6 +166,7 @@ pub async fn run(scenario: &Scenario) -> Report {
 
     let nemesis = Nemesis {
         cluster: &cluster,
+        network: scenario.faults.network.clone(),
         history: &history,
         t0,
     };
@@ -229,8 +235,11 @@ pub async fn run(scenario: &Scenario) -> Report {
 /// One fault the nemesis can inject.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
-    /// Kill, wait this many milliseconds, restart.
-    Kill(KillTarget, u64),
+    /// Kill (or pause: `true`) replicas of a group (random if `None`), wait
+    /// this many milliseconds, restart (resume).
+    Kill(KillTarget, Option<GroupId>, bool, u64),
+    /// Degrade the network for this many milliseconds.
+    Network(u64),
     /// Partition, wait this many milliseconds, heal.
     Partition(PartitionKind, u64),
     /// Change the sharded cluster's membership.
@@ -240,6 +249,7 @@ enum Fault {
 /// Injects the scenario's faults and records them in the history.
 struct Nemesis<'a> {
     cluster: &'a Cluster,
+    network: Option<NetworkFault>,
     history: &'a Mutex<History>,
     t0: tokio::time::Instant,
 }
@@ -265,7 +275,12 @@ impl Nemesis<'_> {
             .faults
             .kill
             .iter()
-            .map(|k| (k.after_acks, Fault::Kill(k.target, k.down_ms)))
+            .map(|k| {
+                (
+                    k.after_acks,
+                    Fault::Kill(k.target, k.group, k.pause, k.down_ms),
+                )
+            })
             .chain(
                 scenario
                     .faults
@@ -309,10 +324,15 @@ impl Nemesis<'_> {
                 } else if rng.gen_bool(chaos.partition_rate) {
                     let kind = PartitionKind::ALL[rng.gen_range(0..PartitionKind::ALL.len())];
                     Fault::Partition(kind, chaos.down_ms)
-                } else if rng.gen_bool(chaos.majority_rate) {
-                    Fault::Kill(KillTarget::Majority, chaos.down_ms)
+                } else if rng.gen_bool(chaos.network_rate) {
+                    Fault::Network(chaos.down_ms)
                 } else {
-                    Fault::Kill(KillTarget::Random, chaos.down_ms)
+                    let target = if rng.gen_bool(chaos.majority_rate) {
+                        KillTarget::Majority
+                    } else {
+                        KillTarget::Random
+                    };
+                    Fault::Kill(target, None, rng.gen_bool(chaos.pause_rate), chaos.down_ms)
                 };
                 first = first.or(Some(self.t0.elapsed()));
                 self.inject(fault).await;
@@ -323,10 +343,19 @@ impl Nemesis<'_> {
 
     async fn inject(&self, fault: Fault) {
         match fault {
-            Fault::Kill(target, down_ms) => {
-                let victims = self.pick(target).await;
-                self.kill_for(&victims, down_ms).await;
+            Fault::Kill(target, group, pause, down_ms) => {
+                let group = match group {
+                    Some(g) if self.cluster.sharded() => Some(g),
+                    _ => self.random_group(),
+                };
+                let victims = self.pick(target, group).await;
+                if pause {
+                    self.pause_for(&victims, down_ms).await;
+                } else {
+                    self.kill_for(&victims, down_ms).await;
+                }
             }
+            Fault::Network(duration_ms) => self.degrade_network_for(duration_ms).await,
             Fault::Partition(kind, duration_ms) => self.partition_for(kind, duration_ms).await,
             Fault::Membership(action, group) => self.change_membership(action, group).await,
         }
@@ -524,8 +553,7 @@ impl Nemesis<'_> {
         self.record("heal network".to_string());
     }
 
-    async fn pick(&self, target: KillTarget) -> Vec<ReplicaId> {
-        let group = self.random_group();
+    async fn pick(&self, target: KillTarget, group: Option<GroupId>) -> Vec<ReplicaId> {
         let mut ids = self.cluster.ids_of(group);
         let mut rng = shoal::runtime::rng();
         match target {
@@ -545,6 +573,47 @@ impl Nemesis<'_> {
                 vec![pool[shoal::runtime::rng().gen_range(0..pool.len())]]
             }
         }
+    }
+
+    /// Freezes replicas (their tasks stop, their connections stay) for a
+    /// while: a GC pause or a stalled VM.
+    async fn pause_for(&self, victims: &[ReplicaId], down_ms: u64) {
+        for &id in victims {
+            self.cluster.pause(id);
+        }
+        self.record(format!("pause replicas {victims:?}"));
+        tokio::time::sleep(Duration::from_millis(down_ms)).await;
+        for &id in victims {
+            self.cluster.resume(id);
+        }
+        self.record(format!("resume replicas {victims:?}"));
+    }
+
+    /// Loses packets and slows every link for a while.
+    async fn degrade_network_for(&self, duration_ms: u64) {
+        let fault = self.network.clone().unwrap_or(NetworkFault {
+            packet_loss_rate: 0.05,
+            latency_ms_min: 20,
+            latency_ms_max: 100,
+        });
+        let net = madsim::net::NetSim::current();
+        let mut before = None;
+        net.update_config(|config| {
+            before = Some(config.clone());
+            config.packet_loss_rate = fault.packet_loss_rate;
+            config.send_latency = Duration::from_millis(fault.latency_ms_min)
+                ..Duration::from_millis(fault.latency_ms_max.max(fault.latency_ms_min + 1));
+        });
+        self.record(format!(
+            "network: {:.0}% loss, {}-{} ms latency",
+            fault.packet_loss_rate * 100.0,
+            fault.latency_ms_min,
+            fault.latency_ms_max
+        ));
+        tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+        let before = before.expect("network config read");
+        net.update_config(|config| *config = before);
+        self.record("network restored".to_string());
     }
 
     async fn kill_for(&self, victims: &[ReplicaId], down_ms: u64) {

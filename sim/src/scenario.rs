@@ -29,6 +29,12 @@ pub struct Scenario {
     /// Simulated seconds the run may take before it counts as stuck.
     #[serde(default = "default_time_limit_s")]
     pub time_limit_s: u64,
+    /// Swarm mode: each seed also draws the knobs, each within the range the
+    /// scenario allows (a rate between 0 and its value, an interval between
+    /// half and twice its value, clients between 1 and their number), so
+    /// that a sweep explores many configurations.
+    #[serde(default)]
+    pub swarm: bool,
 }
 
 fn default_time_limit_s() -> u64 {
@@ -162,6 +168,8 @@ pub struct FaultSpec {
     pub chaos: Option<Chaos>,
     /// Simulated disk faults.
     pub disk: Option<DiskFaults>,
+    /// How network faults degrade the network (chaos `network_rate`).
+    pub network: Option<NetworkFault>,
 }
 
 /// Which replicas a kill hits.
@@ -184,6 +192,11 @@ pub enum KillTarget {
 pub struct KillEvent {
     /// Whom to kill.
     pub target: KillTarget,
+    /// In which group (0: the shard controller); a random one if absent.
+    pub group: Option<u64>,
+    /// Freeze the victims (pause, then resume) instead of killing them.
+    #[serde(default)]
+    pub pause: bool,
     /// Acknowledged writes before the kill.
     pub after_acks: u32,
     /// Simulated milliseconds the killed replicas stay down.
@@ -280,6 +293,33 @@ pub struct Chaos {
     /// instead (sharded clusters).
     #[serde(default)]
     pub membership_rate: f64,
+    /// Chance that a step pauses (freezes) replicas instead of killing them.
+    #[serde(default)]
+    pub pause_rate: f64,
+    /// Chance that a step degrades the whole network for `down_ms` instead:
+    /// packet loss and a latency spike as `[faults.network]` sets.
+    #[serde(default)]
+    pub network_rate: f64,
+}
+
+/// How the network degrades during a network fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFault {
+    /// Chance that a packet is lost (on open connections, delivery is
+    /// retried, so loss shows as delay).
+    #[serde(default)]
+    pub packet_loss_rate: f64,
+    /// Least one-way latency, in milliseconds.
+    #[serde(default)]
+    pub latency_ms_min: u64,
+    /// Greatest one-way latency, in milliseconds.
+    #[serde(default = "default_latency_ms_max")]
+    pub latency_ms_max: u64,
+}
+
+fn default_latency_ms_max() -> u64 {
+    100
 }
 
 /// What the run must show besides durability and convergence, which always
@@ -344,6 +384,55 @@ pub enum ScenarioError {
 }
 
 impl Scenario {
+    /// The scenario a seed runs: itself, or in swarm mode, with knobs drawn
+    /// from the seed. Returns a line describing the drawn knobs (if any).
+    pub fn for_seed(&self, seed: u64) -> (Scenario, Option<String>) {
+        if !self.swarm {
+            return (self.clone(), None);
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5357_4152_4d00_0000);
+        let mut s = self.clone();
+        let mut rate = |r: &mut f64| *r = rng.gen_range(0.0..=*r);
+        if let Some(chaos) = &mut s.faults.chaos {
+            for r in [
+                &mut chaos.majority_rate,
+                &mut chaos.partition_rate,
+                &mut chaos.membership_rate,
+                &mut chaos.pause_rate,
+                &mut chaos.network_rate,
+            ] {
+                rate(r);
+            }
+        }
+        if let Some(disk) = &mut s.faults.disk {
+            for r in [
+                &mut disk.torn_write_rate,
+                &mut disk.read_bitflip_rate,
+                &mut disk.write_eio_rate,
+                &mut disk.sync_eio_rate,
+                &mut disk.read_eio_rate,
+            ] {
+                rate(r);
+            }
+        }
+        if let Some(chaos) = &mut s.faults.chaos {
+            chaos.every_ms = rng
+                .gen_range(chaos.every_ms / 2..=chaos.every_ms * 2)
+                .max(1);
+            chaos.down_ms = rng.gen_range(chaos.down_ms / 2..=chaos.down_ms * 2);
+        }
+        s.workload.clients = rng.gen_range(1..=s.workload.clients);
+        if s.workload.kind == WorkloadKind::WriteOnce {
+            s.workload.keys = s.workload.keys.max(s.workload.clients);
+        }
+        let knobs = format!(
+            "swarm knobs: clients={} chaos={:?} disk={:?}",
+            s.workload.clients, s.faults.chaos, s.faults.disk
+        );
+        (s, Some(knobs))
+    }
+
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
@@ -428,6 +517,20 @@ impl Scenario {
                 return Err(invalid(
                     "faults.chaos.majority_rate",
                     "must be between 0 and 1".into(),
+                ));
+            }
+        }
+        if let Some(network) = &scenario.faults.network {
+            if !(0.0..1.0).contains(&network.packet_loss_rate) {
+                return Err(invalid(
+                    "faults.network.packet_loss_rate",
+                    "must be at least 0 and below 1".into(),
+                ));
+            }
+            if network.latency_ms_min > network.latency_ms_max {
+                return Err(invalid(
+                    "faults.network.latency_ms_min",
+                    "must not exceed latency_ms_max".into(),
                 ));
             }
         }
