@@ -40,5 +40,6 @@ cargo sim run scenarios/crash-majority.toml --seeds 1..=20 --plant ack-before-fs
 cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-dedup --expect-failure
 cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure
 cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
+cargo sim run scenarios/snapshot-restarts.toml --seeds 1..=20 --plant snapshot-drops-dedup --expect-failure
 
 step "all tests passed"

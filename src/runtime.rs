@@ -107,15 +107,19 @@ pub enum PlantedBug {
     /// A group goes on serving a shard it has given away, until the new
     /// owner has it (ignoring that the configuration moved on).
     ServeWhileLeaving,
+    /// Snapshots leave out the de-duplication table, so a replica restored
+    /// from one applies a retried write again.
+    SnapshotDropsDedup,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 4] = [
+    pub const ALL: [PlantedBug; 5] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::SkipDedup,
         PlantedBug::StaleRead,
         PlantedBug::ServeWhileLeaving,
+        PlantedBug::SnapshotDropsDedup,
     ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
@@ -125,6 +129,7 @@ impl PlantedBug {
             PlantedBug::SkipDedup => "skip-dedup",
             PlantedBug::StaleRead => "stale-read",
             PlantedBug::ServeWhileLeaving => "serve-while-leaving",
+            PlantedBug::SnapshotDropsDedup => "snapshot-drops-dedup",
         }
     }
 

@@ -22,6 +22,7 @@ use super::kv::{Command, CommandResult, KvState, Op};
 use super::snapshot::{self, SnapshotError};
 use super::StorageMetrics;
 use crate::raft::{codec, NodeId, TypeConfig};
+use crate::runtime::{planted, PlantedBug};
 use crate::shard::controller::ControllerState;
 use crate::shard::group::GroupShards;
 use crate::shard::{shard_of, GroupRole, ShardOp};
@@ -269,7 +270,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (data, last_applied, membership) = {
             let applied = self.read();
-            let data = codec::encode(&*applied).map_err(|e| io_error(None, &e))?;
+            let data = if planted(PlantedBug::SnapshotDropsDedup) {
+                let mut forgetful = applied.clone();
+                forgetful.kv.sessions.clear();
+                codec::encode(&forgetful)
+            } else {
+                codec::encode(&*applied)
+            }
+            .map_err(|e| io_error(None, &e))?;
             (data, applied.last_applied, applied.membership.clone())
         };
         let snapshot_id = match last_applied {
