@@ -19,7 +19,7 @@ use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
 use crate::scenario::{
     KillTarget, MembershipAction, NetworkFault, PartitionKind, Scenario, WorkloadKind,
 };
-use crate::workload::{register, write_once, Progress};
+use crate::workload::{list_append, register, write_once, Progress};
 
 /// How long replicas get to agree after the workload ends.
 const CONVERGENCE_WAIT: Duration = Duration::from_secs(20);
@@ -126,6 +126,7 @@ pub async fn run(scenario: &Scenario) -> Report {
     let mut cluster = Cluster::start(&scenario.cluster, &disk_faults);
     let history = Arc::new(Mutex::new(History::default()));
     let progress = Arc::new(Progress::default());
+    let appends: Arc<Mutex<Vec<list_append::Append>>> = Arc::default();
 
     for group in cluster.groups() {
         let leader = cluster.leader_of(group, Duration::from_secs(10)).await;
@@ -160,6 +161,16 @@ pub async fn run(scenario: &Scenario) -> Report {
             )),
             WorkloadKind::Register => node.spawn(register::run_client(
                 index, client, spec, seed, t0, history, progress,
+            )),
+            WorkloadKind::ListAppend => node.spawn(list_append::run_client(
+                index,
+                client,
+                spec,
+                seed,
+                t0,
+                history,
+                progress,
+                appends.clone(),
             )),
         });
     }
@@ -203,7 +214,16 @@ pub async fn run(scenario: &Scenario) -> Report {
     let reads = read_back(&cluster, &history).await;
     tracing::info!(at = ?t0.elapsed(), "written keys read back");
 
+    let lists = if scenario.workload.kind == WorkloadKind::ListAppend {
+        let keys: BTreeSet<Bytes> = (0..scenario.workload.keys).map(list_append::key).collect();
+        let appends = appends.lock().expect("appends lock").clone();
+        let finals = read_keys(&cluster, keys).await;
+        list_append::check(&appends, &finals)
+    } else {
+        Ok(())
+    };
     let mut checks = vec![
+        lists,
         shard_safety.check(&cluster),
         check::linearizability::check(&history.ops),
         check::durability::check(&history, &reads),
@@ -724,7 +744,15 @@ async fn converged_state(
 /// Reads back every key the history wrote through a client (a read that
 /// fails counts as absent).
 async fn read_back(cluster: &Cluster, history: &History) -> BTreeMap<Bytes, Option<Bytes>> {
-    let keys: BTreeSet<Bytes> = history.writes.iter().map(|op| op.key.clone()).collect();
+    read_keys(
+        cluster,
+        history.writes.iter().map(|op| op.key.clone()).collect(),
+    )
+    .await
+}
+
+/// Reads `keys` through a client (a read that fails counts as absent).
+async fn read_keys(cluster: &Cluster, keys: BTreeSet<Bytes>) -> BTreeMap<Bytes, Option<Bytes>> {
     cluster
         .observe(move |mut client| async move {
             let mut reads = BTreeMap::new();

@@ -100,6 +100,9 @@ pub enum WorkloadKind {
     /// Reads, writes, CAS and deletes racing on hot keys; checked for
     /// linearizability.
     Register,
+    /// Appends to lists on hot keys by read and compare-and-swap; checked
+    /// for linearizability and for the list invariants.
+    ListAppend,
 }
 
 /// Relative weights of register operations.
@@ -136,7 +139,9 @@ impl WorkloadSpec {
     pub fn total_ops(&self) -> u32 {
         match self.kind {
             WorkloadKind::WriteOnce => self.keys,
-            WorkloadKind::Register => self.clients * self.ops_per_client.unwrap_or(0),
+            WorkloadKind::Register | WorkloadKind::ListAppend => {
+                self.clients * self.ops_per_client.unwrap_or(0)
+            }
         }
     }
 }
@@ -473,13 +478,15 @@ impl Scenario {
                     format!("must be at least workload.clients ({})", workload.clients),
                 ));
             }
-            WorkloadKind::Register if workload.ops_per_client.is_none_or(|n| n == 0) => {
+            WorkloadKind::Register | WorkloadKind::ListAppend
+                if workload.ops_per_client.is_none_or(|n| n == 0) =>
+            {
                 return Err(invalid(
                     "workload.ops_per_client",
-                    "must be set and positive for the register workload".into(),
+                    "must be set and positive for this workload".into(),
                 ));
             }
-            WorkloadKind::Register if workload.keys == 0 => {
+            WorkloadKind::Register | WorkloadKind::ListAppend if workload.keys == 0 => {
                 return Err(invalid("workload.keys", "must be positive".into()));
             }
             _ => {}

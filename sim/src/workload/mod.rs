@@ -1,6 +1,7 @@
 //! Client workloads, each client driven by a generator seeded from the
 //! simulation seed.
 
+pub mod list_append;
 pub mod register;
 pub mod write_once;
 
