@@ -19,7 +19,7 @@ use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
 use crate::scenario::{
     KillTarget, MembershipAction, NetworkFault, PartitionKind, Scenario, WorkloadKind,
 };
-use crate::workload::{list_append, register, write_once, Progress};
+use crate::workload::{list_append, register, write_once, Progress, Worker};
 
 /// How long replicas get to agree after the workload ends.
 const CONVERGENCE_WAIT: Duration = Duration::from_secs(20);
@@ -153,25 +153,21 @@ pub async fn run(scenario: &Scenario) -> Report {
         let node = cluster.client_node();
         let client = shoal::client::Client::new(cluster.client_config());
         let seed = shoal::runtime::rng().gen();
-        let (spec, history, progress) =
-            (scenario.workload.clone(), history.clone(), progress.clone());
+        let worker = Worker {
+            index,
+            client,
+            spec: scenario.workload.clone(),
+            seed,
+            t0,
+            history: history.clone(),
+            progress: progress.clone(),
+        };
         clients.push(match scenario.workload.kind {
-            WorkloadKind::WriteOnce => node.spawn(write_once::run_client(
-                index, client, spec, seed, t0, history, progress,
-            )),
-            WorkloadKind::Register => node.spawn(register::run_client(
-                index, client, spec, seed, t0, history, progress,
-            )),
-            WorkloadKind::ListAppend => node.spawn(list_append::run_client(
-                index,
-                client,
-                spec,
-                seed,
-                t0,
-                history,
-                progress,
-                appends.clone(),
-            )),
+            WorkloadKind::WriteOnce => node.spawn(write_once::run_client(worker)),
+            WorkloadKind::Register => node.spawn(register::run_client(worker)),
+            WorkloadKind::ListAppend => {
+                node.spawn(list_append::run_client(worker, appends.clone()))
+            }
         });
     }
 

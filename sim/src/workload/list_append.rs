@@ -13,13 +13,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal::client::{CasOutcome, Client};
+use shoal::client::CasOutcome;
 
-use super::Progress;
+use super::Worker;
 use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::Violation;
-use crate::history::History;
-use crate::scenario::WorkloadSpec;
 
 /// Compare-and-swap attempts per append before the client gives up on it.
 const CAS_ATTEMPTS_MAX: u32 = 8;
@@ -54,16 +52,16 @@ fn elements(list: &Option<Bytes>) -> Vec<String> {
 }
 
 /// Runs client `client_index` for `spec.ops_per_client` appends.
-pub async fn run_client(
-    client_index: u32,
-    mut client: Client,
-    spec: WorkloadSpec,
-    seed: u64,
-    t0: tokio::time::Instant,
-    history: Arc<Mutex<History>>,
-    progress: Arc<Progress>,
-    appends: Arc<Mutex<Vec<Append>>>,
-) {
+pub async fn run_client(worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
+    let Worker {
+        index: client_index,
+        mut client,
+        spec,
+        seed,
+        t0,
+        history,
+        progress,
+    } = worker;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for n in 0..spec.ops_per_client.unwrap_or(0) {
         let key = key(rng.gen_range(0..spec.keys));

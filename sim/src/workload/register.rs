@@ -3,17 +3,14 @@
 //! operation is recorded with its call and return times for the
 //! linearizability checker.
 
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal::client::{CasOutcome, Client};
+use shoal::client::CasOutcome;
 
-use super::Progress;
+use super::Worker;
 use crate::check::linearizability::{KeyedOp, RegisterOp};
-use crate::history::History;
-use crate::scenario::{Mix, WorkloadSpec};
+use crate::scenario::Mix;
 
 /// The hot key numbered `i`.
 pub fn key(i: u32) -> Bytes {
@@ -21,15 +18,16 @@ pub fn key(i: u32) -> Bytes {
 }
 
 /// Runs client `client` for `spec.ops_per_client` operations.
-pub async fn run_client(
-    client_index: u32,
-    mut client: Client,
-    spec: WorkloadSpec,
-    seed: u64,
-    t0: tokio::time::Instant,
-    history: Arc<Mutex<History>>,
-    progress: Arc<Progress>,
-) {
+pub async fn run_client(worker: Worker) {
+    let Worker {
+        index: client_index,
+        mut client,
+        spec,
+        seed,
+        t0,
+        history,
+        progress,
+    } = worker;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mix = spec.mix.clone().unwrap_or_default();
     // The last value this client saw per key: a CAS from it often succeeds.

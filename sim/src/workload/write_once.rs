@@ -1,16 +1,12 @@
 //! The write-once workload: clients write distinct keys, each exactly once,
 //! so the value every acknowledged key must hold is known without a model.
 
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal::client::Client;
 
-use super::Progress;
-use crate::history::{History, Outcome, WriteOp};
-use crate::scenario::WorkloadSpec;
+use super::Worker;
+use crate::history::{Outcome, WriteOp};
 
 /// The key written as number `i`.
 pub fn key(i: u32) -> Bytes {
@@ -20,15 +16,16 @@ pub fn key(i: u32) -> Bytes {
 /// Runs client number `client` of `spec.clients`: it writes keys
 /// `client, client + clients, ...` in order, recording each write in
 /// `history` and counting it in `progress`.
-pub async fn run_client(
-    client_index: u32,
-    mut client: Client,
-    spec: WorkloadSpec,
-    seed: u64,
-    t0: tokio::time::Instant,
-    history: Arc<Mutex<History>>,
-    progress: Arc<Progress>,
-) {
+pub async fn run_client(worker: Worker) {
+    let Worker {
+        index: client_index,
+        mut client,
+        spec,
+        seed,
+        t0,
+        history,
+        progress,
+    } = worker;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for i in (client_index..spec.keys).step_by(spec.clients as usize) {
         let mut value = vec![0u8; spec.value_size_bytes];
