@@ -35,7 +35,19 @@ for scenario in scenarios/*.toml; do
   cargo sim run "$scenario" --seeds "$seeds" --jobs 2 --check-determinism
 done
 
+step "replay: traces of seeds 1..=5 of every scenario identical across two processes"
+for scenario in scenarios/*.toml; do
+  for seed in 1 2 3 4 5; do
+    cargo replay -q --check-determinism "$scenario" --seed "$seed"
+  done
+done
+
 step "planted-bug self-test: each planted bug must be caught within its stated seeds"
+cargo sim run scenarios/leader-kill.toml --seeds 1..=3 --check-determinism --plant address-order --expect-failure
+if SHOAL_PLANTED_BUGS=address-order cargo replay -q --check-determinism scenarios/leader-kill.toml --seed 3; then
+  echo "replay --check-determinism missed the planted address-order non-determinism"
+  exit 1
+fi
 cargo sim run scenarios/crash-majority.toml --seeds 1..=20 --plant ack-before-fsync --expect-failure
 cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-dedup --expect-failure
 cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure

@@ -110,16 +110,21 @@ pub enum PlantedBug {
     /// Snapshots leave out the de-duplication table, so a replica restored
     /// from one applies a retried write again.
     SnapshotDropsDedup,
+    /// Clients pick their first server by a heap address, which differs
+    /// between processes: the kind of hidden non-determinism (like iterating
+    /// a map keyed by pointers) that breaks replay.
+    AddressOrder,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::SkipDedup,
         PlantedBug::StaleRead,
         PlantedBug::ServeWhileLeaving,
         PlantedBug::SnapshotDropsDedup,
+        PlantedBug::AddressOrder,
     ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
@@ -130,6 +135,7 @@ impl PlantedBug {
             PlantedBug::StaleRead => "stale-read",
             PlantedBug::ServeWhileLeaving => "serve-while-leaving",
             PlantedBug::SnapshotDropsDedup => "snapshot-drops-dedup",
+            PlantedBug::AddressOrder => "address-order",
         }
     }
 

@@ -549,8 +549,13 @@ struct GroupLink {
 
 impl GroupLink {
     fn new(endpoints: Vec<String>, rng: &mut crate::runtime::Rng) -> GroupLink {
+        let mut next_endpoint = rng.gen_range(0..endpoints.len().max(1));
+        if crate::runtime::planted(crate::runtime::PlantedBug::AddressOrder) {
+            let probe = Box::new(0u8);
+            next_endpoint = (&*probe as *const u8 as usize >> 4) % endpoints.len().max(1);
+        }
         GroupLink {
-            next_endpoint: rng.gen_range(0..endpoints.len().max(1)),
+            next_endpoint,
             endpoints,
             leader: None,
             connections: BTreeMap::new(),
