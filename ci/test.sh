@@ -38,13 +38,13 @@ done
 step "replay: traces of seeds 1..=5 of every scenario identical across two processes"
 for scenario in scenarios/*.toml; do
   for seed in 1 2 3 4 5; do
-    cargo replay -q --check-determinism "$scenario" --seed "$seed"
+    cargo replay --check-determinism "$scenario" --seed "$seed"
   done
 done
 
 step "planted-bug self-test: each planted bug must be caught within its stated seeds"
 cargo sim run scenarios/leader-kill.toml --seeds 1..=3 --check-determinism --plant address-order --expect-failure
-if SHOAL_PLANTED_BUGS=address-order cargo replay -q --check-determinism scenarios/leader-kill.toml --seed 3; then
+if SHOAL_PLANTED_BUGS=address-order cargo replay --check-determinism scenarios/leader-kill.toml --seed 3; then
   echo "replay --check-determinism missed the planted address-order non-determinism"
   exit 1
 fi
