@@ -43,9 +43,9 @@ for scenario in scenarios/*.toml; do
 done
 
 step "planted-bug self-test: each planted bug must be caught within its stated seeds"
-cargo sim run scenarios/leader-kill.toml --seeds 1..=3 --check-determinism --plant address-order --expect-failure
-if SHOAL_PLANTED_BUGS=address-order cargo replay --check-determinism scenarios/leader-kill.toml --seed 3; then
-  echo "replay --check-determinism missed the planted address-order non-determinism"
+cargo sim run scenarios/leader-kill.toml --seeds 1..=3 --check-determinism --plant process-dependent --expect-failure
+if SHOAL_PLANTED_BUGS=process-dependent cargo replay --check-determinism scenarios/leader-kill.toml --seed 3; then
+  echo "replay --check-determinism missed the planted process-dependent non-determinism"
   exit 1
 fi
 cargo sim run scenarios/crash-majority.toml --seeds 1..=20 --plant ack-before-fsync --expect-failure

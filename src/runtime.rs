@@ -110,10 +110,11 @@ pub enum PlantedBug {
     /// Snapshots leave out the de-duplication table, so a replica restored
     /// from one applies a retried write again.
     SnapshotDropsDedup,
-    /// Clients pick their first server by a heap address, which differs
-    /// between processes: the kind of hidden non-determinism (like iterating
-    /// a map keyed by pointers) that breaks replay.
-    AddressOrder,
+    /// Clients pause before each call for a time taken from a heap address,
+    /// an input from outside the simulation that differs between processes
+    /// (address randomisation): the kind of hidden non-determinism, like
+    /// iterating a map keyed by pointers, that breaks replay.
+    ProcessDependent,
 }
 
 impl PlantedBug {
@@ -124,7 +125,7 @@ impl PlantedBug {
         PlantedBug::StaleRead,
         PlantedBug::ServeWhileLeaving,
         PlantedBug::SnapshotDropsDedup,
-        PlantedBug::AddressOrder,
+        PlantedBug::ProcessDependent,
     ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
@@ -135,7 +136,7 @@ impl PlantedBug {
             PlantedBug::StaleRead => "stale-read",
             PlantedBug::ServeWhileLeaving => "serve-while-leaving",
             PlantedBug::SnapshotDropsDedup => "snapshot-drops-dedup",
-            PlantedBug::AddressOrder => "address-order",
+            PlantedBug::ProcessDependent => "process-dependent",
         }
     }
 

@@ -549,13 +549,8 @@ struct GroupLink {
 
 impl GroupLink {
     fn new(endpoints: Vec<String>, rng: &mut crate::runtime::Rng) -> GroupLink {
-        let mut next_endpoint = rng.gen_range(0..endpoints.len().max(1));
-        if crate::runtime::planted(crate::runtime::PlantedBug::AddressOrder) {
-            let probe = Box::new(0u8);
-            next_endpoint = (&*probe as *const u8 as usize >> 4) % endpoints.len().max(1);
-        }
         GroupLink {
-            next_endpoint,
+            next_endpoint: rng.gen_range(0..endpoints.len().max(1)),
             endpoints,
             leader: None,
             connections: BTreeMap::new(),
@@ -569,6 +564,13 @@ impl GroupLink {
     ) -> Result<Reply, ClientError> {
         if self.endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
+        }
+        if crate::runtime::planted(crate::runtime::PlantedBug::ProcessDependent) {
+            // Hidden input from outside the simulation: where the allocator
+            // put a value, which address randomisation changes per process.
+            let probe = Box::new(0u8);
+            let pause = ((&*probe as *const u8 as usize >> 12) % 97) as u64 + 1;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         let mut backoff = config.backoff_initial;
         let mut attempts = 0;
