@@ -84,6 +84,30 @@ fn replica_id(group: Option<GroupId>, id: NodeId) -> ReplicaId {
     group.map_or(id, |g| 100 * (g + 1) + id)
 }
 
+impl ClusterSpec {
+    /// The groups a cluster of this shape has: `[None]` for a standalone
+    /// group, else the controller (`Some(0)`) and every data group.
+    pub fn group_ids(&self) -> Vec<Option<GroupId>> {
+        if self.groups == 0 {
+            vec![None]
+        } else {
+            (0..=u64::from(self.groups + self.standby_groups))
+                .map(Some)
+                .collect()
+        }
+    }
+
+    /// Every replica a cluster of this shape has, spares included.
+    pub fn replica_ids(&self) -> std::collections::BTreeSet<ReplicaId> {
+        self.group_ids()
+            .into_iter()
+            .flat_map(|g| {
+                (1..=self.replicas + self.spare_replicas).map(move |id| replica_id(g, id))
+            })
+            .collect()
+    }
+}
+
 impl Cluster {
     /// Starts the replicas of `spec` with ids 1..=replicas, each on a fresh
     /// simulated disk with `faults`.
@@ -94,13 +118,7 @@ impl Cluster {
             "replicas out of range: {replicas}"
         );
         let handle = Handle::current();
-        let groups: Vec<Option<GroupId>> = if spec.groups == 0 {
-            vec![None]
-        } else {
-            (0..=u64::from(spec.groups + spec.standby_groups))
-                .map(Some)
-                .collect()
-        };
+        let groups = spec.group_ids();
         let peers = groups
             .iter()
             .map(|g| {

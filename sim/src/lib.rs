@@ -10,6 +10,7 @@ pub mod check;
 pub mod cluster;
 pub mod disk;
 pub mod history;
+pub mod nemesis;
 pub mod run;
 pub mod scenario;
 pub mod workload;

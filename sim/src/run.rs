@@ -6,20 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::seq::SliceRandom;
 use rand::Rng;
-use shoal::raft::NodeId;
 use shoal::shard::controller::ControllerOp;
-use shoal::shard::GroupId;
 
 use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::{self, Violation};
-use crate::cluster::{Cluster, ReplicaId};
-use crate::history::{FaultEvent, History, Outcome, WriteOp, LIVENESS_CLIENT};
-use crate::scenario::{
-    KillTarget, MembershipAction, NetworkFault, PartitionKind, Scenario, WorkloadKind,
-};
-use crate::workload::{list_append, register, write_once, Progress, Worker};
+use crate::cluster::Cluster;
+use crate::history::{History, Outcome, WriteOp, LIVENESS_CLIENT};
+use crate::nemesis::{Nemesis, ScheduledFault};
+use crate::scenario::{Scenario, WorkloadKind};
+use crate::workload::{list_append, register, throughput, write_once, Progress, Worker};
 
 /// How long replicas get to agree after the workload ends.
 const CONVERGENCE_WAIT: Duration = Duration::from_secs(20);
@@ -33,6 +29,8 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// Simulated time the run took.
     pub simulated: Duration,
+    /// The faults applied, as a schedule that can be replayed.
+    pub schedule: Vec<ScheduledFault>,
 }
 
 impl Report {
@@ -162,21 +160,20 @@ pub async fn run(scenario: &Scenario) -> Report {
             history: history.clone(),
             progress: progress.clone(),
         };
-        clients.push(match scenario.workload.kind {
-            WorkloadKind::WriteOnce => node.spawn(write_once::run_client(worker)),
-            WorkloadKind::Register => node.spawn(register::run_client(worker)),
-            WorkloadKind::ListAppend => {
-                node.spawn(list_append::run_client(worker, appends.clone()))
+        let progress = progress.clone();
+        let appends = appends.clone();
+        clients.push(node.spawn(async move {
+            match worker.spec.kind {
+                WorkloadKind::WriteOnce => write_once::run_client(worker).await,
+                WorkloadKind::Register => register::run_client(worker).await,
+                WorkloadKind::Throughput => throughput::run_client(worker).await,
+                WorkloadKind::ListAppend => list_append::run_client(worker, appends).await,
             }
-        });
+            progress.clients_done.fetch_add(1, Ordering::Relaxed);
+        }));
     }
 
-    let nemesis = Nemesis {
-        cluster: &cluster,
-        network: scenario.faults.network.clone(),
-        history: &history,
-        t0,
-    };
+    let nemesis = Nemesis::new(&cluster, scenario, &history, t0);
     let first_fault = nemesis.run(scenario, &progress).await;
     cluster.heal_disks();
     if scenario.faults != Default::default() {
@@ -237,6 +234,7 @@ pub async fn run(scenario: &Scenario) -> Report {
     }
     if let Some(report) = cluster.corruption_reports().first() {
         checks.push(Err(Violation {
+            blamed: Vec::new(),
             checker: "recovery",
             detail: format!("a replica found corruption the simulated disk never causes: {report}"),
         }));
@@ -245,403 +243,7 @@ pub async fn run(scenario: &Scenario) -> Report {
         history,
         violations: checks.into_iter().filter_map(Result::err).collect(),
         simulated: t0.elapsed(),
-    }
-}
-
-/// One fault the nemesis can inject.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// Kill (or pause: `true`) replicas of a group (random if `None`), wait
-    /// this many milliseconds, restart (resume).
-    Kill(KillTarget, Option<GroupId>, bool, u64),
-    /// Degrade the network for this many milliseconds.
-    Network(u64),
-    /// Partition, wait this many milliseconds, heal.
-    Partition(PartitionKind, u64),
-    /// Change the sharded cluster's membership.
-    Membership(MembershipAction, Option<GroupId>),
-}
-
-/// Injects the scenario's faults and records them in the history.
-struct Nemesis<'a> {
-    cluster: &'a Cluster,
-    network: Option<NetworkFault>,
-    history: &'a Mutex<History>,
-    t0: tokio::time::Instant,
-}
-
-impl Nemesis<'_> {
-    fn record(&self, what: String) {
-        let at = self.t0.elapsed();
-        tracing::info!(?at, %what, "nemesis");
-        self.history
-            .lock()
-            .expect("history lock")
-            .faults
-            .push(FaultEvent { at, what });
-    }
-
-    /// Runs the kill events, then chaos. Returns when the first fault struck.
-    async fn run(&self, scenario: &Scenario, progress: &Progress) -> Option<Duration> {
-        let mut first = None;
-        let workload_done =
-            || progress.finished.load(Ordering::Relaxed) >= scenario.workload.total_ops();
-        // Kills and partitions, in the order their triggers come up.
-        let mut events: Vec<(u32, Fault)> = scenario
-            .faults
-            .kill
-            .iter()
-            .map(|k| {
-                (
-                    k.after_acks,
-                    Fault::Kill(k.target, k.group, k.pause, k.down_ms),
-                )
-            })
-            .chain(
-                scenario
-                    .faults
-                    .partition
-                    .iter()
-                    .map(|p| (p.after_acks, Fault::Partition(p.kind, p.duration_ms))),
-            )
-            .chain(
-                scenario
-                    .faults
-                    .membership
-                    .iter()
-                    .map(|m| (m.after_acks, Fault::Membership(m.action, m.group))),
-            )
-            .collect();
-        events.sort_by_key(|(after_acks, _)| *after_acks);
-        for (after_acks, fault) in events {
-            while progress.acked.load(Ordering::Relaxed) < after_acks && !workload_done() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            first = first.or(Some(self.t0.elapsed()));
-            self.inject(fault).await;
-        }
-        if let Some(chaos) = &scenario.faults.chaos {
-            let until = self.t0 + Duration::from_millis(chaos.until_ms);
-            loop {
-                let wait =
-                    shoal::runtime::rng().gen_range(chaos.every_ms / 2..=chaos.every_ms * 3 / 2);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-                if tokio::time::Instant::now() >= until {
-                    break;
-                }
-                let mut rng = shoal::runtime::rng();
-                let fault = if self.cluster.sharded() && rng.gen_bool(chaos.membership_rate) {
-                    let actions = [
-                        MembershipAction::Join,
-                        MembershipAction::Leave,
-                        MembershipAction::Move,
-                    ];
-                    Fault::Membership(actions[rng.gen_range(0..actions.len())], None)
-                } else if rng.gen_bool(chaos.partition_rate) {
-                    let kind = PartitionKind::ALL[rng.gen_range(0..PartitionKind::ALL.len())];
-                    Fault::Partition(kind, chaos.down_ms)
-                } else if rng.gen_bool(chaos.network_rate) {
-                    Fault::Network(chaos.down_ms)
-                } else {
-                    let target = if rng.gen_bool(chaos.majority_rate) {
-                        KillTarget::Majority
-                    } else {
-                        KillTarget::Random
-                    };
-                    Fault::Kill(target, None, rng.gen_bool(chaos.pause_rate), chaos.down_ms)
-                };
-                first = first.or(Some(self.t0.elapsed()));
-                self.inject(fault).await;
-            }
-        }
-        first
-    }
-
-    async fn inject(&self, fault: Fault) {
-        match fault {
-            Fault::Kill(target, group, pause, down_ms) => {
-                let group = match group {
-                    Some(g) if self.cluster.sharded() => Some(g),
-                    _ => self.random_group(),
-                };
-                let victims = self.pick(target, group).await;
-                if pause {
-                    self.pause_for(&victims, down_ms).await;
-                } else {
-                    self.kill_for(&victims, down_ms).await;
-                }
-            }
-            Fault::Network(duration_ms) => self.degrade_network_for(duration_ms).await,
-            Fault::Partition(kind, duration_ms) => self.partition_for(kind, duration_ms).await,
-            Fault::Membership(action, group) => self.change_membership(action, group).await,
-        }
-    }
-
-    /// Adds a spare replica to a random group, or removes a random member.
-    async fn change_replicas(&self, action: MembershipAction) {
-        let group = self.random_group();
-        let endpoints = self.cluster.addresses(group);
-        let (request, what) = match action {
-            MembershipAction::AddReplica => match self.cluster.take_spare(group) {
-                Some((_, node_id, addr)) => (
-                    Ok((node_id, addr)),
-                    format!("add replica {node_id} to group {group:?}"),
-                ),
-                None => {
-                    self.record(format!("add replica skipped: group {group:?} has no spare"));
-                    return;
-                }
-            },
-            _ => {
-                let members = self.voters(group);
-                if members.len() <= 1 {
-                    self.record(format!(
-                        "remove replica skipped: group {group:?} has one member"
-                    ));
-                    return;
-                }
-                let node_id = members[shoal::runtime::rng().gen_range(0..members.len())];
-                (
-                    Err(node_id),
-                    format!("remove replica {node_id} from group {group:?}"),
-                )
-            }
-        };
-        let result = self
-            .cluster
-            .observe(move |_| async move {
-                let mut client =
-                    shoal::client::Client::new(shoal::client::ClientConfig::new(endpoints));
-                match request {
-                    Ok((node_id, addr)) => client.add_replica(node_id, addr).await,
-                    Err(node_id) => client.remove_replica(node_id).await,
-                }
-            })
-            .await;
-        match result {
-            Ok(members) => self.record(format!(
-                "{what} -> members {:?}",
-                members.keys().collect::<Vec<_>>()
-            )),
-            Err(e) => self.record(format!("{what} failed: {e}")),
-        }
-    }
-
-    /// The node ids of the voters of `group`.
-    fn voters(&self, group: Option<GroupId>) -> Vec<NodeId> {
-        self.cluster
-            .voters_of(group)
-            .into_iter()
-            .map(|id| self.cluster.node_id(id))
-            .collect()
-    }
-
-    /// Joins, removes or moves through the shard controller, as a client
-    /// (an operator) would.
-    async fn change_membership(&self, action: MembershipAction, group: Option<GroupId>) {
-        if matches!(
-            action,
-            MembershipAction::AddReplica | MembershipAction::RemoveReplica
-        ) {
-            return self.change_replicas(action).await;
-        }
-        let latest = self
-            .cluster
-            .observe(|mut client| async move { client.query(None).await })
-            .await;
-        let Ok(latest) = latest else {
-            self.record("membership change skipped: controller unreachable".to_string());
-            return;
-        };
-        let joined: Vec<GroupId> = latest.groups.keys().copied().collect();
-        let standby: Vec<GroupId> = self
-            .cluster
-            .groups()
-            .into_iter()
-            .flatten()
-            .filter(|g| *g != 0 && !joined.contains(g))
-            .collect();
-        let mut rng = shoal::runtime::rng();
-        let mut pick =
-            |pool: &[GroupId]| (!pool.is_empty()).then(|| pool[rng.gen_range(0..pool.len())]);
-        let op = match action {
-            MembershipAction::Join => group
-                .or_else(|| pick(&standby))
-                .map(|g| ControllerOp::Join([(g, self.cluster.members(g))].into())),
-            MembershipAction::Leave if joined.len() > 1 => group
-                .or_else(|| pick(&joined))
-                .map(|g| ControllerOp::Leave([g].into())),
-            MembershipAction::Leave
-            | MembershipAction::AddReplica
-            | MembershipAction::RemoveReplica => None,
-            MembershipAction::Move => group.or_else(|| pick(&joined)).and_then(|g| {
-                // A shard the group does not own yet, so that it really moves.
-                let elsewhere: Vec<u32> = (0..latest.shard_count())
-                    .filter(|s| latest.owner(*s) != Some(g))
-                    .collect();
-                (!elsewhere.is_empty()).then(|| ControllerOp::Move {
-                    shard: elsewhere[shoal::runtime::rng().gen_range(0..elsewhere.len())],
-                    group: g,
-                })
-            }),
-        };
-        let Some(op) = op else {
-            self.record(format!("membership {action:?} skipped: no eligible group"));
-            return;
-        };
-        let what = format!("{op:?}");
-        let result = self
-            .cluster
-            .observe(move |mut client| async move { client.reconfigure(&op).await })
-            .await;
-        match result {
-            Ok(config) => self.record(format!("controller {what} -> configuration {}", config.num)),
-            Err(e) => self.record(format!("controller {what} failed: {e}")),
-        }
-    }
-
-    /// A random group (the only one of a standalone cluster).
-    fn random_group(&self) -> Option<GroupId> {
-        let groups = self.cluster.groups();
-        groups[shoal::runtime::rng().gen_range(0..groups.len())]
-    }
-
-    /// Splits the replicas of a random group as `kind` says, waits, heals.
-    async fn partition_for(&self, kind: PartitionKind, duration_ms: u64) {
-        let group = self.random_group();
-        let mut ids = self.cluster.ids_of(group);
-        let mut rng = shoal::runtime::rng();
-        ids.shuffle(&mut rng);
-        let leader = match kind {
-            PartitionKind::IsolateLeader | PartitionKind::MinorityLeader => {
-                self.cluster.leader_of(group, Duration::from_secs(5)).await
-            }
-            _ => None,
-        };
-        if let Some(leader) = leader {
-            // The leader first, then the rest in random order.
-            ids.retain(|id| *id != leader);
-            ids.insert(0, leader);
-        }
-        let (a, b): (Vec<ReplicaId>, Vec<ReplicaId>) = match kind {
-            PartitionKind::IsolateLeader | PartitionKind::OneWay => {
-                (ids[..1].to_vec(), ids[1..].to_vec())
-            }
-            PartitionKind::Halves => {
-                let split = ids.len() / 2 + usize::from(rng.gen_bool(0.5)) * (ids.len() % 2);
-                (ids[..split].to_vec(), ids[split..].to_vec())
-            }
-            PartitionKind::MinorityLeader => {
-                let minority = ids.len().saturating_sub(1) / 2;
-                (
-                    ids[..minority.max(1)].to_vec(),
-                    ids[minority.max(1)..].to_vec(),
-                )
-            }
-            PartitionKind::Bridge => {
-                // ids[0] is the bridge; the rest split in two.
-                let rest = &ids[1..];
-                let (left, right) = rest.split_at(rest.len() / 2);
-                self.cluster.cut(left, right);
-                self.cluster.cut(right, left);
-                self.record(format!(
-                    "partition bridge: {left:?} | {:?} | {right:?}",
-                    ids[0]
-                ));
-                tokio::time::sleep(Duration::from_millis(duration_ms)).await;
-                self.cluster.heal_network();
-                self.record("heal network".to_string());
-                return;
-            }
-        };
-        self.cluster.cut(&b, &a);
-        if kind != PartitionKind::OneWay {
-            self.cluster.cut(&a, &b);
-        }
-        let arrow = if kind == PartitionKind::OneWay {
-            "->"
-        } else {
-            "|"
-        };
-        self.record(format!("partition {kind:?}: {a:?} {arrow} {b:?}"));
-        tokio::time::sleep(Duration::from_millis(duration_ms)).await;
-        self.cluster.heal_network();
-        self.record("heal network".to_string());
-    }
-
-    async fn pick(&self, target: KillTarget, group: Option<GroupId>) -> Vec<ReplicaId> {
-        let mut ids = self.cluster.ids_of(group);
-        let mut rng = shoal::runtime::rng();
-        match target {
-            KillTarget::Random => vec![ids[rng.gen_range(0..ids.len())]],
-            KillTarget::Majority => {
-                ids.shuffle(&mut rng);
-                ids.truncate(ids.len() / 2 + 1);
-                ids.sort_unstable();
-                ids
-            }
-            KillTarget::Leader | KillTarget::Follower => {
-                let leader = self.cluster.leader_of(group, Duration::from_secs(5)).await;
-                let pool: Vec<ReplicaId> = match (target, leader) {
-                    (KillTarget::Leader, Some(leader)) => vec![leader],
-                    (_, leader) => ids.into_iter().filter(|id| Some(*id) != leader).collect(),
-                };
-                vec![pool[shoal::runtime::rng().gen_range(0..pool.len())]]
-            }
-        }
-    }
-
-    /// Freezes replicas (their tasks stop, their connections stay) for a
-    /// while: a GC pause or a stalled VM.
-    async fn pause_for(&self, victims: &[ReplicaId], down_ms: u64) {
-        for &id in victims {
-            self.cluster.pause(id);
-        }
-        self.record(format!("pause replicas {victims:?}"));
-        tokio::time::sleep(Duration::from_millis(down_ms)).await;
-        for &id in victims {
-            self.cluster.resume(id);
-        }
-        self.record(format!("resume replicas {victims:?}"));
-    }
-
-    /// Loses packets and slows every link for a while.
-    async fn degrade_network_for(&self, duration_ms: u64) {
-        let fault = self.network.clone().unwrap_or(NetworkFault {
-            packet_loss_rate: 0.05,
-            latency_ms_min: 20,
-            latency_ms_max: 100,
-        });
-        let net = madsim::net::NetSim::current();
-        let mut before = None;
-        net.update_config(|config| {
-            before = Some(config.clone());
-            config.packet_loss_rate = fault.packet_loss_rate;
-            config.send_latency = Duration::from_millis(fault.latency_ms_min)
-                ..Duration::from_millis(fault.latency_ms_max.max(fault.latency_ms_min + 1));
-        });
-        self.record(format!(
-            "network: {:.0}% loss, {}-{} ms latency",
-            fault.packet_loss_rate * 100.0,
-            fault.latency_ms_min,
-            fault.latency_ms_max
-        ));
-        tokio::time::sleep(Duration::from_millis(duration_ms)).await;
-        let before = before.expect("network config read");
-        net.update_config(|config| *config = before);
-        self.record("network restored".to_string());
-    }
-
-    async fn kill_for(&self, victims: &[ReplicaId], down_ms: u64) {
-        for &id in victims {
-            self.cluster.kill(id);
-        }
-        self.record(format!("kill replicas {victims:?}"));
-        tokio::time::sleep(Duration::from_millis(down_ms)).await;
-        for &id in victims {
-            self.cluster.restart(id);
-        }
-        self.record(format!("restart replicas {victims:?}"));
+        schedule: nemesis.schedule(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::disk::DiskFaults;
+use crate::nemesis::ScheduledFault;
 
 /// A parsed, validated scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,7 +71,7 @@ pub struct ClusterSpec {
 }
 
 /// What the clients do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
     /// Which workload.
@@ -79,15 +80,24 @@ pub struct WorkloadSpec {
     /// Concurrent clients (1..=64).
     pub clients: u32,
     /// write-once: distinct keys written in all (at least one per client);
-    /// register: the number of hot keys.
+    /// register and list-append: the number of hot keys (at most 1,000);
+    /// throughput: the size of the key space (at most 10,000,000).
     pub keys: u32,
-    /// Size of each value in bytes (write-once).
+    /// Size of each value in bytes (write-once, throughput).
     #[serde(default = "default_value_size_bytes")]
     pub value_size_bytes: usize,
-    /// Operations per client (register).
+    /// Operations per client (register, list-append, throughput).
     pub ops_per_client: Option<u32>,
-    /// Operation weights (register).
+    /// Simulated milliseconds after which clients start no more operations.
+    /// Register, list-append and throughput workloads need this or
+    /// `ops_per_client`, or both (whichever runs out first).
+    pub duration_ms: Option<u64>,
+    /// Operation weights (register, throughput).
     pub mix: Option<Mix>,
+    /// Throughput: how strongly operations favour low-numbered keys, from 0
+    /// (uniform) up to, not including, 1.
+    #[serde(default)]
+    pub skew: f64,
 }
 
 /// The workloads.
@@ -103,6 +113,9 @@ pub enum WorkloadKind {
     /// Appends to lists on hot keys by read and compare-and-swap; checked
     /// for linearizability and for the list invariants.
     ListAppend,
+    /// The register's operations over a large, optionally skewed key space
+    /// with sized values and short scans; checked for linearizability.
+    Throughput,
 }
 
 /// Relative weights of register operations.
@@ -121,6 +134,10 @@ pub struct Mix {
     /// Deletes.
     #[serde(default)]
     pub delete: u32,
+    /// Scans (of every hot key for the register workload, of ten keys for
+    /// the throughput workload).
+    #[serde(default)]
+    pub scan: u32,
 }
 
 impl Default for Mix {
@@ -130,18 +147,18 @@ impl Default for Mix {
             put: 25,
             cas: 20,
             delete: 5,
+            scan: 0,
         }
     }
 }
 
 impl WorkloadSpec {
-    /// Operations the workload performs in all.
-    pub fn total_ops(&self) -> u32 {
+    /// Operations the workload performs in all, if that is bounded by a
+    /// count rather than only by time.
+    pub fn total_ops(&self) -> Option<u32> {
         match self.kind {
-            WorkloadKind::WriteOnce => self.keys,
-            WorkloadKind::Register | WorkloadKind::ListAppend => {
-                self.clients * self.ops_per_client.unwrap_or(0)
-            }
+            WorkloadKind::WriteOnce => Some(self.keys),
+            _ => self.ops_per_client.map(|n| self.clients * n),
         }
     }
 }
@@ -175,6 +192,10 @@ pub struct FaultSpec {
     pub disk: Option<DiskFaults>,
     /// How network faults degrade the network (chaos `network_rate`).
     pub network: Option<NetworkFault>,
+    /// A recorded fault schedule (`cargo replay` writes one for every run):
+    /// these faults, at these times, instead of any drawn from the seed.
+    /// Excludes `kill`, `partition`, `membership` and `chaos`.
+    pub schedule: Option<Vec<ScheduledFault>>,
 }
 
 /// Which replicas a kill hits.
@@ -438,6 +459,21 @@ impl Scenario {
         (s, Some(knobs))
     }
 
+    /// This scenario as one run of it ran: with the swarm's knobs as drawn
+    /// (see [`Scenario::for_seed`]) and `schedule` in place of the faults it
+    /// would draw. Running it with the same seed replays those faults.
+    pub fn with_schedule(&self, schedule: Vec<ScheduledFault>) -> Scenario {
+        let mut s = self.clone();
+        s.swarm = false;
+        s.faults.kill.clear();
+        s.faults.partition.clear();
+        s.faults.membership.clear();
+        s.faults.chaos = None;
+        s.faults.network = None;
+        s.faults.schedule = Some(schedule);
+        s
+    }
+
     /// Reads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
@@ -478,21 +514,46 @@ impl Scenario {
                     format!("must be at least workload.clients ({})", workload.clients),
                 ));
             }
-            WorkloadKind::Register | WorkloadKind::ListAppend
-                if workload.ops_per_client.is_none_or(|n| n == 0) =>
-            {
+            WorkloadKind::WriteOnce => {}
+            _ if workload.ops_per_client.is_none() && workload.duration_ms.is_none() => {
                 return Err(invalid(
                     "workload.ops_per_client",
-                    "must be set and positive for this workload".into(),
+                    "or workload.duration_ms must be set for this workload".into(),
                 ));
             }
-            WorkloadKind::Register | WorkloadKind::ListAppend if workload.keys == 0 => {
-                return Err(invalid("workload.keys", "must be positive".into()));
+            WorkloadKind::Register | WorkloadKind::ListAppend
+                if !(1..=1_000).contains(&workload.keys) =>
+            {
+                return Err(invalid(
+                    "workload.keys",
+                    "must be between 1 and 1000 for this workload".into(),
+                ));
+            }
+            WorkloadKind::Throughput if !(1..=10_000_000).contains(&workload.keys) => {
+                return Err(invalid(
+                    "workload.keys",
+                    "must be between 1 and 10000000 for this workload".into(),
+                ));
             }
             _ => {}
         }
+        if workload.ops_per_client == Some(0) {
+            return Err(invalid(
+                "workload.ops_per_client",
+                "must be positive".into(),
+            ));
+        }
+        if workload.duration_ms == Some(0) {
+            return Err(invalid("workload.duration_ms", "must be positive".into()));
+        }
+        if !(0.0..1.0).contains(&workload.skew) {
+            return Err(invalid(
+                "workload.skew",
+                "must be at least 0 and below 1".into(),
+            ));
+        }
         if let Some(mix) = &workload.mix {
-            if mix.get + mix.put + mix.cas + mix.delete == 0 {
+            if mix.get + mix.put + mix.cas + mix.delete + mix.scan == 0 {
                 return Err(invalid("workload.mix", "needs a positive weight".into()));
             }
         }
@@ -505,14 +566,49 @@ impl Scenario {
         let triggers = scenario.faults.kill.iter().map(|k| k.after_acks);
         let triggers = triggers.chain(scenario.faults.partition.iter().map(|p| p.after_acks));
         let triggers = triggers.chain(scenario.faults.membership.iter().map(|m| m.after_acks));
-        for after_acks in triggers {
-            if after_acks >= workload.total_ops() {
+        if let Some(total) = workload.total_ops() {
+            for after_acks in triggers {
+                if after_acks >= total {
+                    return Err(invalid(
+                        "faults.*.after_acks",
+                        format!("must be below the workload's operations ({total})"),
+                    ));
+                }
+            }
+        }
+        if let Some(schedule) = &scenario.faults.schedule {
+            let faults = &scenario.faults;
+            if !faults.kill.is_empty()
+                || !faults.partition.is_empty()
+                || !faults.membership.is_empty()
+                || faults.chaos.is_some()
+            {
                 return Err(invalid(
-                    "faults.*.after_acks",
-                    format!(
-                        "must be below the workload's operations ({})",
-                        workload.total_ops()
-                    ),
+                    "faults.schedule",
+                    "replaces kill, partition, membership and chaos: remove those".into(),
+                ));
+            }
+            let known = scenario.cluster.replica_ids();
+            for event in schedule {
+                if let Some(id) = event
+                    .fault
+                    .replicas()
+                    .into_iter()
+                    .find(|id| !known.contains(id))
+                {
+                    return Err(invalid(
+                        "faults.schedule",
+                        format!(
+                            "names replica {id} at {} ms, which this cluster does not have (it has {known:?})",
+                            event.at_ms
+                        ),
+                    ));
+                }
+            }
+            if schedule.windows(2).any(|w| w[0].at_ms > w[1].at_ms) {
+                return Err(invalid(
+                    "faults.schedule",
+                    "must be in time order (at_ms)".into(),
                 ));
             }
         }
@@ -620,5 +716,63 @@ mod tests {
             }
         }
         assert!(count > 0, "no scenarios found");
+    }
+
+    #[test]
+    fn a_recorded_schedule_round_trips_and_is_checked() {
+        use crate::nemesis::{Cut, FaultAction};
+        let scenario = Scenario::parse(Path::new("s.toml"), GOOD).unwrap();
+        let schedule = vec![
+            ScheduledFault {
+                at_ms: 1_200,
+                fault: FaultAction::Kill {
+                    replicas: vec![1, 3],
+                    down_ms: 500,
+                },
+            },
+            ScheduledFault {
+                at_ms: 2_000,
+                fault: FaultAction::Partition {
+                    shape: PartitionKind::OneWay,
+                    cuts: vec![Cut {
+                        from: vec![2, 3],
+                        to: vec![1],
+                    }],
+                    duration_ms: 300,
+                },
+            },
+            ScheduledFault {
+                at_ms: 2_500,
+                fault: FaultAction::RemoveReplica {
+                    group: None,
+                    node: 2,
+                },
+            },
+        ];
+        let recorded = scenario.with_schedule(schedule);
+        let text = toml::to_string(&recorded).unwrap();
+        assert_eq!(
+            Scenario::parse(Path::new("r.toml"), &text).unwrap(),
+            recorded
+        );
+
+        let stranger = text.replace("replicas = [1, 3]", "replicas = [1, 7]");
+        let error = Scenario::parse(Path::new("r.toml"), &stranger)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("faults.schedule") && error.contains("replica 7"),
+            "{error}"
+        );
+        let unknown = text.replace("down_ms = 500", "down_ms = 500\nsevere = true");
+        let error = Scenario::parse(Path::new("r.toml"), &unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("severe"), "{error}");
+        let mixed = format!("{text}\n[faults.chaos]\nevery_ms = 5\ndown_ms = 5\nuntil_ms = 9");
+        let error = Scenario::parse(Path::new("r.toml"), &mixed)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("replaces kill"), "{error}");
     }
 }

@@ -14,6 +14,7 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
     for (id, applied) in &replicas[1..] {
         if applied.last_applied != first.last_applied {
             return Err(Violation {
+                blamed: Vec::new(),
                 checker: "convergence",
                 detail: format!(
                     "replica {id} applied up to {:?}, replica {first_id} up to {:?}",
@@ -30,6 +31,7 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
                 .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_else(|| "(the de-duplication table)".to_string());
             return Err(Violation {
+                blamed: Vec::new(),
                 checker: "convergence",
                 detail: format!(
                     "replicas {first_id} and {id} both applied {:?} but differ at {differing}",

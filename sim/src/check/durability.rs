@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::Violation;
+use super::{OpId, Violation};
 use crate::history::{History, Outcome};
 
 /// Compares what was written with what a final read returned. `reads` maps
@@ -15,6 +15,7 @@ use crate::history::{History, Outcome};
 /// just as bad).
 pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Result<(), Violation> {
     let mut lost = Vec::new();
+    let mut blamed = Vec::new();
     for op in &history.writes {
         let read = reads.get(&op.key).cloned().flatten();
         let fine = match op.outcome {
@@ -22,6 +23,10 @@ pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Resul
             Outcome::Failed(_) => read.is_none() || read.as_ref() == Some(&op.value),
         };
         if !fine {
+            blamed.push(OpId {
+                client: op.client,
+                call: op.start,
+            });
             lost.push(format!(
                 "{} (client {}, {} at {:?}) read back as {}",
                 String::from_utf8_lossy(&op.key),
@@ -43,6 +48,7 @@ pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Resul
         return Ok(());
     }
     Err(Violation {
+        blamed,
         checker: "durability",
         detail: format!("{} writes lost or changed; first: {}", lost.len(), lost[0]),
     })

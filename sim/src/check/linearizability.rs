@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::Violation;
+use super::{OpId, Violation};
 
 /// A register operation and, if the client heard back, its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,8 +226,9 @@ pub fn check_key_from(ops: &[KeyedOp], initial: Option<Bytes>) -> Verdict {
     Verdict::Linearizable
 }
 
-/// Checks every key of a history; reports the first key that fails, with its
-/// operations in call order.
+/// Checks every key of a history; reports the first key that fails, blaming
+/// the operation whose answer first made the key's history impossible, and
+/// shows the operations leading up to it.
 pub fn check(ops: &[KeyedOp]) -> Result<(), Violation> {
     let mut by_key: BTreeMap<&Bytes, Vec<KeyedOp>> = BTreeMap::new();
     for op in ops {
@@ -241,11 +242,34 @@ pub fn check(ops: &[KeyedOp]) -> Result<(), Violation> {
             Verdict::NotLinearizable => {
                 let mut ops = ops;
                 ops.sort_by_key(|op| op.call);
-                let lines: Vec<String> = ops.iter().take(HISTORY_LINES_MAX).map(describe).collect();
+                let blamed = first_impossible(&ops);
+                let shown_from = blamed.map_or(0, |b| {
+                    let b_ret = ops[b].ret.unwrap_or(ops[b].call);
+                    let last = ops.iter().rposition(|op| op.call <= b_ret).unwrap_or(b);
+                    (last + 1).saturating_sub(HISTORY_LINES_MAX)
+                });
+                let lines: Vec<String> = ops
+                    .iter()
+                    .enumerate()
+                    .skip(shown_from)
+                    .take(HISTORY_LINES_MAX)
+                    .map(|(i, op)| {
+                        let mark = if Some(i) == blamed { ">" } else { " " };
+                        format!("{mark} {}", describe(op))
+                    })
+                    .collect();
                 return Err(Violation {
+                    blamed: blamed
+                        .map(|b| OpId {
+                            client: ops[b].client,
+                            call: ops[b].call,
+                        })
+                        .into_iter()
+                        .collect(),
                     checker: "linearizability",
                     detail: format!(
-                        "key {} has no valid order of its {} operations:\n    {}",
+                        "key {} has no valid order of its {} operations; \
+                         the first answer no order explains is marked >:\n    {}",
                         String::from_utf8_lossy(key),
                         ops.len(),
                         lines.join("\n    ")
@@ -256,11 +280,47 @@ pub fn check(ops: &[KeyedOp]) -> Result<(), Violation> {
     }
     if !unknown.is_empty() {
         return Err(Violation {
+            blamed: Vec::new(),
             checker: "linearizability",
             detail: format!("search budget exhausted on keys {unknown:?}: undecided"),
         });
     }
     Ok(())
+}
+
+/// The history of one key as it stood at `time`: operations that had
+/// returned keep their answers; those still running become indeterminate
+/// (their answers unknown); later ones are left out. If the whole history is
+/// linearizable, so is every such prefix.
+fn prefix_at(ops: &[KeyedOp], time: Duration) -> Vec<KeyedOp> {
+    ops.iter()
+        .filter(|op| op.call <= time)
+        .map(|op| {
+            let mut op = op.clone();
+            if op.ret.is_none_or(|ret| ret > time) {
+                op.ret = None;
+                match &mut op.op {
+                    RegisterOp::Read(seen) => *seen = None,
+                    RegisterOp::Cas { swapped, .. } => *swapped = None,
+                    RegisterOp::Write(_) => {}
+                }
+            }
+            op
+        })
+        .collect()
+}
+
+/// For a key whose history is not linearizable: the index of the operation
+/// whose return first makes the prefix impossible (a binary search over
+/// return times; prefixes only get harder as they grow).
+fn first_impossible(ops: &[KeyedOp]) -> Option<usize> {
+    let mut returns: Vec<Duration> = ops.iter().filter_map(|op| op.ret).collect();
+    returns.sort_unstable();
+    returns.dedup();
+    let fails = |time: Duration| check_key(&prefix_at(ops, time)) == Verdict::NotLinearizable;
+    let first = returns.partition_point(|time| !fails(*time));
+    let time = *returns.get(first)?;
+    ops.iter().position(|op| op.ret == Some(time))
 }
 
 /// Operations shown when a key fails.
@@ -412,5 +472,41 @@ mod tests {
             "{}",
             violation.detail
         );
+    }
+
+    #[test]
+    fn the_first_impossible_answer_is_blamed() {
+        // Client 3's read of "a" after "b" was written is the stale one;
+        // the reads before it and client 4's later read are fine alone.
+        let history = [
+            op(1, 0, Some(1), w("a")),
+            op(2, 2, Some(3), r(Some("a"))),
+            op(1, 4, Some(5), w("b")),
+            op(2, 6, Some(7), r(Some("b"))),
+            op(3, 8, Some(9), r(Some("a"))),
+            op(4, 10, Some(11), r(Some("b"))),
+        ];
+        let violation = check(&history).unwrap_err();
+        assert_eq!(
+            violation.blamed,
+            vec![OpId {
+                client: 3,
+                call: Duration::from_millis(8)
+            }]
+        );
+        assert!(
+            violation.detail.contains("> client   3"),
+            "{}",
+            violation.detail
+        );
+        // An operation still running when the blamed one returned is shown;
+        // its answer did not count in finding the blame.
+        let concurrent = [
+            op(1, 0, Some(1), w("a")),
+            op(2, 2, Some(20), r(Some("zzz"))),
+            op(3, 3, Some(4), r(None)),
+        ];
+        let violation = check(&concurrent).unwrap_err();
+        assert_eq!(violation.blamed[0].client, 3);
     }
 }

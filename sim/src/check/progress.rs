@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::Violation;
+use super::{OpId, Violation};
 use crate::history::{History, Outcome, LIVENESS_CLIENT};
 
 /// Checks progress. `all_writes_succeed`: every write must be acknowledged.
@@ -28,6 +28,12 @@ pub fn check(
         }
         if let Some(op) = failed(liveness_only).next() {
             return Err(Violation {
+                blamed: failed(liveness_only)
+                    .map(|op| OpId {
+                        client: op.client,
+                        call: op.start,
+                    })
+                    .collect(),
                 checker: "progress",
                 detail: format!(
                     "{} writes failed {what}; first: client {} at {:?}: {:?}",
@@ -51,6 +57,7 @@ pub fn check(
         let continued = writes || register_ops;
         if !continued {
             return Err(Violation {
+                blamed: Vec::new(),
                 checker: "progress",
                 detail: format!(
                     "no write started after the first fault at {at:?} was acknowledged"
@@ -68,6 +75,7 @@ pub fn snapshot_installed(installed: u64) -> Result<(), Violation> {
         return Ok(());
     }
     Err(Violation {
+        blamed: Vec::new(),
         checker: "snapshot-install",
         detail: "no replica installed a snapshot from a leader".to_string(),
     })

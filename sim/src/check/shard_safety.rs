@@ -40,6 +40,7 @@ pub fn check_serving(serving: &Serving) -> Result<(), Violation> {
     match serving.iter().find(|(_, groups)| groups.len() > 1) {
         None => Ok(()),
         Some(((num, shard), groups)) => Err(Violation {
+            blamed: Vec::new(),
             checker: "shard-safety",
             detail: format!("shard {shard} was served by groups {groups:?} in configuration {num}"),
         }),
@@ -54,6 +55,7 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
     };
     if !group.settled() {
         return Err(Violation {
+            blamed: Vec::new(),
             checker: "shard-safety",
             detail: format!(
                 "group {} never finished the moves of configuration {}: {:?}",
@@ -73,6 +75,7 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
         return Ok(());
     }
     Err(Violation {
+        blamed: Vec::new(),
         checker: "shard-safety",
         detail: format!(
             "group {} still holds data of shards it gave away: {stray:?}",

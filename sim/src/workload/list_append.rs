@@ -51,48 +51,42 @@ fn elements(list: &Option<Bytes>) -> Vec<String> {
     }
 }
 
-/// Runs client `client_index` for `spec.ops_per_client` appends.
-pub async fn run_client(worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
-    let Worker {
-        index: client_index,
-        mut client,
-        spec,
-        seed,
-        t0,
-        history,
-        progress,
-    } = worker;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for n in 0..spec.ops_per_client.unwrap_or(0) {
-        let key = key(rng.gen_range(0..spec.keys));
-        let element = format!("{client_index}.{n}");
-        let start = t0.elapsed();
+/// Runs one client for `spec.ops_per_client` appends (or `duration_ms`).
+pub async fn run_client(mut worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(worker.seed);
+    let mut n = 0;
+    while worker.keep_going(n) {
+        let key = key(rng.gen_range(0..worker.spec.keys));
+        let element = format!("{}.{n}", worker.index);
+        n += 1;
+        let start = worker.now();
         let mut end = None;
         for _ in 0..CAS_ATTEMPTS_MAX {
-            let call = t0.elapsed();
-            let Ok(current) = client.get(key.clone()).await else {
+            let call = worker.now();
+            let Ok(current) = worker.client.get(key.clone()).await else {
                 continue;
             };
-            history.lock().expect("history lock").ops.push(KeyedOp {
-                client: client_index,
+            worker.record(KeyedOp {
+                client: worker.index,
                 key: key.clone(),
                 op: RegisterOp::Read(Some(current.clone())),
                 call,
-                ret: Some(t0.elapsed()),
+                ret: Some(worker.now()),
             });
             let mut list = elements(&current);
             list.push(element.clone());
             let new = Bytes::from(list.join(","));
-            let call = t0.elapsed();
-            let result = client
+            let call = worker.now();
+            let result = worker
+                .client
                 .compare_and_swap(key.clone(), current.clone(), Some(new.clone()))
                 .await;
             let (swapped, ret) = match &result {
-                Ok(CasOutcome { swapped, .. }) => (Some(*swapped), Some(t0.elapsed())),
+                Ok(CasOutcome { swapped, .. }) => (Some(*swapped), Some(worker.now())),
                 Err(_) => (None, None),
             };
-            history.lock().expect("history lock").ops.push(KeyedOp {
-                client: client_index,
+            worker.record(KeyedOp {
+                client: worker.index,
                 key: key.clone(),
                 op: RegisterOp::Cas {
                     expected: current,
@@ -112,7 +106,7 @@ pub async fn run_client(worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
                 break;
             }
         }
-        progress.finish(end.is_some());
+        worker.progress.finish(end.is_some());
         appends.lock().expect("appends lock").push(Append {
             key: key.clone(),
             element,
@@ -126,6 +120,7 @@ pub async fn run_client(worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
 pub fn check(appends: &[Append], finals: &BTreeMap<Bytes, Option<Bytes>>) -> Result<(), Violation> {
     let violation = |detail: String| {
         Err(Violation {
+            blamed: Vec::new(),
             checker: "list-append",
             detail,
         })

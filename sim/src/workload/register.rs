@@ -3,6 +3,8 @@
 //! operation is recorded with its call and return times for the
 //! linearizability checker.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,63 +14,114 @@ use super::Worker;
 use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::scenario::Mix;
 
-/// The hot key numbered `i`.
+/// The hot key numbered `i` (names sort as numbers up to 1,000).
 pub fn key(i: u32) -> Bytes {
     Bytes::from(format!("reg-{i:03}"))
 }
 
-/// Runs client `client` for `spec.ops_per_client` operations.
+/// Runs one client of the register workload: operations on hot keys drawn
+/// uniformly; a scan reads every hot key at once.
 pub async fn run_client(worker: Worker) {
-    let Worker {
-        index: client_index,
-        mut client,
-        spec,
-        seed,
-        t0,
-        history,
-        progress,
-    } = worker;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mix = spec.mix.clone().unwrap_or_default();
+    let keys = worker.spec.keys;
+    let space = KeySpace {
+        name: key,
+        draw: Box::new(move |rng| rng.gen_range(0..keys)),
+        scan: Box::new(move |_| (0, keys)),
+        value_size: 0,
+    };
+    run_ops(worker, space).await;
+}
+
+/// The keys a register-style client works on.
+pub(super) struct KeySpace {
+    /// Key number `i`; names sort as their numbers do.
+    pub name: fn(u32) -> Bytes,
+    /// Draws the key of the next operation.
+    pub draw: Box<dyn FnMut(&mut ChaCha8Rng) -> u32 + Send>,
+    /// Draws the keys of the next scan: from, and how many.
+    pub scan: Box<dyn FnMut(&mut ChaCha8Rng) -> (u32, u32) + Send>,
+    /// Bytes each written value is padded to.
+    pub value_size: usize,
+}
+
+/// Runs one client: operations drawn from the workload's mix on keys drawn
+/// from `space`, each recorded for the linearizability checker, until
+/// `ops_per_client` or `duration_ms` runs out. A scan is recorded as one
+/// read per key in its range, each over the scan's interval (a key it did
+/// not return read as absent): true of any scan that is linearizable per
+/// shard.
+pub(super) async fn run_ops(mut worker: Worker, mut space: KeySpace) {
+    let mut rng = ChaCha8Rng::seed_from_u64(worker.seed);
+    let mix = worker.spec.mix.clone().unwrap_or_default();
+    let value_size = space.value_size;
     // The last value this client saw per key: a CAS from it often succeeds.
-    let mut last_seen: Vec<Option<Bytes>> = vec![None; spec.keys as usize];
-    for n in 0..spec.ops_per_client.unwrap_or(0) {
-        let k = rng.gen_range(0..spec.keys);
-        let key = key(k);
-        let fresh = Bytes::from(format!("c{client_index}-{n}"));
-        let call = t0.elapsed();
+    let mut last_seen: BTreeMap<u32, Bytes> = BTreeMap::new();
+    let mut n = 0;
+    while worker.keep_going(n) {
+        let k = (space.draw)(&mut rng);
+        let key = (space.name)(k);
+        let fresh = value(worker.index, n, value_size);
+        n += 1;
+        let call = worker.now();
         let (op, ok) = match mix.pick(&mut rng) {
-            Choice::Get => match client.get(key.clone()).await {
+            Choice::Get => match worker.client.get(key.clone()).await {
                 Ok(value) => {
-                    last_seen[k as usize] = value.clone();
+                    remember(&mut last_seen, k, value.clone());
                     (RegisterOp::Read(Some(value)), true)
                 }
                 // A read that got no answer tells nothing: leave it out.
                 Err(_) => {
-                    progress.finish(false);
+                    worker.progress.finish(false);
                     continue;
                 }
             },
+            Choice::Scan => {
+                let (from, count) = (space.scan)(&mut rng);
+                let (start, end) = ((space.name)(from), (space.name)(from + count));
+                let result = worker.client.scan(start, end, count).await;
+                worker.progress.finish(result.is_ok());
+                let Ok(entries) = result else { continue };
+                let ret = worker.now();
+                let found: BTreeMap<Bytes, Bytes> = entries.into_iter().collect();
+                for i in from..from + count {
+                    let key = (space.name)(i);
+                    let value = found.get(&key).cloned();
+                    remember(&mut last_seen, i, value.clone());
+                    worker.record(KeyedOp {
+                        client: worker.index,
+                        key,
+                        op: RegisterOp::Read(Some(value)),
+                        call,
+                        ret: Some(ret),
+                    });
+                }
+                continue;
+            }
             Choice::Put => {
-                let ok = client.put(key.clone(), fresh.clone()).await.is_ok();
+                let ok = worker.client.put(key.clone(), fresh.clone()).await.is_ok();
                 (RegisterOp::Write(Some(fresh)), ok)
             }
             Choice::Delete => {
-                let ok = client.delete(key.clone()).await.is_ok();
+                let ok = worker.client.delete(key.clone()).await.is_ok();
                 (RegisterOp::Write(None), ok)
             }
             Choice::Cas => {
-                let expected = last_seen[k as usize].clone();
-                match client
+                let expected = last_seen.get(&k).cloned();
+                match worker
+                    .client
                     .compare_and_swap(key.clone(), expected.clone(), Some(fresh.clone()))
                     .await
                 {
                     Ok(CasOutcome { swapped, current }) => {
-                        last_seen[k as usize] = if swapped {
-                            Some(fresh.clone())
-                        } else {
-                            current
-                        };
+                        remember(
+                            &mut last_seen,
+                            k,
+                            if swapped {
+                                Some(fresh.clone())
+                            } else {
+                                current
+                            },
+                        );
                         (
                             RegisterOp::Cas {
                                 expected,
@@ -89,10 +142,10 @@ pub async fn run_client(worker: Worker) {
                 }
             }
         };
-        let ret = ok.then(|| t0.elapsed());
-        progress.finish(ok);
-        history.lock().expect("history lock").ops.push(KeyedOp {
-            client: client_index,
+        let ret = ok.then(|| worker.now());
+        worker.progress.finish(ok);
+        worker.record(KeyedOp {
+            client: worker.index,
             key,
             op,
             call,
@@ -101,23 +154,42 @@ pub async fn run_client(worker: Worker) {
     }
 }
 
+fn remember(last_seen: &mut BTreeMap<u32, Bytes>, k: u32, value: Option<Bytes>) {
+    match value {
+        Some(value) => last_seen.insert(k, value),
+        None => last_seen.remove(&k),
+    };
+}
+
+/// A value unique in the run (client and operation number), padded to
+/// `size` bytes.
+fn value(client: u32, n: u32, size: usize) -> Bytes {
+    let mut value = format!("c{client}-{n}").into_bytes();
+    if value.len() < size {
+        value.resize(size, b'.');
+    }
+    Bytes::from(value)
+}
+
 /// An operation kind drawn from a [`Mix`].
 enum Choice {
     Get,
     Put,
     Cas,
     Delete,
+    Scan,
 }
 
 impl Mix {
     fn pick(&self, rng: &mut ChaCha8Rng) -> Choice {
-        let total = self.get + self.put + self.cas + self.delete;
+        let total = self.get + self.put + self.cas + self.delete + self.scan;
         let mut draw = rng.gen_range(0..total.max(1));
         for (weight, choice) in [
             (self.get, Choice::Get),
             (self.put, Choice::Put),
             (self.cas, Choice::Cas),
             (self.delete, Choice::Delete),
+            (self.scan, Choice::Scan),
         ] {
             if draw < weight {
                 return choice;

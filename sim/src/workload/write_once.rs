@@ -13,39 +13,42 @@ pub fn key(i: u32) -> Bytes {
     Bytes::from(format!("key-{i:06}"))
 }
 
-/// Runs client number `client` of `spec.clients`: it writes keys
-/// `client, client + clients, ...` in order, recording each write in
-/// `history` and counting it in `progress`.
-pub async fn run_client(worker: Worker) {
-    let Worker {
-        index: client_index,
-        mut client,
-        spec,
-        seed,
-        t0,
-        history,
-        progress,
-    } = worker;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for i in (client_index..spec.keys).step_by(spec.clients as usize) {
+/// Runs client number `index` of `spec.clients`: it writes keys
+/// `index, index + clients, ...` in order (until `duration_ms`, if set),
+/// recording each write in the history and counting it in the progress.
+pub async fn run_client(mut worker: Worker) {
+    let mut rng = ChaCha8Rng::seed_from_u64(worker.seed);
+    let spec = worker.spec.clone();
+    for (n, i) in (worker.index..spec.keys)
+        .step_by(spec.clients as usize)
+        .enumerate()
+    {
+        if !worker.keep_going(n as u32) {
+            break;
+        }
         let mut value = vec![0u8; spec.value_size_bytes];
         rng.fill(&mut value[..]);
         let (key, value) = (key(i), Bytes::from(value));
-        let start = t0.elapsed();
-        let result = client.put(key.clone(), value.clone()).await;
-        let end = t0.elapsed();
-        progress.finish(result.is_ok());
+        let start = worker.now();
+        let result = worker.client.put(key.clone(), value.clone()).await;
+        let end = worker.now();
+        worker.progress.finish(result.is_ok());
         let outcome = match result {
             Ok(()) => Outcome::Ok,
             Err(e) => Outcome::Failed(e.to_string()),
         };
-        history.lock().expect("history lock").writes.push(WriteOp {
-            client: client_index,
-            key,
-            value,
-            start,
-            end,
-            outcome,
-        });
+        worker
+            .history
+            .lock()
+            .expect("history lock")
+            .writes
+            .push(WriteOp {
+                client: worker.index,
+                key,
+                value,
+                start,
+                end,
+                outcome,
+            });
     }
 }
