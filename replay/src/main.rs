@@ -1,14 +1,23 @@
-//! `shoal-replay`: reruns one seed of a scenario in this process and shows
-//! what happened.
+//! `shoal-replay`: reruns one seed of a scenario and explains it.
 //!
 //! `cargo replay scenarios/leader-kill.toml --seed 7` reproduces the run the
-//! seed runner reported: same history, same verdict, same digest. It writes
-//! the run's trace (one line per event: simulated time, node, component,
-//! event) to a file and prints the file's digest.
+//! seed runner reported: same history, same verdict, same digests. It writes,
+//! under `target/replay/`:
+//! - `NAME-SEED.trace`: one line per event (simulated time, node, component,
+//!   event), whose digest it prints;
+//! - `NAME-SEED.txt` and `NAME-SEED.html`: the history as a plain-text
+//!   summary and as a timeline for a browser, blamed operations marked;
+//! - `NAME-SEED.schedule.toml`: the scenario as this seed ran it, with the
+//!   faults the nemesis applied written out as a schedule; running that file
+//!   replays those faults instead of drawing them.
 //!
-//! `cargo replay --check-determinism scenarios/leader-kill.toml --seed 7` runs
-//! the seed twice, in two processes, and compares the traces; on a mismatch
-//! it shows the first event that differs, with context from both runs.
+//! `--check-determinism` runs the seed twice, in two processes, and compares
+//! the traces; on a mismatch it shows the first event that differs, with
+//! context from both runs.
+//!
+//! `--shrink` searches for a smaller run that still fails the same checker
+//! (fewer faults, clients, operations, a shorter run) and writes it as
+//! `NAME-SEED.min.toml`, which `cargo replay` reruns with the same seed.
 
 #[cfg(not(madsim))]
 fn main() {
@@ -24,12 +33,12 @@ fn main() -> std::process::ExitCode {
 #[cfg(madsim)]
 mod replay {
     use std::path::{Path, PathBuf};
-    use std::process::{Command, ExitCode};
+    use std::process::{Command, ExitCode, Stdio};
 
     use anyhow::{bail, Context};
     use clap::Parser;
-    use shoal_sim::history::Digest;
     use shoal_sim::scenario::Scenario;
+    use shoal_sim::TraceDigest;
 
     /// Replay one seed of a Shoal scenario.
     #[derive(Debug, Parser)]
@@ -39,12 +48,27 @@ mod replay {
         /// The seed to replay.
         #[arg(long)]
         seed: u64,
-        /// Where to write the trace (default: target/replay/NAME-SEED.trace).
+        /// Directory for the trace, views and schedule.
+        #[arg(long, default_value = "target/replay")]
+        out: PathBuf,
+        /// Where to write the trace (default: OUT/NAME-SEED.trace).
         #[arg(long)]
         trace: Option<PathBuf>,
         /// Run the seed twice in separate processes and compare the traces.
         #[arg(long)]
         check_determinism: bool,
+        /// Search for a smaller run that fails the same checker.
+        #[arg(long)]
+        shrink: bool,
+        /// Most runs the shrinking search makes.
+        #[arg(long, default_value_t = 300)]
+        shrink_runs: usize,
+        /// Runs the shrinking search makes at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Write only the schedule and the result (no trace file, no views).
+        #[arg(long, hide = true)]
+        bare: bool,
     }
 
     /// Lines of context shown around the first divergent event.
@@ -54,6 +78,8 @@ mod replay {
         let args = Args::parse();
         let result = if args.check_determinism {
             check(&args)
+        } else if args.shrink {
+            shrink::shrink(&args)
         } else {
             replay(&args)
         };
@@ -67,38 +93,81 @@ mod replay {
         }
     }
 
-    fn trace_path(args: &Args, scenario: &Scenario) -> PathBuf {
-        args.trace.clone().unwrap_or_else(|| {
-            PathBuf::from(format!(
-                "target/replay/{}-{}.trace",
-                scenario.name, args.seed
-            ))
-        })
+    /// `OUT/NAME-SEED.EXTENSION`.
+    fn output(args: &Args, scenario: &Scenario, extension: &str) -> PathBuf {
+        args.out
+            .join(format!("{}-{}.{extension}", scenario.name, args.seed))
     }
 
-    fn digest_of(path: &Path) -> anyhow::Result<(u64, usize)> {
-        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut digest = Digest::default();
-        digest.add(&text);
-        Ok((
-            digest.value(),
-            text.split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .count(),
-        ))
+    fn trace_path(args: &Args, scenario: &Scenario) -> PathBuf {
+        args.trace
+            .clone()
+            .unwrap_or_else(|| output(args, scenario, "trace"))
+    }
+
+    fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The command that replays `scenario` at `seed`, planted bugs included.
+    fn replay_command(scenario: &Path, seed: u64) -> String {
+        let planted = std::env::var("SHOAL_PLANTED_BUGS").unwrap_or_default();
+        format!(
+            "{}cargo replay {} --seed {seed}",
+            if planted.is_empty() {
+                String::new()
+            } else {
+                format!("SHOAL_PLANTED_BUGS={planted} ")
+            },
+            scenario.display()
+        )
     }
 
     fn replay(args: &Args) -> anyhow::Result<bool> {
         let scenario = Scenario::load(&args.scenario)?;
         let trace = trace_path(args, &scenario);
-        shoal_sim::init_trace("info,openraft=warn", &trace).context("creating the trace file")?;
+        let digest = shoal_sim::init_tracing(None, (!args.bare).then_some(trace.as_path()))
+            .context("creating the trace file")?;
         let report = shoal_sim::run::run_seed(&scenario, args.seed);
-        report.print(&scenario, args.seed);
-        let (digest, events) = digest_of(&trace)?;
-        println!(
-            "trace: {} ({events} events), digest {digest:016x}",
-            trace.display()
-        );
+
+        let recorded = scenario
+            .for_seed(args.seed)
+            .0
+            .with_schedule(report.schedule.clone());
+        let schedule = output(args, &scenario, "schedule.toml");
+        write(
+            &schedule,
+            &format!(
+                "# {} at seed {} with the faults it applied as a schedule.\n# Replay: {}\n\n{}",
+                args.scenario.display(),
+                args.seed,
+                replay_command(&schedule, args.seed),
+                toml::to_string(&recorded).context("writing the schedule")?
+            ),
+        )?;
+        if !args.bare {
+            let text = output(args, &scenario, "txt");
+            let html = output(args, &scenario, "html");
+            write(
+                &text,
+                &shoal_sim::view::text(&report, &scenario.name, args.seed),
+            )?;
+            write(
+                &html,
+                &shoal_sim::view::html(&report, &scenario.name, args.seed),
+            )?;
+            let (value, events) = digest.value();
+            println!(
+                "trace: {} ({events} events), digest {value:016x}",
+                trace.display()
+            );
+            println!("history: {} and {}", text.display(), html.display());
+            println!("fault schedule: {}", schedule.display());
+        }
+        report.print(&scenario, args.seed, digest.value());
         Ok(report.passed())
     }
 
@@ -114,9 +183,11 @@ mod replay {
                 .arg(&args.scenario)
                 .arg("--seed")
                 .arg(args.seed.to_string())
+                .arg("--out")
+                .arg(&args.out)
                 .arg("--trace")
                 .arg(trace)
-                .stdout(std::process::Stdio::null())
+                .stdout(Stdio::null())
                 .status()
                 .context("running the seed")?;
             if status.code().is_none_or(|c| c > 1) {
@@ -127,7 +198,7 @@ mod replay {
         let second = std::fs::read_to_string(&runs[1])?;
         let (a, b): (Vec<&str>, Vec<&str>) = (first.lines().collect(), second.lines().collect());
         let Some(at) = (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i)) else {
-            let (digest, events) = digest_of(&runs[0])?;
+            let (digest, events) = TraceDigest::of_text(&first);
             println!("seed {}: deterministic: two runs, identical traces ({events} events, digest {digest:016x})", args.seed);
             return Ok(true);
         };
@@ -149,5 +220,266 @@ mod replay {
             }
         }
         Ok(false)
+    }
+
+    mod shrink {
+        //! The shrinking search: greedy, one simplification at a time, each
+        //! tried in a fresh process and kept if the run still fails the
+        //! same checker.
+
+        use std::path::{Path, PathBuf};
+        use std::process::{Command, Stdio};
+
+        use anyhow::{bail, Context};
+        use shoal_sim::run::ResultLine;
+        use shoal_sim::scenario::{Scenario, WorkloadKind};
+
+        use super::{output, replay_command, write, Args};
+
+        /// A run tried by the search.
+        struct Tried {
+            result: ResultLine,
+            /// The scenario as it ran, with its applied faults as schedule.
+            recorded: Scenario,
+        }
+
+        /// Runs `scenario` at the seed in a child process.
+        fn run(args: &Args, scenario: &Scenario, dir: &Path) -> anyhow::Result<Tried> {
+            let file = dir.join("scenario.toml");
+            write(&file, &toml::to_string(scenario)?)?;
+            let output = Command::new(std::env::current_exe()?)
+                .arg(&file)
+                .arg("--seed")
+                .arg(args.seed.to_string())
+                .arg("--out")
+                .arg(dir)
+                .arg("--bare")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .context("running a candidate")?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let Some(result) = ResultLine::parse(&stdout) else {
+                bail!(
+                    "a candidate run did not finish ({}); its scenario: {}",
+                    output.status,
+                    file.display()
+                );
+            };
+            let recorded = Scenario::load(
+                &dir.join(format!("{}-{}.schedule.toml", scenario.name, args.seed)),
+            )?;
+            Ok(Tried { result, recorded })
+        }
+
+        /// Runs candidates `jobs` at a time; the first (in order) that fails
+        /// `checker`, if any.
+        fn first_failing(
+            args: &Args,
+            candidates: &[(String, Scenario)],
+            checker: &str,
+            work: &Path,
+            runs: &mut usize,
+        ) -> anyhow::Result<Option<(String, Tried)>> {
+            for batch in candidates.chunks(args.jobs.max(1)) {
+                if *runs >= args.shrink_runs {
+                    return Ok(None);
+                }
+                let dirs: Vec<PathBuf> = (0..batch.len())
+                    .map(|i| work.join(format!("run-{}", *runs + i)))
+                    .collect();
+                *runs += batch.len();
+                let tried: Vec<anyhow::Result<Tried>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = batch
+                        .iter()
+                        .zip(&dirs)
+                        .map(|((_, scenario), dir)| scope.spawn(move || run(args, scenario, dir)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("candidate thread"))
+                        .collect()
+                });
+                for ((what, _), tried) in batch.iter().zip(tried) {
+                    let tried = tried?;
+                    let fails = tried.result.checkers.iter().any(|c| c == checker);
+                    println!(
+                        "  {:<44} {}",
+                        what,
+                        if fails {
+                            "still fails: kept"
+                        } else {
+                            "passes or fails otherwise"
+                        }
+                    );
+                    if fails {
+                        return Ok(Some((what.clone(), tried)));
+                    }
+                }
+            }
+            Ok(None)
+        }
+
+        /// Simpler variants of `s`, the most promising first.
+        fn candidates(s: &Scenario) -> Vec<(String, Scenario)> {
+            let mut out = Vec::new();
+            let mut push = |what: String, f: &dyn Fn(&mut Scenario)| {
+                let mut c = s.clone();
+                f(&mut c);
+                if &c != s {
+                    out.push((what, c));
+                }
+            };
+            let schedule = s.faults.schedule.clone().unwrap_or_default();
+            let mut chunk = schedule.len().div_ceil(2);
+            while chunk >= 1 {
+                for from in (0..schedule.len()).step_by(chunk) {
+                    let to = (from + chunk).min(schedule.len());
+                    push(format!("without fault events {}..{}", from + 1, to), &|c| {
+                        let events = c.faults.schedule.as_mut().expect("schedule");
+                        events.drain(from..to);
+                    });
+                }
+                if chunk == 1 {
+                    break;
+                }
+                chunk = chunk.div_ceil(2);
+            }
+            let clients = s.workload.clients;
+            let mut fewer: Vec<u32> = vec![1, clients / 2, clients - 1];
+            fewer.retain(|n| (1..clients).contains(n));
+            fewer.dedup();
+            for n in fewer {
+                push(format!("clients: {n} instead of {clients}"), &|c| {
+                    c.workload.clients = n;
+                    if c.workload.kind == WorkloadKind::WriteOnce {
+                        c.workload.keys = c.workload.keys.max(n);
+                    }
+                });
+            }
+            if let Some(ops) = s.workload.ops_per_client {
+                let mut fewer = vec![ops / 2, ops * 3 / 4, ops * 7 / 8, ops - 1];
+                fewer.retain(|n| (1..ops).contains(n));
+                fewer.dedup();
+                for n in fewer {
+                    push(
+                        format!("operations per client: {n} instead of {ops}"),
+                        &|c| {
+                            c.workload.ops_per_client = Some(n);
+                        },
+                    );
+                }
+            }
+            if s.workload.kind == WorkloadKind::WriteOnce && s.workload.keys / 2 >= clients {
+                push(format!("{} keys written", s.workload.keys / 2), &|c| {
+                    c.workload.keys /= 2;
+                });
+            }
+            if let Some(ms) = s.workload.duration_ms.filter(|ms| *ms > 1) {
+                push(format!("workload for {} ms", ms / 2), &|c| {
+                    c.workload.duration_ms = Some(ms / 2);
+                });
+            }
+            push("no disk faults".to_string(), &|c| c.faults.disk = None);
+            if s.workload.kind != WorkloadKind::WriteOnce && s.workload.keys > 1 {
+                push(format!("{} keys", s.workload.keys / 2), &|c| {
+                    c.workload.keys /= 2;
+                });
+            }
+            let live = s.checks.liveness_writes;
+            if live > 0 {
+                push(format!("{} liveness writes", live / 2), &|c| {
+                    c.checks.liveness_writes = live / 2;
+                });
+            }
+            push("every fault half as long".to_string(), &|c| {
+                for event in c.faults.schedule.iter_mut().flatten() {
+                    event.fault.halve_duration();
+                }
+            });
+            out
+        }
+
+        fn size(s: &Scenario, r: &ResultLine) -> String {
+            format!(
+                "{} fault events, {} clients, {} operations, {:.1} simulated s",
+                r.faults, s.workload.clients, r.operations, r.simulated_s
+            )
+        }
+
+        pub fn shrink(args: &Args) -> anyhow::Result<bool> {
+            let scenario = Scenario::load(&args.scenario)?;
+            let work = args
+                .out
+                .join(format!("shrink-{}-{}", scenario.name, args.seed));
+            if work.exists() {
+                std::fs::remove_dir_all(&work)?;
+            }
+            let mut runs = 0;
+            println!(
+                "shrinking {} at seed {}",
+                args.scenario.display(),
+                args.seed
+            );
+            let original = run(args, &scenario, &work.join("original"))?;
+            runs += 1;
+            let Some(checker) = original.result.checkers.first().cloned() else {
+                bail!("seed {} passes: there is no failure to shrink", args.seed);
+            };
+            let mut best = original.recorded.clone();
+            println!(
+                "the run fails [{checker}] with {}",
+                size(&best, &original.result)
+            );
+            // The recorded schedule replayed in place of the drawn faults
+            // must fail the same way before anything is removed from it.
+            let replayed = run(args, &best, &work.join("recorded"))?;
+            runs += 1;
+            if !replayed.result.checkers.contains(&checker) {
+                bail!(
+                    "replaying the recorded fault schedule does not fail [{checker}] \
+                     (it gives {:?}): this failure depends on how faults were drawn, \
+                     not only on which faults struck when",
+                    replayed.result.checkers
+                );
+            }
+            let mut best_result = replayed.result;
+            println!("replaying its recorded schedule fails the same way; simplifying:");
+            while runs < args.shrink_runs {
+                let candidates = candidates(&best);
+                match first_failing(args, &candidates, &checker, &work, &mut runs)? {
+                    Some((_, tried)) => {
+                        best = tried.recorded;
+                        best_result = tried.result;
+                    }
+                    None => break,
+                }
+            }
+            let minimal = output(args, &scenario, "min.toml");
+            best.name = format!("{}-min", scenario.name);
+            best.description = format!(
+                "{} at seed {}, shrunk: fails [{checker}] with {} (originally {}).",
+                args.scenario.display(),
+                args.seed,
+                size(&best, &best_result),
+                size(&original.recorded, &original.result),
+            );
+            write(
+                &minimal,
+                &format!(
+                    "# Replay: {}\n\n{}",
+                    replay_command(&minimal, args.seed),
+                    toml::to_string(&best)?
+                ),
+            )?;
+            println!(
+                "\nshrunk in {runs} runs: [{checker}] still fails with {}\n  (originally {})",
+                size(&best, &best_result),
+                size(&original.recorded, &original.result)
+            );
+            println!("written: {}", minimal.display());
+            println!("replay: {}", replay_command(&minimal, args.seed));
+            Ok(true)
+        }
     }
 }

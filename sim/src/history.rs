@@ -21,6 +21,16 @@ pub enum Outcome {
 /// is over.
 pub const LIVENESS_CLIENT: u32 = u32::MAX;
 
+/// How reports name a client: its number, or "live" for the liveness
+/// phase's.
+pub fn client_name(client: u32) -> String {
+    if client == LIVENESS_CLIENT {
+        "live".to_string()
+    } else {
+        client.to_string()
+    }
+}
+
 /// One client write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOp {

@@ -13,34 +13,121 @@ pub mod history;
 pub mod nemesis;
 pub mod run;
 pub mod scenario;
+pub mod view;
+
 pub mod workload;
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG` or else by
-/// `default_filter`. Wall-clock timestamps are left out: they would differ
-/// between replays of the same seed.
-pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter(default_filter))
-        .without_time()
-        .with_writer(std::io::stderr)
-        .init();
-}
+/// What the trace records unless `RUST_LOG` says otherwise.
+pub const TRACE_FILTER: &str = "info,openraft=warn";
 
-/// Sends `tracing` output to `trace`, one event a line: simulated time, level,
-/// node and task spans, component, event and fields. Two runs of one seed
-/// write identical files.
-pub fn init_trace(default_filter: &str, trace: &std::path::Path) -> std::io::Result<()> {
-    if let Some(dir) = trace.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let file = std::fs::File::create(trace)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter(default_filter))
+/// Sets up `tracing` for one run: the trace (every event `RUST_LOG` or else
+/// [`TRACE_FILTER`] lets through, one a line: simulated time, level, node
+/// and task spans, component, event and fields) is hashed line by line and,
+/// given a file, written to it; events passing `stderr_filter` also go to
+/// stderr. Two runs of one seed produce identical traces; the returned
+/// handle gives the trace's digest.
+pub fn init_tracing(
+    stderr_filter: Option<&str>,
+    trace_file: Option<&std::path::Path>,
+) -> std::io::Result<TraceDigest> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    let file = match trace_file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            Some(std::fs::File::create(path)?)
+        }
+        None => None,
+    };
+    let digest = TraceDigest(std::sync::Arc::new(std::sync::Mutex::new(TraceSink {
+        digest: history::Digest::default(),
+        events: 0,
+        partial: Vec::new(),
+        file,
+    })));
+    let trace = tracing_subscriber::fmt::layer()
         .with_timer(SimulatedTime)
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(digest.clone())
+        .with_filter(filter(TRACE_FILTER));
+    let stderr = stderr_filter.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .without_time()
+            .with_writer(std::io::stderr)
+            .with_filter(tracing_subscriber::EnvFilter::new(f))
+    });
+    tracing_subscriber::registry()
+        .with(trace)
+        .with(stderr)
         .init();
-    Ok(())
+    Ok(digest)
+}
+
+/// The running digest of a trace (see [`init_tracing`]).
+#[derive(Clone)]
+pub struct TraceDigest(std::sync::Arc<std::sync::Mutex<TraceSink>>);
+
+struct TraceSink {
+    digest: history::Digest,
+    events: usize,
+    /// A line not yet complete.
+    partial: Vec<u8>,
+    file: Option<std::fs::File>,
+}
+
+impl TraceDigest {
+    /// The digest of the trace so far and its number of lines.
+    pub fn value(&self) -> (u64, usize) {
+        let sink = self.0.lock().expect("trace sink");
+        (sink.digest.value(), sink.events)
+    }
+
+    /// The digest of a trace file written earlier, computed as the run
+    /// computed it: each line, without its newline, mixed in.
+    pub fn of_text(text: &str) -> (u64, usize) {
+        let mut digest = history::Digest::default();
+        let mut events = 0;
+        for line in text.lines() {
+            digest.add(line.as_bytes());
+            events += 1;
+        }
+        (digest.value(), events)
+    }
+}
+
+impl std::io::Write for TraceDigest {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut sink = self.0.lock().expect("trace sink");
+        if let Some(file) = &mut sink.file {
+            file.write_all(buf)?;
+        }
+        sink.partial.extend_from_slice(buf);
+        while let Some(end) = sink.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = sink.partial.drain(..=end).collect();
+            sink.digest.add(&line[..end]);
+            sink.events += 1;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.0.lock().expect("trace sink").file {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for TraceDigest {
+    type Writer = TraceDigest;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 fn filter(default_filter: &str) -> tracing_subscriber::EnvFilter {

@@ -25,6 +25,7 @@ mod runner {
 
     use anyhow::{bail, Context};
     use clap::{Parser, Subcommand};
+    use shoal_sim::run::ResultLine;
     use shoal_sim::scenario::Scenario;
 
     #[derive(Debug, Parser)]
@@ -46,11 +47,12 @@ mod runner {
             /// Seeds run at once.
             #[arg(long, default_value_t = 2)]
             jobs: usize,
-            /// Run every seed twice and require identical digests.
+            /// Run every seed twice, in two processes, and require identical
+            /// histories and traces.
             #[arg(long)]
             check_determinism: bool,
             /// Switch on a planted bug (repeatable): the sweep is then
-            /// expected to fail. Names: ack-before-fsync.
+            /// expected to fail. Names: see `PlantedBug` in src/runtime.rs.
             #[arg(long)]
             plant: Vec<String>,
             /// Succeed only if some seed fails (for planted-bug self-tests).
@@ -111,7 +113,11 @@ mod runner {
     fn plant_bugs(names: &[String]) -> anyhow::Result<()> {
         for name in names {
             if shoal::runtime::PlantedBug::from_name(name).is_none() {
-                bail!("unknown planted bug {name:?}");
+                let known: Vec<&str> = shoal::runtime::PlantedBug::ALL
+                    .iter()
+                    .map(|b| b.name())
+                    .collect();
+                bail!("unknown planted bug {name:?}; known: {}", known.join(", "));
             }
         }
         if !names.is_empty() {
@@ -147,17 +153,28 @@ mod runner {
         Ok(range)
     }
 
-    /// What a seed's process printed on its last line.
+    /// How one seed's process ended.
     struct SeedResult {
         seed: u64,
-        passed: bool,
-        digest: Option<String>,
-        simulated_s: f64,
-        acked: u64,
-        /// The seed's report (faults, violations).
+        /// Its `RESULT` line, if it got that far.
+        result: Option<ResultLine>,
+        /// The seed's report (the history summary).
         report: String,
         /// The seed's log output.
         log: String,
+    }
+
+    impl SeedResult {
+        fn passed(&self) -> bool {
+            self.result.as_ref().is_some_and(|r| r.passed)
+        }
+
+        /// What must be equal between two runs of the seed.
+        fn digests(&self) -> Option<(&str, &str)> {
+            self.result
+                .as_ref()
+                .map(|r| (r.digest.as_str(), r.trace.as_str()))
+        }
     }
 
     fn spawn_seed(scenario: &Path, seed: u64) -> anyhow::Result<Child> {
@@ -178,28 +195,13 @@ mod runner {
             .wait_with_output()
             .context("waiting for a seed process")?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let summary = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("RESULT "))
-            .unwrap_or("");
-        let field = |name: &str| {
-            summary
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(str::to_string)
-        };
+        let result =
+            ResultLine::parse(&stdout).filter(|_| output.status.code().is_some_and(|c| c <= 1));
         Ok(SeedResult {
             seed,
-            passed: output.status.success() && field("verdict").as_deref() == Some("pass"),
-            digest: field("digest"),
-            simulated_s: field("simulated_s")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0.0),
-            acked: field("acked").and_then(|s| s.parse().ok()).unwrap_or(0),
+            result,
             report: stdout,
-            log: stderr,
+            log: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
     }
 
@@ -246,7 +248,7 @@ mod runner {
                 Ok((seed, run, result)) => {
                     running -= 1;
                     let result = result?;
-                    if !result.passed {
+                    if !result.passed() {
                         println!("seed {seed}: FAILED");
                     }
                     results.push((seed, run, result));
@@ -270,20 +272,16 @@ mod runner {
         let mut nondeterministic = Vec::new();
         for pair in results.chunks(runs_per_seed) {
             let first = &pair[0].2;
-            if !first.passed || pair.iter().any(|(_, _, r)| !r.passed) {
-                failed.push(
-                    pair.iter()
-                        .find(|(_, _, r)| !r.passed)
-                        .map(|(_, _, r)| r)
-                        .unwrap_or(first),
-                );
-            } else if pair.iter().any(|(_, _, r)| r.digest != first.digest) {
+            if let Some((_, _, failing)) = pair.iter().find(|(_, _, r)| !r.passed()) {
+                failed.push(failing);
+            } else if pair.iter().any(|(_, _, r)| r.digests() != first.digests()) {
                 nondeterministic.push(first.seed);
             }
         }
         let wall = started.elapsed().as_secs_f64();
-        let simulated: f64 = results.iter().map(|(_, _, r)| r.simulated_s).sum();
-        let acked: u64 = results.iter().map(|(_, _, r)| r.acked).sum();
+        let finished = results.iter().filter_map(|(_, _, r)| r.result.as_ref());
+        let simulated: f64 = finished.clone().map(|r| r.simulated_s).sum();
+        let acked: u64 = finished.map(|r| r.acked).sum();
         for result in &failed {
             println!("\n=== seed {} failed ===", result.seed);
             for line in result.report.lines().filter(|l| !l.starts_with("RESULT ")) {
@@ -310,8 +308,8 @@ mod runner {
         }
         for seed in &nondeterministic {
             println!(
-                "\nseed {seed}: two runs produced different digests (non-determinism); \
-                 replay: cargo sim run {} --seeds {seed} --check-determinism",
+                "\nseed {seed}: two runs produced different histories or traces (non-determinism); \
+                 see where they part: cargo replay --check-determinism {} --seed {seed}",
                 scenario.display()
             );
         }
@@ -332,9 +330,9 @@ mod runner {
 
     fn one_seed(scenario_path: &Path, seed: u64) -> anyhow::Result<bool> {
         let scenario = Scenario::load(scenario_path)?;
-        shoal_sim::init_logging("warn,openraft=off");
+        let trace = shoal_sim::init_tracing(Some("warn,openraft=off"), None)?;
         let report = shoal_sim::run::run_seed(&scenario, seed);
-        report.print(&scenario, seed);
+        report.print(&scenario, seed, trace.value());
         Ok(report.passed())
     }
 }

@@ -84,36 +84,78 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> Report {
 }
 
 impl Report {
-    /// Prints the report for a person, ending with one machine-readable
-    /// `RESULT` line that the seed runner parses.
-    pub fn print(&self, scenario: &Scenario, seed: u64) {
+    /// Prints the report for a person (the plain-text history view), ending
+    /// with one machine-readable `RESULT` line (see [`ResultLine`]); `trace`
+    /// is the run's trace digest and length.
+    pub fn print(&self, scenario: &Scenario, seed: u64, trace: (u64, usize)) {
+        print!("{}", crate::view::text(self, &scenario.name, seed));
+        let checkers: Vec<&str> = self.violations.iter().map(|v| v.checker).collect();
         println!(
-            "scenario {} seed {}: {} operations acknowledged, {} not, {} faults, {:.2} simulated s",
-            scenario.name,
-            seed,
-            self.acked(),
-            self.operations() - self.acked(),
-            self.history.faults.len(),
-            self.simulated.as_secs_f64()
-        );
-        for fault in &self.history.faults {
-            println!("  fault at {:?}: {}", fault.at, fault.what);
-        }
-        for violation in &self.violations {
-            println!("VIOLATION {violation}");
-        }
-        println!(
-            "RESULT verdict={} digest={:016x} simulated_s={:.3} acked={}",
+            "RESULT verdict={} digest={:016x} trace={:016x} events={} simulated_s={:.3} acked={} operations={} faults={} checkers={}",
             if self.passed() { "pass" } else { "fail" },
             self.digest(),
+            trace.0,
+            trace.1,
             self.simulated.as_secs_f64(),
-            self.acked()
+            self.acked(),
+            self.operations(),
+            self.schedule.len(),
+            if checkers.is_empty() { "-".to_string() } else { checkers.join(",") }
         );
     }
 
     /// Whether every check held.
     pub fn passed(&self) -> bool {
         self.violations.is_empty()
+    }
+}
+
+/// The `RESULT` line a run prints last, read back by the tools that start
+/// runs in child processes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultLine {
+    /// Every check held.
+    pub passed: bool,
+    /// The history's digest.
+    pub digest: String,
+    /// The trace's digest.
+    pub trace: String,
+    /// Simulated seconds the run took.
+    pub simulated_s: f64,
+    /// Operations acknowledged.
+    pub acked: u64,
+    /// Operations recorded.
+    pub operations: u64,
+    /// Faults applied.
+    pub faults: u64,
+    /// The checkers that tripped.
+    pub checkers: Vec<String>,
+}
+
+impl ResultLine {
+    /// Finds and parses the last `RESULT` line of a run's output.
+    pub fn parse(stdout: &str) -> Option<ResultLine> {
+        let line = stdout.lines().rev().find(|l| l.starts_with("RESULT "))?;
+        let fields: BTreeMap<&str, &str> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        let number = |name| fields.get(name).and_then(|v| v.parse::<f64>().ok());
+        Some(ResultLine {
+            passed: fields.get("verdict") == Some(&"pass"),
+            digest: fields.get("digest")?.to_string(),
+            trace: fields.get("trace")?.to_string(),
+            simulated_s: number("simulated_s")?,
+            acked: number("acked")? as u64,
+            operations: number("operations")? as u64,
+            faults: number("faults")? as u64,
+            checkers: fields
+                .get("checkers")?
+                .split(',')
+                .filter(|c| *c != "-")
+                .map(str::to_string)
+                .collect(),
+        })
     }
 }
 

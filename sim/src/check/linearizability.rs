@@ -355,7 +355,10 @@ pub fn describe(op: &KeyedOp) -> String {
             swapped.map_or("?".to_string(), |s| s.to_string())
         ),
     };
-    format!("client {:>3} {interval:<32} {what}", op.client)
+    format!(
+        "client {:>4} {interval:<32} {what}",
+        crate::history::client_name(op.client)
+    )
 }
 
 #[cfg(test)]
@@ -495,7 +498,7 @@ mod tests {
             }]
         );
         assert!(
-            violation.detail.contains("> client   3"),
+            violation.detail.contains("> client    3"),
             "{}",
             violation.detail
         );

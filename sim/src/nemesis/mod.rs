@@ -130,6 +130,16 @@ impl FaultAction {
         })
     }
 
+    /// Halves how long the fault lasts.
+    pub fn halve_duration(&mut self) {
+        match self {
+            FaultAction::Kill { down_ms, .. } | FaultAction::Pause { down_ms, .. } => *down_ms /= 2,
+            FaultAction::Partition { duration_ms, .. }
+            | FaultAction::Network { duration_ms, .. } => *duration_ms /= 2,
+            _ => {}
+        }
+    }
+
     /// Every replica the fault names.
     pub fn replicas(&self) -> Vec<ReplicaId> {
         match self {
