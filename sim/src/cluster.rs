@@ -84,6 +84,19 @@ fn replica_id(group: Option<GroupId>, id: NodeId) -> ReplicaId {
     group.map_or(id, |g| 100 * (g + 1) + id)
 }
 
+/// Looks at what one replica has applied, in place (the state can be large).
+#[derive(Clone)]
+pub struct Probe(Arc<Mutex<Option<Storage>>>);
+
+impl Probe {
+    /// `f` of the replica's applied state; `None` before it first opens its
+    /// storage.
+    pub fn with<R>(&self, f: impl FnOnce(&Applied) -> R) -> Option<R> {
+        let slot = self.0.lock().expect("storage slot");
+        slot.as_ref().map(|s| f(&s.state_machine.read()))
+    }
+}
+
 impl ClusterSpec {
     /// The groups a cluster of this shape has: `[None]` for a standalone
     /// group, else the controller (`Some(0)`) and every data group.
@@ -288,19 +301,18 @@ impl Cluster {
     /// The current voters of `group`, as its most advanced replica knows
     /// them (replicas removed from the group, or not added yet, are not).
     pub fn voters_of(&self, group: Option<GroupId>) -> Vec<ReplicaId> {
-        let newest = self
-            .ids_of(group)
+        let voters = |a: &Applied| -> Vec<ReplicaId> {
+            a.membership
+                .membership()
+                .voter_ids()
+                .map(|n| replica_id(group, n))
+                .collect()
+        };
+        self.ids_of(group)
             .into_iter()
-            .map(|id| self.applied(id))
-            .max_by_key(|a| a.last_applied);
-        newest
-            .map(|a| {
-                a.membership
-                    .membership()
-                    .voter_ids()
-                    .map(|n| replica_id(group, n))
-                    .collect()
-            })
+            .filter_map(|id| self.probe(id).with(|a| (a.last_applied, voters(a))))
+            .max_by_key(|(last_applied, _)| *last_applied)
+            .map(|(_, voters)| voters)
             .unwrap_or_default()
     }
 
@@ -484,25 +496,17 @@ impl Cluster {
     /// What replica `id` has applied, read straight from its storage
     /// (empty if it has not opened its storage yet).
     pub fn applied(&self, id: ReplicaId) -> Applied {
-        let slot = self.replicas[&id].storage.lock().expect("storage slot");
-        slot.as_ref()
-            .map(|s| s.state_machine.read().clone())
-            .unwrap_or_default()
+        self.probe(id).with(Applied::clone).unwrap_or_default()
     }
 
-    /// One function per replica that reads what it has applied (`None`
-    /// before it first opens its storage), for observers that run alongside.
-    pub fn probes(&self) -> Vec<Box<dyn Fn() -> Option<Applied> + Send>> {
-        self.replicas
-            .values()
-            .map(|r| {
-                let slot = r.storage.clone();
-                Box::new(move || {
-                    let slot = slot.lock().expect("storage slot");
-                    slot.as_ref().map(|s| s.state_machine.read().clone())
-                }) as Box<dyn Fn() -> Option<Applied> + Send>
-            })
-            .collect()
+    /// A handle that looks at what replica `id` has applied.
+    pub fn probe(&self, id: ReplicaId) -> Probe {
+        Probe(self.replicas[&id].storage.clone())
+    }
+
+    /// One probe per replica, for observers that run alongside.
+    pub fn probes(&self) -> Vec<Probe> {
+        self.ids().into_iter().map(|id| self.probe(id)).collect()
     }
 
     /// Snapshots installed from a leader, over all replicas and incarnations.

@@ -53,6 +53,9 @@ pub struct DiskFaults {
 struct Inode {
     live: Vec<u8>,
     durable: Vec<u8>,
+    /// `live` and `durable` agree up to here, so a sync copies only what
+    /// follows (a log's sync costs its new bytes, not the whole file).
+    same_until: usize,
 }
 
 #[derive(Debug)]
@@ -158,6 +161,7 @@ impl SimDisk {
                 survivor.extend_from_slice(&inode.live[start..end]);
                 state.stats.torn_files += u64::from(end > start);
             }
+            inode.same_until = inode.durable.len();
             inode.live = survivor;
         }
         // Names in a directory that did not survive go with it.
@@ -179,6 +183,8 @@ impl SimDisk {
         inode.live[offset] ^= 1 << bit;
         if offset < inode.durable.len() {
             inode.durable[offset] ^= 1 << bit;
+        } else {
+            inode.same_until = inode.same_until.min(offset);
         }
     }
 
@@ -252,7 +258,9 @@ impl Disk for SimDisk {
             }
             // Like O_CREAT | O_TRUNC: an existing file is emptied in place.
             if let Some(id) = state.live_names.get(&path).copied() {
-                state.inodes.get_mut(&id).expect("inode").live.clear();
+                let inode = state.inodes.get_mut(&id).expect("inode");
+                inode.live.clear();
+                inode.same_until = 0;
                 return Ok(());
             }
             let id = state.next_inode;
@@ -318,12 +326,9 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.write_eio_rate, &path).await?;
             self.with_inode(&path, |state, id| {
-                state
-                    .inodes
-                    .get_mut(&id)
-                    .expect("inode")
-                    .live
-                    .truncate(len as usize);
+                let inode = state.inodes.get_mut(&id).expect("inode");
+                inode.live.truncate(len as usize);
+                inode.same_until = inode.same_until.min(inode.live.len());
                 Ok(())
             })
         })
@@ -335,7 +340,11 @@ impl Disk for SimDisk {
             self.begin(|f| f.sync_eio_rate, &path).await?;
             self.with_inode(&path, |state, id| {
                 let inode = state.inodes.get_mut(&id).expect("inode");
-                inode.durable = inode.live.clone();
+                inode.durable.truncate(inode.same_until);
+                inode
+                    .durable
+                    .extend_from_slice(&inode.live[inode.same_until..]);
+                inode.same_until = inode.live.len();
                 Ok(())
             })
         })

@@ -358,24 +358,26 @@ async fn converged_state(
     loop {
         // Each group's current voters only: a removed or never-added replica
         // is rightly behind.
-        let groups: Vec<Vec<_>> = cluster
-            .groups()
-            .into_iter()
-            .map(|g| {
-                cluster
-                    .voters_of(g)
-                    .into_iter()
-                    .map(|id| (id, cluster.applied(id)))
-                    .collect()
-            })
-            .collect();
-        let agreed = groups.iter().all(|replicas: &Vec<(u64, _)>| {
-            replicas
-                .windows(2)
-                .all(|w| w[0].1.last_applied == w[1].1.last_applied)
+        let agreed = cluster.groups().into_iter().all(|g| {
+            let applied: BTreeSet<_> = cluster
+                .voters_of(g)
+                .into_iter()
+                .map(|id| cluster.probe(id).with(|a| a.last_applied))
+                .collect();
+            applied.len() <= 1
         });
         if agreed || tokio::time::Instant::now() >= deadline {
-            return groups;
+            return cluster
+                .groups()
+                .into_iter()
+                .map(|g| {
+                    cluster
+                        .voters_of(g)
+                        .into_iter()
+                        .map(|id| (id, cluster.applied(id)))
+                        .collect()
+                })
+                .collect();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

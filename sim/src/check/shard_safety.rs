@@ -99,9 +99,7 @@ impl Observer {
         let task = tokio::spawn(async move {
             loop {
                 for probe in &probes {
-                    if let Some(applied) = probe() {
-                        observe(&applied, &mut sink.lock().expect("serving lock"));
-                    }
+                    probe.with(|applied| observe(applied, &mut sink.lock().expect("serving lock")));
                 }
                 tokio::time::sleep(SAMPLE_INTERVAL).await;
             }
