@@ -287,6 +287,9 @@ mod runner {
             for line in result.report.lines().filter(|l| !l.starts_with("RESULT ")) {
                 println!("  {line}");
             }
+            if let Some(r) = &result.result {
+                println!("  digests: history {}, trace {}", r.digest, r.trace);
+            }
             let log: Vec<&str> = result.log.lines().collect();
             if !log.is_empty() {
                 println!("  last log lines:");

@@ -315,8 +315,9 @@ pub struct Chaos {
     /// `down_ms`) instead of killing.
     #[serde(default)]
     pub partition_rate: f64,
-    /// Chance that a step changes membership (a random join, leave or move)
-    /// instead (sharded clusters).
+    /// Chance that a step changes membership instead (sharded clusters): a
+    /// group joins or leaves, a shard moves, a spare replica is added or a
+    /// member removed.
     #[serde(default)]
     pub membership_rate: f64,
     /// Chance that a step pauses (freezes) replicas instead of killing them.

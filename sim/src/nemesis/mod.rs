@@ -286,6 +286,8 @@ impl<'a> Nemesis<'a> {
                         MembershipAction::Join,
                         MembershipAction::Leave,
                         MembershipAction::Move,
+                        MembershipAction::AddReplica,
+                        MembershipAction::RemoveReplica,
                     ];
                     Fault::Membership(actions[rng.gen_range(0..actions.len())], None)
                 } else if rng.gen_bool(chaos.partition_rate) {
