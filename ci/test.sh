@@ -30,12 +30,12 @@ done
 rm -f /tmp/shoal-leader-kill-$$.log
 echo "leader-kill test: 50 seeds passed, deterministic"
 
-step "seed sweeps ($seeds) over every scenario, each seed run twice in separate processes and compared"
+step "seed sweeps ($seeds) over every scenario, each seed run twice in separate processes, histories and traces compared"
 for scenario in scenarios/*.toml; do
   cargo sim run "$scenario" --seeds "$seeds" --jobs 2 --check-determinism
 done
 
-step "replay: traces of seeds 1..=5 of every scenario identical across two processes"
+step "replay: traces of seeds 1..=5 of every scenario identical across two processes, line by line"
 for scenario in scenarios/*.toml; do
   for seed in 1 2 3 4 5; do
     cargo replay --check-determinism "$scenario" --seed "$seed"
@@ -53,5 +53,8 @@ cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-de
 cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure
 cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
 cargo sim run scenarios/snapshot-restarts.toml --seeds 1..=20 --plant snapshot-drops-dedup --expect-failure
+
+step "reproduction: a planted bug's replay command gives the same failure three times; shrinking makes it smaller"
+bash ci/reproduce.sh skip-dedup scenarios/register-leader-kill.toml 1..=10
 
 step "all tests passed"
