@@ -37,6 +37,7 @@ mod replay {
 
     use anyhow::{bail, Context};
     use clap::Parser;
+    use shoal_sim::run::replay_command;
     use shoal_sim::scenario::Scenario;
     use shoal_sim::TraceDigest;
 
@@ -110,20 +111,6 @@ mod replay {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-    }
-
-    /// The command that replays `scenario` at `seed`, planted bugs included.
-    fn replay_command(scenario: &Path, seed: u64) -> String {
-        let planted = std::env::var("SHOAL_PLANTED_BUGS").unwrap_or_default();
-        format!(
-            "{}cargo replay {} --seed {seed}",
-            if planted.is_empty() {
-                String::new()
-            } else {
-                format!("SHOAL_PLANTED_BUGS={planted} ")
-            },
-            scenario.display()
-        )
     }
 
     fn replay(args: &Args) -> anyhow::Result<bool> {

@@ -297,16 +297,9 @@ mod runner {
                     println!("    {line}");
                 }
             }
-            let planted = std::env::var("SHOAL_PLANTED_BUGS").unwrap_or_default();
             println!(
-                "replay: {}cargo replay {} --seed {}",
-                if planted.is_empty() {
-                    String::new()
-                } else {
-                    format!("SHOAL_PLANTED_BUGS={planted} ")
-                },
-                scenario.display(),
-                result.seed
+                "replay: {}",
+                shoal_sim::run::replay_command(scenario, result.seed)
             );
         }
         for seed in &nondeterministic {

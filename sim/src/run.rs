@@ -110,6 +110,21 @@ impl Report {
     }
 }
 
+/// The command that replays `scenario` at `seed`, with the planted bugs this
+/// process runs with.
+pub fn replay_command(scenario: &std::path::Path, seed: u64) -> String {
+    let planted = std::env::var("SHOAL_PLANTED_BUGS").unwrap_or_default();
+    format!(
+        "{}cargo replay {} --seed {seed}",
+        if planted.is_empty() {
+            String::new()
+        } else {
+            format!("SHOAL_PLANTED_BUGS={planted} ")
+        },
+        scenario.display()
+    )
+}
+
 /// The `RESULT` line a run prints last, read back by the tools that start
 /// runs in child processes.
 #[derive(Debug, Clone, Default, PartialEq)]

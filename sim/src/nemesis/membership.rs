@@ -4,6 +4,7 @@
 //! membership change).
 
 use rand::Rng;
+use shoal::client::{Client, ClientConfig};
 use shoal::raft::NodeId;
 use shoal::shard::controller::ControllerOp;
 use shoal::shard::GroupId;
@@ -115,34 +116,38 @@ impl Nemesis<'_> {
             self.record(format!("add replica skipped: group {group:?} has no spare"));
             return;
         };
-        let endpoints = self.cluster.addresses(group);
         let result = self
-            .cluster
-            .observe(move |_| async move {
-                let config = shoal::client::ClientConfig::new(endpoints);
-                shoal::client::Client::new(config)
-                    .add_replica(node_id, addr)
-                    .await
+            .with_group(group, move |mut client| async move {
+                client.add_replica(node_id, addr).await
             })
             .await;
         self.record_members(format!("add replica {node_id} to group {group:?}"), result);
     }
 
     async fn remove_replica(&self, group: Option<GroupId>, node_id: NodeId) {
-        let endpoints = self.cluster.addresses(group);
         let result = self
-            .cluster
-            .observe(move |_| async move {
-                let config = shoal::client::ClientConfig::new(endpoints);
-                shoal::client::Client::new(config)
-                    .remove_replica(node_id)
-                    .await
+            .with_group(group, move |mut client| async move {
+                client.remove_replica(node_id).await
             })
             .await;
         self.record_members(
             format!("remove replica {node_id} from group {group:?}"),
             result,
         );
+    }
+
+    /// Runs `f` with a client of `group` itself (every replica's address),
+    /// as an operator changing its members would.
+    async fn with_group<F, Fut, T>(&self, group: Option<GroupId>, f: F) -> T
+    where
+        F: FnOnce(Client) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let endpoints = self.cluster.addresses(group);
+        self.cluster
+            .observe(move |_| f(Client::new(ClientConfig::new(endpoints))))
+            .await
     }
 
     fn record_members<T, E: std::fmt::Display>(
