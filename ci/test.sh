@@ -53,6 +53,7 @@ cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-de
 cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure
 cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
 cargo sim run scenarios/snapshot-restarts.toml --seeds 1..=20 --plant snapshot-drops-dedup --expect-failure
+cargo sim run scenarios/leader-bounce.toml --seeds 1..=10 --plant leader-survives-restart --expect-failure
 
 step "reproduction: a planted bug's replay command gives the same failure three times; shrinking makes it smaller"
 bash ci/reproduce.sh skip-dedup scenarios/register-leader-kill.toml 1..=10

@@ -115,17 +115,23 @@ pub enum PlantedBug {
     /// (address randomisation): the kind of hidden non-determinism, like
     /// iterating a map keyed by pointers, that breaks replay.
     ProcessDependent,
+    /// A replica that led before a restart leads again at once, in the same
+    /// term, though entries it had sent out but not yet synced may be gone
+    /// from its log: it then serves reads from a state missing committed
+    /// writes, and may hand out a log position its followers already hold.
+    LeaderSurvivesRestart,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::SkipDedup,
         PlantedBug::StaleRead,
         PlantedBug::ServeWhileLeaving,
         PlantedBug::SnapshotDropsDedup,
         PlantedBug::ProcessDependent,
+        PlantedBug::LeaderSurvivesRestart,
     ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
@@ -137,6 +143,7 @@ impl PlantedBug {
             PlantedBug::ServeWhileLeaving => "serve-while-leaving",
             PlantedBug::SnapshotDropsDedup => "snapshot-drops-dedup",
             PlantedBug::ProcessDependent => "process-dependent",
+            PlantedBug::LeaderSurvivesRestart => "leader-survives-restart",
         }
     }
 

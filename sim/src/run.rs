@@ -232,6 +232,7 @@ pub async fn run(scenario: &Scenario) -> Report {
 
     let nemesis = Nemesis::new(&cluster, scenario, &history, t0);
     let first_fault = nemesis.run(scenario, &progress).await;
+    let healed_at = t0.elapsed();
     cluster.heal_disks();
     if scenario.faults != Default::default() {
         nemesis.record(format!(
@@ -283,6 +284,11 @@ pub async fn run(scenario: &Scenario) -> Report {
             .find(Result::is_err)
             .unwrap_or(Ok(())),
         check::progress::check(&history, scenario.checks.all_writes_succeed, first_fault),
+        check::progress::every_client_recovers(
+            &history,
+            healed_at,
+            Duration::from_millis(scenario.checks.recover_within_ms),
+        ),
     ];
     if scenario.checks.snapshot_installed {
         checks.push(check::progress::snapshot_installed(
@@ -296,9 +302,18 @@ pub async fn run(scenario: &Scenario) -> Report {
             detail: format!("a replica found corruption the simulated disk never causes: {report}"),
         }));
     }
+    // The scenario's choice of checkers; a demanded snapshot install
+    // always counts.
+    let runs = |v: &Violation| {
+        v.checker == "snapshot-install" || scenario.checks.run.iter().any(|c| c.name() == v.checker)
+    };
     Report {
         history,
-        violations: checks.into_iter().filter_map(Result::err).collect(),
+        violations: checks
+            .into_iter()
+            .filter_map(Result::err)
+            .filter(runs)
+            .collect(),
         simulated: t0.elapsed(),
         schedule: nemesis.schedule(),
     }

@@ -349,11 +349,13 @@ fn default_latency_ms_max() -> u64 {
     100
 }
 
-/// What the run must show besides durability and convergence, which always
-/// hold.
+/// What the run must show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
+    /// The checkers that run (all of them unless the scenario says).
+    #[serde(default = "Checker::all")]
+    pub run: Vec<Checker>,
     /// Every workload write must be acknowledged (no client gives up).
     #[serde(default)]
     pub all_writes_succeed: bool,
@@ -363,20 +365,78 @@ pub struct CheckSpec {
     /// Writes made after every fault is over, all of which must succeed.
     #[serde(default = "default_liveness_writes")]
     pub liveness_writes: u32,
+    /// Simulated milliseconds after the last fault ends within which every
+    /// client still at work must have an operation acknowledged.
+    #[serde(default = "default_recover_within_ms")]
+    pub recover_within_ms: u64,
+}
+
+/// The checkers, each guarding one property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checker {
+    /// Every key's history has a valid order (register-style workloads).
+    Linearizability,
+    /// Every acknowledged write is there at the end.
+    Durability,
+    /// The replicas of each group end identical.
+    Convergence,
+    /// The cluster and every client make progress once faults are over.
+    Progress,
+    /// No shard is ever served by two groups; moves finish and clean up.
+    ShardSafety,
+    /// The list-append workload's lists hold what was appended, in order.
+    ListAppend,
+    /// No replica finds damage the simulated disk never causes.
+    Recovery,
+}
+
+impl Checker {
+    /// Every checker.
+    pub fn all() -> Vec<Checker> {
+        vec![
+            Checker::Linearizability,
+            Checker::Durability,
+            Checker::Convergence,
+            Checker::Progress,
+            Checker::ShardSafety,
+            Checker::ListAppend,
+            Checker::Recovery,
+        ]
+    }
+
+    /// The name its violations carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Checker::Linearizability => "linearizability",
+            Checker::Durability => "durability",
+            Checker::Convergence => "convergence",
+            Checker::Progress => "progress",
+            Checker::ShardSafety => "shard-safety",
+            Checker::ListAppend => "list-append",
+            Checker::Recovery => "recovery",
+        }
+    }
 }
 
 impl Default for CheckSpec {
     fn default() -> Self {
         CheckSpec {
+            run: Checker::all(),
             all_writes_succeed: false,
             snapshot_installed: false,
             liveness_writes: default_liveness_writes(),
+            recover_within_ms: default_recover_within_ms(),
         }
     }
 }
 
 fn default_liveness_writes() -> u32 {
     20
+}
+
+fn default_recover_within_ms() -> u64 {
+    10_000
 }
 
 /// A scenario file that cannot be used.
@@ -703,6 +763,13 @@ mod tests {
             "{GOOD}\n[[faults.kill]]\ntarget = \"everyone\"\nafter_acks = 1\ndown_ms = 5"
         ));
         assert!(target.contains("everyone"), "{target}");
+        let checker = error(&format!(
+            "{GOOD}\n[checks]\nrun = [\"linearizability\", \"vibes\"]"
+        ));
+        assert!(
+            checker.contains("vibes") && checker.contains("shard-safety"),
+            "{checker}"
+        );
     }
 
     #[test]

@@ -283,6 +283,23 @@ mod log_store {
         storage.log
     }
 
+    /// A leader's vote is kept across a restart, but not as committed: the
+    /// replica must win a new election before it leads again (the
+    /// `leader-bounce` scenario shows why).
+    #[madsim::test]
+    async fn leadership_does_not_survive_a_restart() {
+        let disk = SimDisk::new(4, DiskFaults::default());
+        let mut log = open_store(&disk).await;
+        let mut vote = Vote::new(3, 1);
+        vote.commit();
+        log.save_vote(&vote).await.unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(vote));
+        drop(log);
+        disk.crash();
+        let mut log = open_store(&disk).await;
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+    }
+
     /// openraft may purge the log up to a snapshot it is still installing.
     /// A crash before the snapshot is on disk must not leave a log purged
     /// past the snapshot that survives.

@@ -213,7 +213,17 @@ impl LogStore {
                 data.apply(record);
             }
         }
-        data.vote = vote::load(&disk).await?;
+        // Leadership never survives a restart. The vote is kept, but as not
+        // committed: a replica that led must win a new election, in a new
+        // term, before it leads again. Entries a leader sends out before they
+        // are synced locally can be lost in a crash while its followers keep
+        // them; resuming the old term with the shorter log would serve reads
+        // that miss committed writes and reuse log positions the followers
+        // already hold.
+        data.vote = vote::load(&disk).await?.map(|mut vote| {
+            vote.committed &= planted(PlantedBug::LeaderSurvivesRestart);
+            vote
+        });
         tracing::info!(
             entries = data.entries.len(),
             last_purged = ?data.last_purged,

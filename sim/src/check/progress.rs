@@ -2,6 +2,7 @@
 //! liveness-phase writes succeed); writes continue through faults; and, where
 //! a scenario demands it, no client ever gives up.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{OpId, Violation};
@@ -61,6 +62,60 @@ pub fn check(
                 checker: "progress",
                 detail: format!(
                     "no write started after the first fault at {at:?} was acknowledged"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that once every fault is over (at `healed_at`), each workload
+/// client still at work has an operation acknowledged within `within`: no
+/// client stays stuck after the cluster has recovered.
+pub fn every_client_recovers(
+    history: &History,
+    healed_at: Duration,
+    within: Duration,
+) -> Result<(), Violation> {
+    // Per client: (call, acknowledged at) of each operation.
+    let mut clients: BTreeMap<u32, Vec<(Duration, Option<Duration>)>> = BTreeMap::new();
+    for op in &history.writes {
+        let acked = (op.outcome == Outcome::Ok).then_some(op.end);
+        clients
+            .entry(op.client)
+            .or_default()
+            .push((op.start, acked));
+    }
+    for op in &history.ops {
+        clients
+            .entry(op.client)
+            .or_default()
+            .push((op.call, op.ret));
+    }
+    clients.remove(&LIVENESS_CLIENT);
+    let deadline = healed_at + within;
+    for (client, ops) in clients {
+        let active = ops
+            .iter()
+            .any(|(call, ret)| *call >= healed_at || ret.is_some_and(|r| r > healed_at));
+        let recovered = ops
+            .iter()
+            .any(|(_, ret)| ret.is_some_and(|r| r >= healed_at && r <= deadline));
+        if active && !recovered {
+            let first = ops
+                .iter()
+                .filter(|(call, _)| *call >= healed_at)
+                .map(|(call, _)| *call)
+                .min();
+            return Err(Violation {
+                blamed: first
+                    .map(|call| OpId { client, call })
+                    .into_iter()
+                    .collect(),
+                checker: "progress",
+                detail: format!(
+                    "client {client} had no operation acknowledged within {within:?} of every fault \
+                     ending at {healed_at:?}"
                 ),
             });
         }
@@ -147,5 +202,48 @@ mod tests {
         );
         assert!(snapshot_installed(0).is_err());
         assert!(snapshot_installed(2).is_ok());
+    }
+
+    #[test]
+    fn catches_a_client_stuck_after_the_faults() {
+        let second = Duration::from_secs(1);
+        let history = |late_ok: bool| History {
+            writes: vec![
+                write_by(0, 100, Outcome::Ok),
+                write_by(0, 2_000, Outcome::Failed("deadline".into())),
+                write_by(
+                    0,
+                    9_000,
+                    if late_ok {
+                        Outcome::Ok
+                    } else {
+                        Outcome::Failed("deadline".into())
+                    },
+                ),
+                // Client 1 finished before the faults ended: nothing to ask.
+                write_by(1, 100, Outcome::Ok),
+                write_by(2, 2_500, Outcome::Ok),
+            ],
+            ..History::default()
+        };
+        assert_eq!(
+            every_client_recovers(&history(true), 2 * second, 8 * second),
+            Ok(())
+        );
+        let stuck = every_client_recovers(&history(false), 2 * second, 8 * second).unwrap_err();
+        assert!(
+            stuck.detail.starts_with("client 0 had no operation"),
+            "{}",
+            stuck.detail
+        );
+        assert_eq!(
+            stuck.blamed,
+            vec![OpId {
+                client: 0,
+                call: 2 * second
+            }]
+        );
+        // Recovery that comes, but too late, is not recovery.
+        assert!(every_client_recovers(&history(true), 2 * second, 5 * second).is_err());
     }
 }
