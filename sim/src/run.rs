@@ -34,26 +34,26 @@ pub struct Report {
 }
 
 impl Report {
-    /// Operations acknowledged.
+    /// Operations acknowledged (a scan, recorded as one read per key, counts
+    /// once).
     pub fn acked(&self) -> usize {
         let writes = self
             .history
             .writes
             .iter()
-            .filter(|op| op.outcome == Outcome::Ok)
-            .count();
-        writes
-            + self
-                .history
-                .ops
-                .iter()
-                .filter(|op| op.ret.is_some())
-                .count()
+            .filter(|op| op.outcome == Outcome::Ok);
+        let ops = self.history.ops.iter().filter(|op| op.ret.is_some());
+        writes.count()
+            + ops
+                .map(|op| (op.client, op.call))
+                .collect::<BTreeSet<_>>()
+                .len()
     }
 
-    /// Operations recorded.
+    /// Operations recorded (a scan counts once).
     pub fn operations(&self) -> usize {
-        self.history.writes.len() + self.history.ops.len()
+        let ops = self.history.ops.iter().map(|op| (op.client, op.call));
+        self.history.writes.len() + ops.collect::<BTreeSet<_>>().len()
     }
 
     /// A digest of the history: equal for two runs of the same seed.

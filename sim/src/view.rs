@@ -93,7 +93,9 @@ pub fn text(report: &Report, scenario: &str, seed: u64) -> String {
     let _ = writeln!(out, "\nclients:");
     let lanes = lanes(report);
     for (client, ops) in &lanes {
-        let acked = ops.iter().filter(|op| op.acked).count();
+        // A scan is recorded as one read per key: count it once.
+        let distinct: BTreeSet<OpId> = ops.iter().map(|op| op.id).collect();
+        let acked: BTreeSet<OpId> = ops.iter().filter(|op| op.acked).map(|op| op.id).collect();
         let first = ops.first().map_or(0.0, |op| op.id.call.as_secs_f64());
         let last = ops
             .iter()
@@ -104,9 +106,9 @@ pub fn text(report: &Report, scenario: &str, seed: u64) -> String {
             out,
             "  client {:>4}: {:>5} operations, {:>5} acknowledged, {:>4} not; {first:.3}s .. {last:.3}s",
             client_name(*client),
-            ops.len(),
-            acked,
-            ops.len() - acked
+            distinct.len(),
+            acked.len(),
+            distinct.len() - acked.len()
         );
     }
     for violation in &report.violations {
