@@ -230,8 +230,9 @@ mod replay {
             recorded: Scenario,
         }
 
-        /// Runs `scenario` at the seed in a child process.
-        fn run(args: &Args, scenario: &Scenario, dir: &Path) -> anyhow::Result<Tried> {
+        /// Runs `scenario` at the seed in a child process; `None` if the run
+        /// did not finish (it panicked or ran out of simulated time).
+        fn run(args: &Args, scenario: &Scenario, dir: &Path) -> anyhow::Result<Option<Tried>> {
             let file = dir.join("scenario.toml");
             write(&file, &toml::to_string(scenario)?)?;
             let output = Command::new(std::env::current_exe()?)
@@ -247,16 +248,12 @@ mod replay {
                 .context("running a candidate")?;
             let stdout = String::from_utf8_lossy(&output.stdout);
             let Some(result) = ResultLine::parse(&stdout) else {
-                bail!(
-                    "a candidate run did not finish ({}); its scenario: {}",
-                    output.status,
-                    file.display()
-                );
+                return Ok(None);
             };
             let recorded = Scenario::load(
                 &dir.join(format!("{}-{}.schedule.toml", scenario.name, args.seed)),
             )?;
-            Ok(Tried { result, recorded })
+            Ok(Some(Tried { result, recorded }))
         }
 
         /// Runs candidates `jobs` at a time; the first (in order) that fails
@@ -276,7 +273,7 @@ mod replay {
                     .map(|i| work.join(format!("run-{}", *runs + i)))
                     .collect();
                 *runs += batch.len();
-                let tried: Vec<anyhow::Result<Tried>> = std::thread::scope(|scope| {
+                let tried: Vec<anyhow::Result<Option<Tried>>> = std::thread::scope(|scope| {
                     let handles: Vec<_> = batch
                         .iter()
                         .zip(&dirs)
@@ -288,7 +285,10 @@ mod replay {
                         .collect()
                 });
                 for (i, ((what, _), tried)) in batch.iter().zip(tried).enumerate() {
-                    let tried = tried?;
+                    let Some(tried) = tried? else {
+                        println!("  {what:<44} did not finish");
+                        continue;
+                    };
                     let fails = tried.result.checkers.iter().any(|c| c == checker);
                     println!(
                         "  {:<44} {}",
@@ -434,7 +434,14 @@ mod replay {
                 args.scenario.display(),
                 args.seed
             );
-            let original = run(args, &scenario, &work.join("original"))?;
+            let Some(original) = run(args, &scenario, &work.join("original"))? else {
+                bail!(
+                    "seed {} did not finish (see `cargo replay {} --seed {}`): nothing to compare a smaller run with",
+                    args.seed,
+                    args.scenario.display(),
+                    args.seed
+                );
+            };
             runs += 1;
             let Some(checker) = original.result.checkers.first().cloned() else {
                 bail!("seed {} passes: there is no failure to shrink", args.seed);
@@ -448,22 +455,24 @@ mod replay {
             // must fail the same way before anything is removed from it.
             let replayed = run(args, &best, &work.join("recorded"))?;
             runs += 1;
-            let mut best_result = if replayed.result.checkers.contains(&checker) {
-                println!("replaying its recorded schedule fails the same way; simplifying:");
-                replayed.result
-            } else {
-                // Replayed at the recorded times, the same faults miss:
-                // the failure hangs on the run's exact timing, which the
-                // drawing of faults is part of. Shrink the drawn faults.
-                println!(
+            let replayed = replayed.map(|r| r.result);
+            let mut best_result =
+                if let Some(r) = replayed.clone().filter(|r| r.checkers.contains(&checker)) {
+                    println!("replaying its recorded schedule fails the same way; simplifying:");
+                    r
+                } else {
+                    // Replayed at the recorded times, the same faults miss:
+                    // the failure hangs on the run's exact timing, which the
+                    // drawing of faults is part of. Shrink the drawn faults.
+                    println!(
                     "replaying its recorded schedule does not fail the same way (it gives {:?}); \
                      simplifying the scenario with its faults drawn from the seed:",
-                    replayed.result.checkers
+                    replayed.map(|r| r.checkers)
                 );
-                best = scenario.for_seed(args.seed).0;
-                best.swarm = false;
-                original.result.clone()
-            };
+                    best = scenario.for_seed(args.seed).0;
+                    best.swarm = false;
+                    original.result.clone()
+                };
             while runs < args.shrink_runs {
                 let candidates = candidates(&best);
                 match first_failing(args, &candidates, &checker, &work, &mut runs)? {
