@@ -48,7 +48,7 @@ if SHOAL_PLANTED_BUGS=process-dependent cargo replay --check-determinism scenari
   echo "replay --check-determinism missed the planted process-dependent non-determinism"
   exit 1
 fi
-cargo sim run scenarios/crash-majority.toml --seeds 1..=20 --plant ack-before-fsync --expect-failure
+cargo sim run scenarios/crash-majority.toml --seeds 1..=40 --plant ack-before-fsync --expect-failure
 cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-dedup --expect-failure
 cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure
 cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
