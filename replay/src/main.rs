@@ -84,14 +84,7 @@ mod replay {
         } else {
             replay(&args)
         };
-        match result {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        }
+        shoal_sim::exit_code(result)
     }
 
     /// `OUT/NAME-SEED.EXTENSION`.

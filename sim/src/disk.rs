@@ -49,6 +49,19 @@ pub struct DiskFaults {
     pub latency_ms_max: u64,
 }
 
+impl DiskFaults {
+    /// Its probabilities, each with its key in a scenario file.
+    pub fn rates_mut(&mut self) -> [(&'static str, &mut f64); 5] {
+        [
+            ("faults.disk.torn_write_rate", &mut self.torn_write_rate),
+            ("faults.disk.read_bitflip_rate", &mut self.read_bitflip_rate),
+            ("faults.disk.write_eio_rate", &mut self.write_eio_rate),
+            ("faults.disk.sync_eio_rate", &mut self.sync_eio_rate),
+            ("faults.disk.read_eio_rate", &mut self.read_eio_rate),
+        ]
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Inode {
     live: Vec<u8>,

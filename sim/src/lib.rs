@@ -17,6 +17,20 @@ pub mod view;
 
 pub mod workload;
 
+/// The exit code of Shoal's simulation tools: 0 when everything held, 1
+/// when a check failed, 2 (with the error printed) when the tool could not
+/// do its work.
+pub fn exit_code(result: anyhow::Result<bool>) -> std::process::ExitCode {
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// What the trace records unless `RUST_LOG` says otherwise.
 pub const TRACE_FILTER: &str = "info,openraft=warn";
 
@@ -105,12 +119,15 @@ impl std::io::Write for TraceDigest {
         if let Some(file) = &mut sink.file {
             file.write_all(buf)?;
         }
+        let sink = &mut *sink;
         sink.partial.extend_from_slice(buf);
-        while let Some(end) = sink.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = sink.partial.drain(..=end).collect();
-            sink.digest.add(&line[..end]);
+        let mut start = 0;
+        while let Some(end) = sink.partial[start..].iter().position(|b| *b == b'\n') {
+            sink.digest.add(&sink.partial[start..start + end]);
             sink.events += 1;
+            start += end + 1;
         }
+        sink.partial.drain(..start);
         Ok(buf.len())
     }
 

@@ -96,14 +96,7 @@ mod runner {
             }),
             Cmd::Seed { scenario, seed } => one_seed(&scenario, seed),
         };
-        match result {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        }
+        shoal_sim::exit_code(result)
     }
 
     /// Log lines shown for a failed seed (the replay shows them all).

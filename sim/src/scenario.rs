@@ -329,6 +329,19 @@ pub struct Chaos {
     pub network_rate: f64,
 }
 
+impl Chaos {
+    /// Its probabilities, each with its key in a scenario file.
+    pub fn rates_mut(&mut self) -> [(&'static str, &mut f64); 5] {
+        [
+            ("faults.chaos.majority_rate", &mut self.majority_rate),
+            ("faults.chaos.partition_rate", &mut self.partition_rate),
+            ("faults.chaos.membership_rate", &mut self.membership_rate),
+            ("faults.chaos.pause_rate", &mut self.pause_rate),
+            ("faults.chaos.network_rate", &mut self.network_rate),
+        ]
+    }
+}
+
 /// How the network degrades during a network fault.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -480,28 +493,10 @@ impl Scenario {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5357_4152_4d00_0000);
         let mut s = self.clone();
-        let mut rate = |r: &mut f64| *r = rng.gen_range(0.0..=*r);
-        if let Some(chaos) = &mut s.faults.chaos {
-            for r in [
-                &mut chaos.majority_rate,
-                &mut chaos.partition_rate,
-                &mut chaos.membership_rate,
-                &mut chaos.pause_rate,
-                &mut chaos.network_rate,
-            ] {
-                rate(r);
-            }
-        }
-        if let Some(disk) = &mut s.faults.disk {
-            for r in [
-                &mut disk.torn_write_rate,
-                &mut disk.read_bitflip_rate,
-                &mut disk.write_eio_rate,
-                &mut disk.sync_eio_rate,
-                &mut disk.read_eio_rate,
-            ] {
-                rate(r);
-            }
+        let chaos_rates = s.faults.chaos.as_mut().map(Chaos::rates_mut);
+        let disk_rates = s.faults.disk.as_mut().map(DiskFaults::rates_mut);
+        for (_, r) in chaos_rates.into_iter().chain(disk_rates).flatten() {
+            *r = rng.gen_range(0.0..=*r);
         }
         if let Some(chaos) = &mut s.faults.chaos {
             chaos.every_ms = rng
@@ -677,11 +672,13 @@ impl Scenario {
             if chaos.every_ms == 0 {
                 return Err(invalid("faults.chaos.every_ms", "must be positive".into()));
             }
-            if !(0.0..=1.0).contains(&chaos.majority_rate) {
-                return Err(invalid(
-                    "faults.chaos.majority_rate",
-                    "must be between 0 and 1".into(),
-                ));
+        }
+        let (mut chaos, mut disk) = (scenario.faults.chaos.clone(), scenario.faults.disk.clone());
+        let chaos_rates = chaos.as_mut().map(Chaos::rates_mut);
+        let disk_rates = disk.as_mut().map(DiskFaults::rates_mut);
+        for (key, rate) in chaos_rates.into_iter().chain(disk_rates).flatten() {
+            if !(0.0..=1.0).contains(rate) {
+                return Err(invalid(key, "must be between 0 and 1".into()));
             }
         }
         if let Some(network) = &scenario.faults.network {
@@ -696,20 +693,6 @@ impl Scenario {
                     "faults.network.latency_ms_min",
                     "must not exceed latency_ms_max".into(),
                 ));
-            }
-        }
-        if let Some(disk) = &scenario.faults.disk {
-            let rates = [
-                ("faults.disk.torn_write_rate", disk.torn_write_rate),
-                ("faults.disk.read_bitflip_rate", disk.read_bitflip_rate),
-                ("faults.disk.write_eio_rate", disk.write_eio_rate),
-                ("faults.disk.sync_eio_rate", disk.sync_eio_rate),
-                ("faults.disk.read_eio_rate", disk.read_eio_rate),
-            ];
-            for (key, rate) in rates {
-                if !(0.0..=1.0).contains(&rate) {
-                    return Err(invalid(key, "must be between 0 and 1".into()));
-                }
             }
         }
         if scenario.time_limit_s == 0 {
@@ -759,6 +742,10 @@ mod tests {
         assert!(typed.contains("clients"), "{typed}");
         let rate = error(&format!("{GOOD}\n[faults.disk]\nsync_eio_rate = 1.5"));
         assert!(rate.contains("faults.disk.sync_eio_rate"), "{rate}");
+        let chaos = error(&format!(
+            "{GOOD}\n[faults.chaos]\nevery_ms = 5\ndown_ms = 5\nuntil_ms = 9\npartition_rate = 1.5"
+        ));
+        assert!(chaos.contains("faults.chaos.partition_rate"), "{chaos}");
         let target = error(&format!(
             "{GOOD}\n[[faults.kill]]\ntarget = \"everyone\"\nafter_acks = 1\ndown_ms = 5"
         ));
