@@ -22,7 +22,7 @@ mod bench {
 
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
     use shoal::storage::disk::OsDisk;
-    use shoal::storage::kv::{Command, Op, WriteId};
+    use shoal::machine::command::{Command, DataOp, WriteId};
     use shoal::storage::{Storage, StorageMetrics, StorageOptions};
 
     const RUN_TIME: Duration = Duration::from_secs(3);
@@ -104,9 +104,9 @@ mod bench {
     }
 
     fn entry(index: u64, client_id: u64, seq: u64) -> Entry<shoal::raft::TypeConfig> {
-        let command = Command {
+        let command = Command::Data {
             id: Some(WriteId { client_id, seq }),
-            op: Op::Put {
+            op: DataOp::Put {
                 key: format!("key-{client_id}-{seq}").into(),
                 value: vec![7u8; VALUE_SIZE_BYTES].into(),
             },

@@ -1,5 +1,5 @@
-//! The client API's limits and its one error type, with the conversion to and
-//! from the gRPC status that carries it over the wire.
+//! The client API's one error type, with the conversion to and from the gRPC
+//! status that carries it over the wire.
 
 use bytes::Bytes;
 use prost::Message;
@@ -7,11 +7,6 @@ use tonic::{Code, Status};
 
 use crate::proto::error_detail::Kind;
 use crate::proto::ErrorDetail;
-
-/// Largest key, in bytes. Keys must also be non-empty.
-pub const KEY_SIZE_MAX: usize = 4096;
-/// Largest value, in bytes (128 KiB).
-pub const VALUE_SIZE_MAX: usize = 128 * 1024;
 
 /// Why a client API call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,20 +26,20 @@ pub enum KvError {
     /// Keys must be at least one byte long.
     #[error("key is empty")]
     KeyEmpty,
-    /// The key is longer than [`KEY_SIZE_MAX`].
+    /// The key is longer than [`crate::limits::KEY_SIZE_MAX`].
     #[error("key is {actual} bytes; the limit is {limit} bytes")]
     KeyTooLarge {
         /// The size of the offending key.
         actual: u64,
-        /// [`KEY_SIZE_MAX`].
+        /// [`crate::limits::KEY_SIZE_MAX`].
         limit: u64,
     },
-    /// The value is longer than [`VALUE_SIZE_MAX`].
+    /// The value is longer than [`crate::limits::VALUE_SIZE_MAX`].
     #[error("value is {actual} bytes; the limit is {limit} bytes")]
     ValueTooLarge {
         /// The size of the offending value.
         actual: u64,
-        /// [`VALUE_SIZE_MAX`].
+        /// [`crate::limits::VALUE_SIZE_MAX`].
         limit: u64,
     },
     /// The write reused a sequence number older than the client's latest; its
@@ -170,29 +165,10 @@ impl KvError {
     }
 }
 
-/// Checks a key against the limits.
-pub fn check_key(key: &[u8]) -> Result<(), KvError> {
-    if key.is_empty() {
-        return Err(KvError::KeyEmpty);
+impl From<KvError> for Status {
+    fn from(error: KvError) -> Status {
+        error.to_status()
     }
-    if key.len() > KEY_SIZE_MAX {
-        return Err(KvError::KeyTooLarge {
-            actual: key.len() as u64,
-            limit: KEY_SIZE_MAX as u64,
-        });
-    }
-    Ok(())
-}
-
-/// Checks a value against the limits.
-pub fn check_value(value: &[u8]) -> Result<(), KvError> {
-    if value.len() > VALUE_SIZE_MAX {
-        return Err(KvError::ValueTooLarge {
-            actual: value.len() as u64,
-            limit: VALUE_SIZE_MAX as u64,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -235,21 +211,5 @@ mod tests {
     #[test]
     fn a_plain_status_is_not_a_kv_error() {
         assert_eq!(KvError::from_status(&Status::internal("boom")), None);
-    }
-
-    #[test]
-    fn limits_are_inclusive() {
-        assert_eq!(check_key(b""), Err(KvError::KeyEmpty));
-        assert!(check_key(&[1; KEY_SIZE_MAX]).is_ok());
-        assert!(matches!(
-            check_key(&[1; KEY_SIZE_MAX + 1]),
-            Err(KvError::KeyTooLarge { actual: 4097, .. })
-        ));
-        assert!(check_value(b"").is_ok());
-        assert!(check_value(&vec![0; VALUE_SIZE_MAX]).is_ok());
-        assert!(matches!(
-            check_value(&vec![0; VALUE_SIZE_MAX + 1]),
-            Err(KvError::ValueTooLarge { .. })
-        ));
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal::client::{Client, ClientConfig, ClientError};
-use shoal::error::{KvError, KEY_SIZE_MAX, VALUE_SIZE_MAX};
+use shoal::error::KvError;
+use shoal::limits::{KEY_SIZE_MAX, VALUE_SIZE_MAX};
 use shoal::proto::kv_client::KvClient;
 use shoal::proto::PutRequest;
 
@@ -237,7 +238,7 @@ async fn oversize_input_gets_the_documented_error_and_changes_nothing() {
         assert_eq!(KvError::from_status(&status), Some(KvError::KeyEmpty));
 
         // Past the transport's message limit the request fails in gRPC itself.
-        let huge = vec![0u8; shoal::server::node::CLIENT_MESSAGE_SIZE_MAX + 1];
+        let huge = vec![0u8; shoal::limits::CLIENT_MESSAGE_SIZE_MAX + 1];
         let status = raw
             .put(PutRequest {
                 key: "k".into(),

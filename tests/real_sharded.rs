@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal::client::{Client, ClientConfig};
-use shoal::shard::controller::ControllerOp;
+use shoal::machine::shard::controller::ControllerOp;
 
 /// The dev cluster process, killed when dropped.
 struct Cluster(Child, std::path::PathBuf);

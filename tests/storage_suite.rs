@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{StorageError, StorageIOError};
-use shoal::raft::{NodeId, TypeConfig};
+use shoal::ids::NodeId;
+use shoal::raft::TypeConfig;
 use shoal::storage::disk::OsDisk;
 use shoal::storage::{LogStore, StateMachineStore, Storage, StorageOptions};
 

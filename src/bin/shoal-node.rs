@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use serde::Deserialize;
 use shoal::client::{Client, ClientConfig};
-use shoal::server::node::{parse_peers, run, NodeConfig};
-use shoal::shard::controller::ControllerOp;
+use shoal::ids::GroupKey;
+use shoal::machine::shard::controller::ControllerOp;
+use shoal::server::config::NodeConfig;
+use shoal::server::node::run;
 use shoal::storage::disk::OsDisk;
-use shoal::storage::{Storage, StorageOptions};
+use shoal::storage::Storage;
 
 /// Run a Shoal node.
 ///
@@ -32,7 +33,8 @@ use shoal::storage::{Storage, StorageOptions};
 #[command(version, verbatim_doc_comment)]
 struct Args {
     /// TOML file with any of: id, listen, peers, data_dir, cluster_name,
-    /// group, shard_count, controller.
+    /// group, shard_count, controller, join, snapshot_every_entries,
+    /// entries_kept_after_snapshot.
     #[arg(long)]
     config: Option<PathBuf>,
     /// This replica's id (one of the peers).
@@ -85,82 +87,75 @@ struct Args {
     dev_base_port: u16,
 }
 
-/// The settings a config file may hold.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    id: Option<u64>,
-    listen: Option<SocketAddr>,
-    #[serde(default)]
-    peers: Vec<String>,
-    data_dir: Option<PathBuf>,
-    cluster_name: Option<String>,
-    group: Option<u64>,
-    shard_count: Option<u32>,
-    #[serde(default)]
-    controller: Vec<String>,
+impl Args {
+    /// The settings given as flags, as configuration-file keys.
+    fn as_table(&self) -> toml::Table {
+        let mut table = toml::Table::new();
+        let mut set = |key: &str, value: Option<toml::Value>| {
+            if let Some(value) = value {
+                table.insert(key.to_string(), value);
+            }
+        };
+        let list = |items: &[String]| {
+            (!items.is_empty())
+                .then(|| toml::Value::Array(items.iter().cloned().map(toml::Value::from).collect()))
+        };
+        set("id", self.id.map(|id| toml::Value::Integer(id as i64)));
+        set("listen", self.listen.map(|a| a.to_string().into()));
+        set("peers", list(&self.peers));
+        set(
+            "data_dir",
+            self.data_dir
+                .as_ref()
+                .map(|d| d.display().to_string().into()),
+        );
+        set("cluster_name", self.cluster_name.clone().map(Into::into));
+        set("group", self.group.map(|g| toml::Value::Integer(g as i64)));
+        set("shard_count", self.shard_count.map(|n| i64::from(n).into()));
+        set("controller", list(&self.controller));
+        set("join", self.join.then_some(true.into()));
+        table
+    }
 }
 
-fn load(args: &Args) -> anyhow::Result<(NodeConfig, PathBuf)> {
-    let file = match &args.config {
+/// The node's configuration: the config file's, with the flags laid over it.
+fn load(args: &Args) -> anyhow::Result<NodeConfig> {
+    let mut table = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<FileConfig>(&text)
+            text.parse::<toml::Table>()
                 .with_context(|| format!("in config file {}", path.display()))?
         }
-        None => FileConfig::default(),
+        None => toml::Table::new(),
     };
-    let Some(id) = args.id.or(file.id) else {
-        bail!("missing --id (or `id` in the config file)")
-    };
-    let Some(listen) = args.listen.or(file.listen) else {
-        bail!("missing --listen (or `listen` in the config file)")
-    };
-    let peers = if args.peers.is_empty() {
-        &file.peers
-    } else {
-        &args.peers
-    };
-    if peers.is_empty() {
-        bail!("missing --peers (or `peers` in the config file)");
+    table.extend(args.as_table());
+    let config = NodeConfig::from_table(table).with_context(|| match &args.config {
+        Some(path) => format!("in the configuration ({} and flags)", path.display()),
+        None => "in the configuration flags".to_string(),
+    })?;
+    if config.data_dir.is_none() {
+        bail!("missing --data-dir (or `data_dir` in the config file)");
     }
-    let Some(data_dir) = args.data_dir.clone().or(file.data_dir) else {
-        bail!("missing --data-dir (or `data_dir` in the config file)")
-    };
-    let mut config = NodeConfig::new(id, listen, parse_peers(peers.iter().map(String::as_str))?);
-    if let Some(name) = args.cluster_name.clone().or(file.cluster_name) {
-        config.cluster_name = name;
-    }
-    config.group = args.group.or(file.group);
-    if let Some(count) = args.shard_count.or(file.shard_count) {
-        config.shard_count = count;
-    }
-    config.controller = if args.controller.is_empty() {
-        file.controller
-    } else {
-        args.controller.clone()
-    };
-    config.validate()?;
-    Ok((config, data_dir))
+    Ok(config)
 }
 
 /// Opens a replica's storage in `data_dir`.
 async fn open_storage(config: &NodeConfig, data_dir: &Path) -> anyhow::Result<Storage> {
     let disk = OsDisk::open(data_dir)
         .with_context(|| format!("opening data dir {}", data_dir.display()))?;
-    let options = StorageOptions {
-        role: config.role(),
-        ..StorageOptions::default()
-    };
-    Storage::open(Arc::new(disk), &options, Default::default())
-        .await
-        .with_context(|| format!("recovering the replica in {}", data_dir.display()))
+    Storage::open(
+        Arc::new(disk),
+        &config.storage_options(),
+        Default::default(),
+    )
+    .await
+    .with_context(|| format!("recovering the replica in {}", data_dir.display()))
 }
 
 /// One group of a `--dev` cluster: `nodes` replicas on consecutive ports.
 fn dev_group(
-    group: Option<u64>,
+    group: GroupKey,
     nodes: u64,
     first_port: u64,
     controller: &[String],
@@ -193,7 +188,7 @@ async fn dev(args: &Args) -> anyhow::Result<()> {
     let mut members: BTreeMap<u64, BTreeMap<u64, String>> = BTreeMap::new();
     let endpoints: Vec<String>;
     if groups == 0 {
-        for config in dev_group(None, nodes, base, &[])? {
+        for config in dev_group(GroupKey::Standalone, nodes, base, &[])? {
             replicas.push((config.id.to_string(), config));
         }
         endpoints = replicas.iter().map(|(_, c)| c.listen.to_string()).collect();
@@ -209,11 +204,16 @@ async fn dev(args: &Args) -> anyhow::Result<()> {
         let controller: Vec<String> = (0..nodes)
             .map(|i| format!("127.0.0.1:{}", base + i))
             .collect();
-        for config in dev_group(Some(0), nodes, base, &[])? {
+        for config in dev_group(GroupKey::Controller, nodes, base, &[])? {
             replicas.push((format!("controller-{}", config.id), config));
         }
         for group in 1..=groups {
-            let group_configs = dev_group(Some(group), nodes, base + group * nodes, &controller)?;
+            let group_configs = dev_group(
+                GroupKey::Data(group),
+                nodes,
+                base + group * nodes,
+                &controller,
+            )?;
             members.insert(
                 group,
                 group_configs
@@ -308,7 +308,11 @@ async fn main() -> anyhow::Result<()> {
     if args.dev {
         return dev(&args).await;
     }
-    let (config, data_dir) = load(&args)?;
+    let config = load(&args)?;
+    let data_dir = config
+        .data_dir
+        .clone()
+        .expect("load requires a data directory");
     let storage = open_storage(&config, &data_dir).await?;
     run(config, storage, shoal::runtime::shutdown_signal()).await?;
     Ok(())

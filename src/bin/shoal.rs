@@ -195,7 +195,7 @@ async fn admin(
     client: &mut Client,
     command: Admin,
 ) -> Result<ExitCode, shoal::client::ClientError> {
-    use shoal::shard::controller::ControllerOp;
+    use shoal::machine::shard::controller::ControllerOp;
     let op = match command {
         Admin::AddReplica { node, addr } => {
             return print_members(client.add_replica(node, addr).await?)
@@ -206,14 +206,14 @@ async fn admin(
             return Ok(ExitCode::SUCCESS);
         }
         Admin::Join { group, members } => {
-            let members = match shoal::server::node::parse_peers(members.iter().map(String::as_str))
-            {
-                Ok(members) => members,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            let members =
+                match shoal::server::config::parse_peers(members.iter().map(String::as_str)) {
+                    Ok(members) => members,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
             ControllerOp::Join([(group, members)].into())
         }
         Admin::Leave { group } => ControllerOp::Leave([group].into()),

@@ -16,24 +16,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::error::{check_key, check_value, KvError};
-use crate::proto::kv_client::KvClient;
+pub mod link;
+pub mod retry;
+
+use crate::error::KvError;
+use crate::ids::{GroupId, ShardId};
+use crate::limits::{check_key, check_value};
+use crate::machine::shard::config::Config;
+use crate::machine::shard::controller::ControllerOp;
+use crate::machine::shard::shard_of;
 use crate::proto::{
     CasRequest, DeleteRequest, GetRequest, MembershipRequest, PutRequest, QueryRequest,
-    ReconfigureRequest, ScanRequest, ShardRequest, StatusRequest, StatusResponse, WriteId,
+    ReconfigureRequest, ScanRequest, StatusRequest, StatusResponse, WriteId,
 };
 use crate::raft::codec;
-use crate::server::node::CLIENT_MESSAGE_SIZE_MAX;
-use crate::shard::config::Config;
-use crate::shard::controller::ControllerOp;
-use crate::shard::{shard_of, GroupId, ShardId};
-use crate::storage::kv::Session;
-
-/// Leader hints followed in a row without pausing.
-const REDIRECTS_UNPAUSED_MAX: u32 = 3;
+pub use link::GroupLink;
+use link::{admin, kv};
 
 /// How a client finds the cluster and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,38 +111,6 @@ pub struct CasOutcome {
     pub current: Option<Bytes>,
 }
 
-#[derive(Clone)]
-enum Call {
-    Get(GetRequest),
-    Put(PutRequest),
-    Delete(DeleteRequest),
-    Cas(CasRequest),
-    Status,
-    Scan(ScanRequest),
-    Query(QueryRequest),
-    Reconfigure(ReconfigureRequest),
-    PullShard(ShardRequest),
-    DropShard(ShardRequest),
-    Membership(MembershipRequest),
-}
-
-enum Reply {
-    Get(Option<Bytes>),
-    Put,
-    Delete(bool),
-    Cas(CasOutcome),
-    Status(StatusResponse),
-    Scan(Vec<(Bytes, Bytes)>, Vec<ShardId>),
-    Config(Bytes),
-    Shard(Bytes),
-    Dropped,
-    Members(BTreeMap<u64, String>),
-}
-
-/// The data a shard's previous owner hands over: keys and values, and its
-/// de-duplication table.
-pub type ShardData = (Vec<(Bytes, Bytes)>, BTreeMap<u64, Session>);
-
 /// A connection to one cluster: a standalone group, or a sharded cluster.
 pub struct Client {
     config: ClientConfig,
@@ -179,13 +147,14 @@ impl Client {
     pub async fn get(&mut self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
         let key = key.into();
         check_key(&key)?;
-        match self
-            .call_for_key(&key, Call::Get(GetRequest { key: key.clone() }))
-            .await?
-        {
-            Reply::Get(value) => Ok(value),
-            _ => unreachable!("get answered by another call"),
-        }
+        let request = GetRequest { key: key.clone() };
+        let reply = self
+            .call_for_key(&key, |ch| {
+                let request = request.clone();
+                async move { kv(ch).get(request).await }
+            })
+            .await?;
+        Ok(reply.value)
     }
 
     /// Stores `value` under `key`.
@@ -197,36 +166,34 @@ impl Client {
         let (key, value) = (key.into(), value.into());
         check_key(&key)?;
         check_value(&value)?;
-        let id = Some(self.next_write_id());
-        let call = Call::Put(PutRequest {
+        let request = PutRequest {
             key: key.clone(),
             value,
-            id,
-        });
-        match self.call_for_key(&key, call).await? {
-            Reply::Put => Ok(()),
-            _ => unreachable!("put answered by another call"),
-        }
+            id: Some(self.next_write_id()),
+        };
+        self.call_for_key(&key, |ch| {
+            let request = request.clone();
+            async move { kv(ch).put(request).await }
+        })
+        .await?;
+        Ok(())
     }
 
     /// Removes `key`; returns whether it existed.
     pub async fn delete(&mut self, key: impl Into<Bytes>) -> Result<bool, ClientError> {
         let key = key.into();
         check_key(&key)?;
-        let id = Some(self.next_write_id());
-        match self
-            .call_for_key(
-                &key,
-                Call::Delete(DeleteRequest {
-                    key: key.clone(),
-                    id,
-                }),
-            )
-            .await?
-        {
-            Reply::Delete(existed) => Ok(existed),
-            _ => unreachable!("delete answered by another call"),
-        }
+        let request = DeleteRequest {
+            key: key.clone(),
+            id: Some(self.next_write_id()),
+        };
+        let reply = self
+            .call_for_key(&key, |ch| {
+                let request = request.clone();
+                async move { kv(ch).delete(request).await }
+            })
+            .await?;
+        Ok(reply.existed)
     }
 
     /// If `key` holds `expected` (`None`: is absent), replaces it with `new`
@@ -242,17 +209,22 @@ impl Client {
         for value in expected.iter().chain(new.iter()) {
             check_value(value)?;
         }
-        let id = Some(self.next_write_id());
         let request = CasRequest {
             key: key.clone(),
             expected,
             new_value: new,
-            id,
+            id: Some(self.next_write_id()),
         };
-        match self.call_for_key(&key, Call::Cas(request)).await? {
-            Reply::Cas(outcome) => Ok(outcome),
-            _ => unreachable!("compare-and-swap answered by another call"),
-        }
+        let reply = self
+            .call_for_key(&key, |ch| {
+                let request = request.clone();
+                async move { kv(ch).compare_and_swap(request).await }
+            })
+            .await?;
+        Ok(CasOutcome {
+            swapped: reply.swapped,
+            current: reply.current,
+        })
     }
 
     /// Keys in `[start, end)` (`end` empty: to the end), in order, at most
@@ -265,21 +237,16 @@ impl Client {
     ) -> Result<Vec<(Bytes, Bytes)>, ClientError> {
         let (start, end) = (start.into(), end.into());
         let deadline = self.deadline();
+        let request = |shards| ScanRequest {
+            start: start.clone(),
+            end: end.clone(),
+            limit,
+            shards,
+        };
         if !self.config.sharded {
-            let request = ScanRequest {
-                start,
-                end,
-                limit,
-                shards: Vec::new(),
-            };
-            return match self
-                .home
-                .call(&self.config, Call::Scan(request), deadline)
-                .await?
-            {
-                Reply::Scan(entries, _) => Ok(entries),
-                _ => unreachable!("scan answered by another call"),
-            };
+            let (entries, _) =
+                scan_group(&mut self.home, &self.config, deadline, request(Vec::new())).await?;
+            return Ok(entries);
         }
         let mut entries = Vec::new();
         let mut missing: Vec<ShardId> = Vec::new();
@@ -295,20 +262,11 @@ impl Client {
                 }
             }
             for (group, shards) in by_group {
-                let request = ScanRequest {
-                    start: start.clone(),
-                    end: end.clone(),
-                    limit,
-                    shards,
-                };
                 let link = group_link(&mut self.groups, group, &config);
-                if let Reply::Scan(found, served) = link
-                    .call(&self.config, Call::Scan(request), deadline)
-                    .await?
-                {
-                    entries.extend(found);
-                    missing.retain(|s| !served.contains(s));
-                }
+                let (found, served) =
+                    scan_group(link, &self.config, deadline, request(shards)).await?;
+                entries.extend(found);
+                missing.retain(|s| !served.contains(s));
             }
             if missing.is_empty() {
                 entries.sort();
@@ -331,77 +289,35 @@ impl Client {
     /// view of its group.
     pub async fn status(&mut self) -> Result<StatusResponse, ClientError> {
         let deadline = self.deadline();
-        match self.home.call(&self.config, Call::Status, deadline).await? {
-            Reply::Status(status) => Ok(status),
-            _ => unreachable!("status answered by another call"),
-        }
+        self.home
+            .call(&self.config, deadline, |ch| async move {
+                kv(ch).status(StatusRequest {}).await
+            })
+            .await
     }
 
     /// Shard controller: configuration `num` (the latest if `None`).
     pub async fn query(&mut self, num: Option<u64>) -> Result<Config, ClientError> {
         let deadline = self.deadline();
-        match self
-            .home
-            .call(&self.config, Call::Query(QueryRequest { num }), deadline)
-            .await?
-        {
-            Reply::Config(bytes) => decode(&bytes),
-            _ => unreachable!("query answered by another call"),
-        }
+        query(&mut self.home, &self.config, deadline, num).await
     }
 
     /// Shard controller: applies `op`; returns the configuration it made.
     pub async fn reconfigure(&mut self, op: &ControllerOp) -> Result<Config, ClientError> {
         let deadline = self.deadline();
-        let op = codec::encode(op)
-            .expect("controller operations always encode")
-            .into();
-        match self
+        let request = ReconfigureRequest {
+            op: codec::encode(op)
+                .expect("controller operations always encode")
+                .into(),
+        };
+        let reply = self
             .home
-            .call(
-                &self.config,
-                Call::Reconfigure(ReconfigureRequest { op }),
-                deadline,
-            )
-            .await?
-        {
-            Reply::Config(bytes) => decode(&bytes),
-            _ => unreachable!("reconfigure answered by another call"),
-        }
-    }
-
-    /// Data groups: takes a shard the group gave away at configuration `num`.
-    pub async fn pull_shard(&mut self, num: u64, shard: ShardId) -> Result<ShardData, ClientError> {
-        let deadline = self.deadline();
-        match self
-            .home
-            .call(
-                &self.config,
-                Call::PullShard(ShardRequest { num, shard }),
-                deadline,
-            )
-            .await?
-        {
-            Reply::Shard(bytes) => decode(&bytes),
-            _ => unreachable!("pull answered by another call"),
-        }
-    }
-
-    /// Data groups: tells the group to delete a shard given away at `num`.
-    pub async fn drop_shard(&mut self, num: u64, shard: ShardId) -> Result<(), ClientError> {
-        let deadline = self.deadline();
-        match self
-            .home
-            .call(
-                &self.config,
-                Call::DropShard(ShardRequest { num, shard }),
-                deadline,
-            )
-            .await?
-        {
-            Reply::Dropped => Ok(()),
-            _ => unreachable!("drop answered by another call"),
-        }
+            .call(&self.config, deadline, |ch| {
+                let request = request.clone();
+                async move { admin(ch).reconfigure(request).await }
+            })
+            .await?;
+        decode(&reply.config)
     }
 
     /// Adds replica `id` at `addr` (running, started to join) to the group
@@ -434,14 +350,14 @@ impl Client {
         request: MembershipRequest,
     ) -> Result<BTreeMap<u64, String>, ClientError> {
         let deadline = self.deadline();
-        match self
+        let reply = self
             .home
-            .call(&self.config, Call::Membership(request), deadline)
-            .await?
-        {
-            Reply::Members(members) => Ok(members),
-            _ => unreachable!("membership change answered by another call"),
-        }
+            .call(&self.config, deadline, |ch| {
+                let request = request.clone();
+                async move { admin(ch).change_membership(request).await }
+            })
+            .await?;
+        Ok(reply.members)
     }
 
     fn next_write_id(&mut self) -> WriteId {
@@ -466,21 +382,21 @@ impl Client {
         if let (Some(config), false) = (&self.routing, refresh) {
             return Ok(config.clone());
         }
-        let call = Call::Query(QueryRequest { num: None });
-        let Reply::Config(bytes) = self.home.call(&self.config, call, deadline).await? else {
-            unreachable!("query answered by another call");
-        };
-        let config: Config = decode(&bytes)?;
+        let config = query(&mut self.home, &self.config, deadline, None).await?;
         self.routing = Some(config.clone());
         Ok(config)
     }
 
     /// Sends a call about `key` to the group serving its shard, following
     /// "wrong group" answers to newer configurations until the deadline.
-    async fn call_for_key(&mut self, key: &[u8], call: Call) -> Result<Reply, ClientError> {
+    async fn call_for_key<T, F, Fut>(&mut self, key: &[u8], mut send: F) -> Result<T, ClientError>
+    where
+        F: FnMut(tonic::transport::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let deadline = self.deadline();
         if !self.config.sharded {
-            return self.home.call(&self.config, call, deadline).await;
+            return self.home.call(&self.config, deadline, send).await;
         }
         let mut refresh = false;
         loop {
@@ -490,7 +406,7 @@ impl Client {
                 None => format!("shard {shard} has no group in configuration {}", config.num),
                 Some(group) => {
                     let link = group_link(&mut self.groups, group, &config);
-                    match link.call(&self.config, call.clone(), deadline).await {
+                    match link.call(&self.config, deadline, &mut send).await {
                         Err(ClientError::Rejected(KvError::WrongGroup { config_num })) => {
                             format!("group {group} does not serve shard {shard} (at configuration {config_num})")
                         }
@@ -512,6 +428,43 @@ impl Client {
     }
 }
 
+/// Asks the controller group at `link` for configuration `num`.
+async fn query(
+    link: &mut GroupLink,
+    config: &ClientConfig,
+    deadline: tokio::time::Instant,
+    num: Option<u64>,
+) -> Result<Config, ClientError> {
+    let request = QueryRequest { num };
+    let reply = link
+        .call(config, deadline, |ch| async move {
+            admin(ch).query(request).await
+        })
+        .await?;
+    decode(&reply.config)
+}
+
+/// One group's part of a scan: the entries, and the shards it served.
+async fn scan_group(
+    link: &mut GroupLink,
+    config: &ClientConfig,
+    deadline: tokio::time::Instant,
+    request: ScanRequest,
+) -> Result<(Vec<(Bytes, Bytes)>, Vec<ShardId>), ClientError> {
+    let reply = link
+        .call(config, deadline, |ch| {
+            let request = request.clone();
+            async move { kv(ch).scan(request).await }
+        })
+        .await?;
+    let entries = reply
+        .entries
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect();
+    Ok((entries, reply.served))
+}
+
 /// The link to `group`, (re)made from `config`'s member list.
 fn group_link<'a>(
     groups: &'a mut BTreeMap<GroupId, GroupLink>,
@@ -526,233 +479,14 @@ fn group_link<'a>(
     let link = groups
         .entry(group)
         .or_insert_with(|| GroupLink::new(members.clone(), &mut crate::runtime::rng()));
-    if link.endpoints != members {
+    if link.endpoints() != members {
         *link = GroupLink::new(members, &mut crate::runtime::rng());
     }
     link
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+/// Decodes a binary answer (a configuration, a shard's data).
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
     codec::decode(bytes)
         .map_err(|e| ClientError::Rpc(Status::internal(format!("undecodable answer: {e}"))))
-}
-
-/// One Raft group's members, the one believed to lead, and open connections.
-struct GroupLink {
-    endpoints: Vec<String>,
-    /// The member believed to lead, tried first.
-    leader: Option<String>,
-    /// Index of the next endpoint to try when no leader is known.
-    next_endpoint: usize,
-    connections: BTreeMap<String, KvClient<Channel>>,
-}
-
-impl GroupLink {
-    fn new(endpoints: Vec<String>, rng: &mut crate::runtime::Rng) -> GroupLink {
-        GroupLink {
-            next_endpoint: rng.gen_range(0..endpoints.len().max(1)),
-            endpoints,
-            leader: None,
-            connections: BTreeMap::new(),
-        }
-    }
-    async fn call(
-        &mut self,
-        config: &ClientConfig,
-        call: Call,
-        deadline: tokio::time::Instant,
-    ) -> Result<Reply, ClientError> {
-        if self.endpoints.is_empty() {
-            return Err(ClientError::NoEndpoints);
-        }
-        if crate::runtime::planted(crate::runtime::PlantedBug::ProcessDependent) {
-            // Hidden input from outside the simulation: where the allocator
-            // put a value, which address randomisation changes per process.
-            let probe = Box::new(0u8);
-            let pause = ((&*probe as *const u8 as usize >> 12) % 97) as u64 + 1;
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-        }
-        let mut backoff = config.backoff_initial;
-        let mut attempts = 0;
-        let mut redirects = 0;
-        loop {
-            attempts += 1;
-            let target = self.target();
-            let last = match self.attempt(config, &target, &call, deadline).await {
-                Ok(reply) => return Ok(reply),
-                Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Redirect(leader)) => {
-                    // A fresh hint is worth following at once, but stale hints
-                    // can point in circles: after a few, back off as usual.
-                    let reason = format!("{target}: redirected to {leader}");
-                    self.leader = Some(leader);
-                    redirects += 1;
-                    if redirects <= REDIRECTS_UNPAUSED_MAX && tokio::time::Instant::now() < deadline
-                    {
-                        continue;
-                    }
-                    redirects = 0;
-                    reason
-                }
-                Err(Failure::Retry(reason)) => {
-                    if self.leader.as_deref() == Some(target.as_str()) {
-                        self.leader = None;
-                    }
-                    reason
-                }
-            };
-            let now = tokio::time::Instant::now();
-            let remaining = deadline.saturating_duration_since(now);
-            let jitter = crate::runtime::rng().gen_range(0..=backoff.as_micros() as u64 / 2);
-            let pause = backoff + Duration::from_micros(jitter);
-            if pause >= remaining {
-                // No time for another attempt after the pause: give up now
-                // and report the failure that actually happened.
-                return Err(ClientError::DeadlineExceeded {
-                    deadline: config.deadline,
-                    attempts,
-                    last,
-                });
-            }
-            tracing::debug!(attempts, ?pause, %last, "retrying");
-            tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(config.backoff_max);
-        }
-    }
-
-    /// The member to try next: the believed leader, else the next endpoint.
-    fn target(&mut self) -> String {
-        if let Some(leader) = &self.leader {
-            return leader.clone();
-        }
-        let endpoints = &self.endpoints;
-        let target = endpoints[self.next_endpoint % endpoints.len()].clone();
-        self.next_endpoint = (self.next_endpoint + 1) % endpoints.len();
-        target
-    }
-
-    async fn attempt(
-        &mut self,
-        config: &ClientConfig,
-        target: &str,
-        call: &Call,
-        deadline: tokio::time::Instant,
-    ) -> Result<Reply, Failure> {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let limit = config.attempt_timeout.min(remaining);
-        let result = crate::runtime::timeout(limit, async {
-            let mut client = self.connect(target).await?;
-            send(&mut client, call).await
-        })
-        .await;
-        let status = match result {
-            Ok(Ok(reply)) => return Ok(reply),
-            Ok(Err(status)) => status,
-            Err(_) => {
-                self.connections.remove(target);
-                return Err(Failure::Retry(format!(
-                    "{target}: no answer within {limit:?}"
-                )));
-            }
-        };
-        match KvError::from_status(&status) {
-            Some(KvError::NotLeader {
-                leader_addr: Some(leader),
-                ..
-            }) if leader != target => Err(Failure::Redirect(leader)),
-            Some(e) if e.is_retryable() => Err(Failure::Retry(format!("{target}: {e}"))),
-            Some(e) => Err(Failure::Fatal(ClientError::Rejected(e))),
-            None if retryable_code(status.code()) => {
-                self.connections.remove(target);
-                Err(Failure::Retry(format!("{target}: {status}")))
-            }
-            None => Err(Failure::Fatal(ClientError::Rpc(status))),
-        }
-    }
-
-    async fn connect(&mut self, target: &str) -> Result<KvClient<Channel>, Status> {
-        if let Some(client) = self.connections.get(target) {
-            return Ok(client.clone());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{target}"))
-            .map_err(|e| Status::invalid_argument(format!("bad endpoint {target:?}: {e}")))?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
-        let client = KvClient::new(channel).max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
-        self.connections.insert(target.to_string(), client.clone());
-        Ok(client)
-    }
-}
-
-enum Failure {
-    Retry(String),
-    Redirect(String),
-    Fatal(ClientError),
-}
-
-/// Transport-level failures worth another attempt (possibly elsewhere).
-fn retryable_code(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Unknown
-            | Code::Internal
-            | Code::Cancelled
-            | Code::Aborted
-    )
-}
-
-async fn send(client: &mut KvClient<Channel>, call: &Call) -> Result<Reply, Status> {
-    Ok(match call {
-        Call::Get(request) => Reply::Get(client.get(request.clone()).await?.into_inner().value),
-        Call::Put(request) => {
-            client.put(request.clone()).await?;
-            Reply::Put
-        }
-        Call::Delete(request) => {
-            Reply::Delete(client.delete(request.clone()).await?.into_inner().existed)
-        }
-        Call::Cas(request) => {
-            let reply = client.compare_and_swap(request.clone()).await?.into_inner();
-            Reply::Cas(CasOutcome {
-                swapped: reply.swapped,
-                current: reply.current,
-            })
-        }
-        Call::Status => Reply::Status(client.status(StatusRequest {}).await?.into_inner()),
-        Call::Scan(request) => {
-            let reply = client.scan(request.clone()).await?.into_inner();
-            let entries = reply
-                .entries
-                .into_iter()
-                .map(|kv| (kv.key, kv.value))
-                .collect();
-            Reply::Scan(entries, reply.served)
-        }
-        Call::Query(request) => Reply::Config(client.query(*request).await?.into_inner().config),
-        Call::Reconfigure(request) => Reply::Config(
-            client
-                .reconfigure(request.clone())
-                .await?
-                .into_inner()
-                .config,
-        ),
-        Call::PullShard(request) => {
-            Reply::Shard(client.pull_shard(*request).await?.into_inner().shard)
-        }
-        Call::DropShard(request) => {
-            client.drop_shard(*request).await?;
-            Reply::Dropped
-        }
-        Call::Membership(request) => Reply::Members(
-            client
-                .change_membership(request.clone())
-                .await?
-                .into_inner()
-                .members,
-        ),
-    })
 }

@@ -32,16 +32,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::kv::{Command, Op, WriteId};
+    use crate::machine::command::{Command, DataOp, WriteId};
 
     #[test]
     fn round_trip_and_garbage() {
-        let command = Command {
+        let command = Command::Data {
             id: Some(WriteId {
                 client_id: 7,
                 seq: 3,
             }),
-            op: Op::Put {
+            op: DataOp::Put {
                 key: "k".into(),
                 value: "v".into(),
             },
@@ -51,14 +51,15 @@ mod tests {
         assert!(decode::<Command>(&bytes[..bytes.len() - 1]).is_err());
         // A length prefix claiming more than the limit is refused, not allocated.
         let mut huge = bytes.clone();
-        huge[21..29].copy_from_slice(&u64::MAX.to_le_bytes());
+        // (command tag 4, write id 1 + 16, operation tag 4, then the key's.)
+        huge[25..33].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode::<Command>(&huge).is_err());
     }
 
     #[test]
     fn state_larger_than_a_message_decodes() {
         // Snapshots are larger than any one message.
-        let big = vec![7u8; super::super::RAFT_MESSAGE_SIZE_MAX + 1];
+        let big = vec![7u8; crate::limits::RAFT_MESSAGE_SIZE_MAX + 1];
         assert_eq!(decode::<Vec<u8>>(&encode(&big).unwrap()).unwrap(), big);
     }
 }

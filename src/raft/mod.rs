@@ -10,12 +10,10 @@ use std::sync::Arc;
 
 use openraft::{BasicNode, SnapshotPolicy};
 
+use crate::ids::NodeId;
+use crate::limits::{ENTRIES_PER_APPEND_MAX, SNAPSHOT_CHUNK_SIZE_BYTES};
+use crate::machine::command::{Command, CommandResult};
 use crate::runtime::ShoalRuntime;
-use crate::server::node::NodeConfig;
-use crate::storage::kv::{Command, CommandResult};
-
-/// A replica's id, unique within its group.
-pub type NodeId = u64;
 
 openraft::declare_raft_types!(
     /// Shoal's openraft type configuration.
@@ -32,24 +30,24 @@ openraft::declare_raft_types!(
 /// A running Raft replica.
 pub type ShoalRaft = openraft::Raft<TypeConfig>;
 
-/// Most log entries sent in one append-entries message. The largest entry is
-/// a compare-and-swap carrying two values of [`crate::error::VALUE_SIZE_MAX`]
-/// plus a key, so a message stays under about 8.3 MiB, half of
-/// [`RAFT_MESSAGE_SIZE_MAX`].
-pub const ENTRIES_PER_APPEND_MAX: u64 = 32;
+/// The Raft settings a node chooses; the rest are fixed (see [`config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSettings {
+    /// Name shared by all members; guards against wiring two clusters together.
+    pub cluster_name: String,
+    /// Snapshot the state after this many entries applied since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so that a follower a little
+    /// behind catches up from the log rather than by snapshot.
+    pub entries_kept_after_snapshot: u64,
+}
 
-/// Largest encoded consensus message accepted over gRPC.
-pub const RAFT_MESSAGE_SIZE_MAX: usize = 16 * 1024 * 1024;
-
-/// Snapshot chunk size for install-snapshot transfers.
-pub const SNAPSHOT_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
-
-/// The Raft settings of a node.
-pub fn config(node: &NodeConfig) -> Arc<openraft::Config> {
+/// openraft's configuration for a replica with `settings`.
+pub fn config(settings: &RaftSettings) -> Arc<openraft::Config> {
     let config = openraft::Config {
-        cluster_name: node.cluster_name.clone(),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(node.snapshot_every_entries),
-        max_in_snapshot_log_to_keep: node.entries_kept_after_snapshot,
+        cluster_name: settings.cluster_name.clone(),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: settings.entries_kept_after_snapshot,
         // openraft also uses the heartbeat interval as the time limit of one
         // append-entries call, so it must cover sending a full batch.
         heartbeat_interval: 100,

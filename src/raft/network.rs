@@ -1,4 +1,4 @@
-//! The Raft transport: openraft's network traits over the gRPC `Raft` service.
+//! The Raft transport: openraft's network traits over the gRPC `Peer` service.
 //!
 //! Each message is encoded with [`super::codec`] into a `RaftMessage`; the
 //! reply carries `Result<Response, RaftError>` the same way, so a remote
@@ -22,8 +22,10 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec;
-use super::{NodeId, TypeConfig, RAFT_MESSAGE_SIZE_MAX};
-use crate::proto::raft_client::RaftClient;
+use super::TypeConfig;
+use crate::ids::NodeId;
+use crate::limits::RAFT_MESSAGE_SIZE_MAX;
+use crate::proto::peer_client::PeerClient;
 use crate::proto::RaftMessage;
 
 /// How long replication to a peer pauses after the peer proved unreachable;
@@ -33,7 +35,7 @@ const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
 /// Connections to peers, shared by every [`Peer`] this node makes: openraft
 /// asks for a new client for each leadership check, and each must not dial
 /// a fresh connection.
-type Connections = Arc<Mutex<BTreeMap<(NodeId, String), RaftClient<Channel>>>>;
+type Connections = Arc<Mutex<BTreeMap<(NodeId, String), PeerClient<Channel>>>>;
 
 /// Makes one [`Peer`] per replica this node talks to.
 #[derive(Debug, Clone)]
@@ -89,7 +91,7 @@ impl Peer {
             .remove(&self.key());
     }
 
-    async fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
+    async fn client(&mut self) -> Result<PeerClient<Channel>, Unreachable> {
         if let Some(client) = self
             .connections
             .lock()
@@ -101,7 +103,7 @@ impl Peer {
         let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| Unreachable::new(&e))?;
         let channel = endpoint.connect().await.map_err(|e| Unreachable::new(&e))?;
-        let client = RaftClient::new(channel)
+        let client = PeerClient::new(channel)
             .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
         self.connections

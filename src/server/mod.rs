@@ -1,7 +1,17 @@
-//! The gRPC services a node exposes: the client API ([`kv::KvService`]) and
-//! the Raft transport ([`raft::RaftService`]), and the node itself
-//! ([`node::run`]), which wires storage, consensus and services together.
+//! A node: the gRPC services it exposes, one per audience, over the one
+//! local [`replica::Replica`]:
+//! - [`kv::KvService`], the client API;
+//! - [`admin::AdminService`], the shard controller and membership changes;
+//! - [`peer::PeerService`], the Raft transport and shard transfer between
+//!   groups;
+//!
+//! the node's [`config`], the data group leader's shard [`mover`], and
+//! [`node::run`], which wires storage, consensus and services together.
 
+pub mod admin;
+pub mod config;
 pub mod kv;
+pub mod mover;
 pub mod node;
-pub mod raft;
+pub mod peer;
+pub mod replica;

@@ -35,7 +35,8 @@ use super::disk::DiskRef;
 use super::vote;
 use super::wal::{Wal, WalError};
 use super::{StorageMetrics, StorageOpenError};
-use crate::raft::{codec, NodeId, TypeConfig};
+use crate::ids::NodeId;
+use crate::raft::{codec, TypeConfig};
 use crate::runtime::{planted, PlantedBug};
 
 /// Directory of the write-ahead log on the disk.

@@ -1,6 +1,6 @@
 //! Where a replica keeps its state, all of it through the [`disk`] seam:
 //! the Raft log in a write-ahead log ([`log_store`], [`wal`], [`frame`]) and
-//! the state machine ([`state_machine`], whose logic is [`kv`]) with its
+//! the state machine ([`state_machine`], whose logic is [`crate::machine`]) with its
 //! [`snapshot`] files.
 //!
 //! Recovery on open: the newest snapshot gives the applied state, the log
@@ -11,7 +11,6 @@
 
 pub mod disk;
 pub mod frame;
-pub mod kv;
 pub mod log_store;
 pub mod snapshot;
 pub mod state_machine;
@@ -26,22 +25,26 @@ pub use state_machine::StateMachineStore;
 
 use disk::DiskRef;
 
-use crate::shard::GroupRole;
+use crate::ids::GroupKey;
+use crate::machine::shard::SHARD_COUNT_DEFAULT;
 
 /// Tunables of a replica's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageOptions {
     /// Size at which a write-ahead log segment is closed and a new one begun.
     pub wal_segment_size_max: u64,
-    /// The group's role, which shapes the state of a fresh replica.
-    pub role: GroupRole,
+    /// The replica's group, which shapes the state of a fresh replica.
+    pub group: GroupKey,
+    /// Shards in the cluster (sharded clusters).
+    pub shard_count: u32,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             wal_segment_size_max: 64 * 1024 * 1024,
-            role: GroupRole::Standalone,
+            group: GroupKey::Standalone,
+            shard_count: SHARD_COUNT_DEFAULT,
         }
     }
 }
@@ -102,8 +105,13 @@ impl Storage {
         options: &StorageOptions,
         metrics: Arc<StorageMetrics>,
     ) -> Result<Storage, StorageOpenError> {
-        let state_machine =
-            StateMachineStore::open(disk.clone(), options.role, metrics.clone()).await?;
+        let state_machine = StateMachineStore::open(
+            disk.clone(),
+            options.group,
+            options.shard_count,
+            metrics.clone(),
+        )
+        .await?;
         let log = LogStore::open(
             disk,
             options.wal_segment_size_max,

@@ -15,7 +15,8 @@
 use openraft::{BasicNode, SnapshotMeta};
 
 use super::disk::{read_stable, DiskRef, StableReadError};
-use crate::raft::{codec, NodeId};
+use crate::ids::NodeId;
+use crate::raft::codec;
 
 /// Directory of snapshot files on the disk.
 pub const SNAPSHOT_DIR: &str = "snapshots";

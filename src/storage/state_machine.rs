@@ -1,5 +1,5 @@
-//! The state machine store: applies committed entries to a [`KvState`] in
-//! memory, and builds, installs and persists snapshots.
+//! The state machine store: applies committed entries to the replicated
+//! state ([`Applied`]) in memory, and builds, installs and persists snapshots.
 //!
 //! The applied state is made durable only through snapshots: after a crash,
 //! the state is the newest snapshot, and openraft re-applies the committed
@@ -15,125 +15,15 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 
 use super::disk::DiskRef;
-use super::kv::{Command, CommandResult, KvState, Op};
 use super::snapshot::{self, SnapshotError};
 use super::StorageMetrics;
-use crate::raft::{codec, NodeId, TypeConfig};
+use crate::ids::{GroupKey, NodeId};
+use crate::machine::command::CommandResult;
+use crate::machine::Applied;
+use crate::raft::{codec, TypeConfig};
 use crate::runtime::{planted, PlantedBug};
-use crate::shard::controller::ControllerState;
-use crate::shard::group::GroupShards;
-use crate::shard::{shard_of, GroupRole, ShardOp};
-
-/// Everything a replica has applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    /// The last log entry applied.
-    pub last_applied: Option<LogId<NodeId>>,
-    /// The membership as of `last_applied`.
-    pub membership: StoredMembership<NodeId, BasicNode>,
-    /// The data and the de-duplication table.
-    pub kv: KvState,
-    /// What the group is for, with its sharding state.
-    pub role: Role,
-}
-
-/// A group's role with its replicated sharding state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    /// Serves every key.
-    #[default]
-    Standalone,
-    /// The shard controller.
-    Controller(ControllerState),
-    /// A data group.
-    Data(GroupShards),
-}
-
-impl Applied {
-    /// The empty state of a group with `role`.
-    pub fn new(role: GroupRole) -> Applied {
-        let role = match role {
-            GroupRole::Standalone => Role::Standalone,
-            GroupRole::Controller { shard_count } => {
-                Role::Controller(ControllerState::new(shard_count))
-            }
-            GroupRole::Data { group, shard_count } => {
-                Role::Data(GroupShards::new(group, shard_count))
-            }
-        };
-        Applied {
-            role,
-            ..Applied::default()
-        }
-    }
-
-    /// Whether this group serves `key` now; if not, its configuration number.
-    pub fn serves(&self, key: &[u8]) -> Result<(), u64> {
-        match &self.role {
-            Role::Standalone => Ok(()),
-            Role::Controller(c) => Err(c.latest().num),
-            Role::Data(g) => {
-                let shard = shard_of(key, g.config.shard_count());
-                if g.serves(shard) {
-                    Ok(())
-                } else {
-                    Err(g.config.num)
-                }
-            }
-        }
-    }
-
-    /// Applies one command: data operations on keys this group serves,
-    /// sharding operations to the role they belong to.
-    pub fn apply_command(&mut self, command: &Command) -> CommandResult {
-        let Op::Shard(op) = &command.op else {
-            let key = command.op.key().expect("data operations have a key");
-            return match self.serves(key) {
-                Ok(()) => self.kv.apply(command),
-                Err(config_num) => CommandResult::WrongGroup { config_num },
-            };
-        };
-        match (&mut self.role, op) {
-            (Role::Controller(controller), ShardOp::Controller(op)) => {
-                CommandResult::Controller(controller.apply(op))
-            }
-            (Role::Data(group), ShardOp::Reconfigure(config)) => {
-                CommandResult::Shard(group.reconfigure(config))
-            }
-            (
-                Role::Data(group),
-                ShardOp::Install {
-                    num,
-                    shard,
-                    data,
-                    sessions,
-                },
-            ) => {
-                let install = group.received(*num, *shard);
-                if install {
-                    self.kv.install_shard(data, sessions);
-                }
-                CommandResult::Shard(install)
-            }
-            (Role::Data(group), ShardOp::Drop { num, shard }) => {
-                let drop = group.dropped(*num, *shard);
-                if drop {
-                    self.kv.drop_shard(*shard, group.config.shard_count());
-                }
-                CommandResult::Shard(drop)
-            }
-            (Role::Data(group), ShardOp::HandedOver { num, shard }) => {
-                group.handed_over(*num, *shard);
-                CommandResult::Shard(true)
-            }
-            // An operation meant for another kind of group: refused.
-            _ => CommandResult::Shard(false),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 struct StoredSnapshot {
@@ -161,11 +51,12 @@ impl StateMachineStore {
     /// Recovers the state from the newest snapshot on `disk`, if any.
     pub async fn open(
         disk: DiskRef,
-        role: GroupRole,
+        group: GroupKey,
+        shard_count: u32,
         metrics: Arc<StorageMetrics>,
     ) -> Result<StateMachineStore, SnapshotError> {
         let (applied, snapshot) = match snapshot::load_latest(&disk).await? {
-            None => (Applied::new(role), None),
+            None => (Applied::new(group, shard_count), None),
             Some((meta, data)) => {
                 let applied: Applied =
                     codec::decode(&data).map_err(|e| SnapshotError::Corrupt {

@@ -12,7 +12,8 @@
 use openraft::Vote;
 
 use super::disk::{read_stable, DiskRef, StableReadError};
-use crate::raft::{codec, NodeId};
+use crate::ids::NodeId;
+use crate::raft::codec;
 
 /// The vote file's path.
 pub const VOTE_FILE: &str = "vote";

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{GroupId, ShardId};
-use crate::raft::NodeId;
+use crate::ids::{GroupId, NodeId, ShardId};
 
 /// "No group": the owner of an unassigned shard.
 pub const NO_GROUP: GroupId = 0;

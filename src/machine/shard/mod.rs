@@ -13,40 +13,16 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::kv::Session;
+use super::kv::Session;
+use crate::ids::ShardId;
 
 pub mod assign;
 pub mod config;
 pub mod controller;
 pub mod group;
 
-/// A shard's number, `0..shard_count`.
-pub type ShardId = u32;
-
-/// A replica group's id. Group 0 is never a data group.
-pub type GroupId = u64;
-
 /// The default number of shards of a new cluster.
 pub const SHARD_COUNT_DEFAULT: u32 = 64;
-
-/// What a Raft group is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GroupRole {
-    /// A lone group serving every key (no controller, no shards).
-    Standalone,
-    /// The shard controller's group.
-    Controller {
-        /// Shards in the cluster.
-        shard_count: u32,
-    },
-    /// A data group, serving the shards the controller gives it.
-    Data {
-        /// Its id (never 0).
-        group: GroupId,
-        /// Shards in the cluster.
-        shard_count: u32,
-    },
-}
 
 /// A change to a group's sharding state, carried through its Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

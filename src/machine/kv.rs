@@ -1,6 +1,5 @@
-//! The replicated state machine's logic, free of I/O: an ordered map of keys to
-//! values plus the client de-duplication table, and the commands that change
-//! them. Every replica applies the same commands in the same order and so
+//! The data of a group: an ordered map of keys to values plus the client
+//! de-duplication table, and how data operations change them. Every replica applies the same commands in the same order and so
 //! reaches the same state; this module must therefore be a pure function of
 //! its inputs (no clock, no randomness, no unordered iteration).
 
@@ -9,104 +8,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::command::{CommandResult, DataOp, WriteId};
+use super::shard::shard_of;
+use crate::ids::ShardId;
 use crate::runtime::{planted, PlantedBug};
-use crate::shard::controller::ControllerError;
-use crate::shard::{shard_of, ShardId, ShardOp};
-
-/// Names one client write for de-duplication: clients number their writes
-/// 1, 2, 3... and retry a write under the same number until it is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct WriteId {
-    /// A client's random 64-bit identity.
-    pub client_id: u64,
-    /// The write's number within the client, starting at 1.
-    pub seq: u64,
-}
-
-/// A write, as it travels through the Raft log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
-    /// Who sent it, for de-duplication. A write without an id is applied
-    /// every time it is committed (at-least-once under retries).
-    pub id: Option<WriteId>,
-    /// What it does.
-    pub op: Op,
-}
-
-/// The operations that change the map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// Store `value` under `key`.
-    Put {
-        /// The key.
-        key: Bytes,
-        /// The new value.
-        value: Bytes,
-    },
-    /// Remove `key`.
-    Delete {
-        /// The key.
-        key: Bytes,
-    },
-    /// If `key` holds `expected` (`None`: is absent), replace it by `new`
-    /// (`None`: remove it).
-    Cas {
-        /// The key.
-        key: Bytes,
-        /// The value the key must hold.
-        expected: Option<Bytes>,
-        /// The value to store.
-        new: Option<Bytes>,
-    },
-    /// A change to the group's sharding state (see [`crate::shard`]); the
-    /// state machine routes it, it never reaches [`KvState::apply`].
-    Shard(ShardOp),
-}
-
-impl Op {
-    /// The key a data operation touches; `None` for sharding operations.
-    pub fn key(&self) -> Option<&Bytes> {
-        match self {
-            Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => Some(key),
-            Op::Shard(_) => None,
-        }
-    }
-}
-
-/// The outcome of applying one log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CommandResult {
-    /// A log entry that carries no command (leader no-op, membership change).
-    None,
-    /// A `Put` was applied.
-    Put,
-    /// A `Delete` was applied.
-    Delete {
-        /// Whether the key existed before.
-        existed: bool,
-    },
-    /// A `Cas` was applied.
-    Cas {
-        /// Whether the value was replaced.
-        swapped: bool,
-        /// The value the key held when the command was applied.
-        current: Option<Bytes>,
-    },
-    /// The command's sequence number is older than the client's latest write:
-    /// it was answered before and its answer is no longer kept.
-    StaleSequence,
-    /// The key's shard is not served by this group (as of configuration
-    /// `config_num`); nothing was applied.
-    WrongGroup {
-        /// The group's configuration number.
-        config_num: u64,
-    },
-    /// The result of a controller operation: the new configuration's number.
-    Controller(Result<u64, ControllerError>),
-    /// A sharding change took effect (`true`) or was a no-op (`false`:
-    /// stale or duplicate).
-    Shard(bool),
-}
 
 /// The latest write of one client and its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,11 +68,12 @@ impl KvState {
         self.data.get(key).cloned()
     }
 
-    /// Applies a command exactly once per [`WriteId`]: a retry of the client's
-    /// latest write gets the first answer again without re-applying it.
-    pub fn apply(&mut self, command: &Command) -> CommandResult {
-        let Some(WriteId { client_id, seq }) = command.id else {
-            return self.apply_op(&command.op);
+    /// Applies a data operation exactly once per [`WriteId`]: a retry of
+    /// the client's latest write gets the first answer again without
+    /// re-applying it.
+    pub fn apply(&mut self, id: Option<WriteId>, op: &DataOp) -> CommandResult {
+        let Some(WriteId { client_id, seq }) = id else {
+            return self.apply_op(op);
         };
         if let Some(session) = self.sessions.get(&client_id) {
             if seq == session.seq && !planted(PlantedBug::SkipDedup) {
@@ -177,7 +83,7 @@ impl KvState {
                 return CommandResult::StaleSequence;
             }
         }
-        let result = self.apply_op(&command.op);
+        let result = self.apply_op(op);
         self.sessions.insert(
             client_id,
             Session {
@@ -188,17 +94,16 @@ impl KvState {
         result
     }
 
-    fn apply_op(&mut self, op: &Op) -> CommandResult {
+    fn apply_op(&mut self, op: &DataOp) -> CommandResult {
         match op {
-            Op::Put { key, value } => {
+            DataOp::Put { key, value } => {
                 self.data.insert(key.clone(), value.clone());
                 CommandResult::Put
             }
-            Op::Delete { key } => CommandResult::Delete {
+            DataOp::Delete { key } => CommandResult::Delete {
                 existed: self.data.remove(key).is_some(),
             },
-            Op::Shard(_) => unreachable!("the state machine routes sharding operations"),
-            Op::Cas { key, expected, new } => {
+            DataOp::Cas { key, expected, new } => {
                 let current = self.data.get(key).cloned();
                 let swapped = current == *expected;
                 if swapped {
@@ -217,22 +122,15 @@ impl KvState {
 mod tests {
     use super::*;
 
-    fn command(client_id: u64, seq: u64, op: Op) -> Command {
-        Command {
-            id: Some(WriteId { client_id, seq }),
-            op,
-        }
-    }
-
-    fn put(key: &'static str, value: &'static str) -> Op {
-        Op::Put {
+    fn put(key: &'static str, value: &'static str) -> DataOp {
+        DataOp::Put {
             key: Bytes::from(key),
             value: Bytes::from(value),
         }
     }
 
-    fn cas(key: &'static str, expected: Option<&'static str>, new: Option<&'static str>) -> Op {
-        Op::Cas {
+    fn cas(key: &'static str, expected: Option<&'static str>, new: Option<&'static str>) -> DataOp {
+        DataOp::Cas {
             key: Bytes::from(key),
             expected: expected.map(Bytes::from),
             new: new.map(Bytes::from),
@@ -240,10 +138,16 @@ mod tests {
     }
 
     /// Applies `(client, seq, op)` triples in order and checks each answer.
-    fn check(steps: Vec<(u64, u64, Op, CommandResult)>, expect_data: &[(&str, &str)]) {
+    fn check(steps: Vec<(u64, u64, DataOp, CommandResult)>, expect_data: &[(&str, &str)]) {
         let mut state = KvState::default();
         for (client, seq, op, expected) in steps {
-            let result = state.apply(&command(client, seq, op.clone()));
+            let result = state.apply(
+                Some(WriteId {
+                    client_id: client,
+                    seq,
+                }),
+                &op,
+            );
             assert_eq!(result, expected, "applying {op:?} as ({client}, {seq})");
         }
         let data: Vec<(&[u8], &[u8])> = state
@@ -295,13 +199,13 @@ mod tests {
                 (
                     1,
                     5,
-                    Op::Delete { key: "a".into() },
+                    DataOp::Delete { key: "a".into() },
                     R::Delete { existed: true },
                 ),
                 (
                     1,
                     6,
-                    Op::Delete { key: "a".into() },
+                    DataOp::Delete { key: "a".into() },
                     R::Delete { existed: false },
                 ),
                 (

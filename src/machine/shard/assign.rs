@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::NO_GROUP;
-use super::{GroupId, ShardId};
+use crate::ids::{GroupId, ShardId};
 
 /// The rendezvous score of `group` for `shard` (SplitMix64 of the pair; fixed
 /// forever, like the shard function).

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::Config;
-use super::{GroupId, ShardId};
+use crate::ids::{GroupId, ShardId};
 use crate::runtime::{planted, PlantedBug};
 
 /// Where one of a group's shards stands.
@@ -111,6 +111,13 @@ impl GroupShards {
         true
     }
 
+    /// Whether the group is giving `shard` away at configuration `num`, so
+    /// that its new owner may take the data.
+    pub fn giving_away(&self, num: u64, shard: ShardId) -> bool {
+        num == self.config.num
+            && matches!(self.status.get(&shard), Some(ShardStatus::Leaving { .. }))
+    }
+
     /// Marks a pulled shard as received at configuration `num`; returns
     /// whether its data should be installed (false for a duplicate).
     pub fn received(&mut self, num: u64, shard: ShardId) -> bool {
@@ -194,10 +201,17 @@ mod tests {
             !new.reconfigure(&config(3, &[2, 2])),
             "no new config while a move is open"
         );
+        assert!(old.giving_away(2, 1), "the new owner may pull shard 1");
+        assert!(
+            !old.giving_away(1, 1),
+            "only at the configuration it moves in"
+        );
+        assert!(!old.giving_away(2, 0), "shard 0 stays");
         assert!(!new.received(1, 1), "a stale install is refused");
         assert!(new.received(2, 1) && new.serves(1));
         assert!(!new.received(2, 1), "a duplicate install is refused");
         assert!(old.dropped(2, 1) && !old.dropped(2, 1));
+        assert!(!old.giving_away(2, 1), "dropped: nothing left to give");
         new.handed_over(2, 1);
         assert!(new.settled() && old.settled());
         assert_eq!(new.members_of(1), vec!["g1".to_string()]);

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::assign::rebalance;
 use super::config::Config;
-use super::{GroupId, ShardId};
-use crate::raft::NodeId;
+use crate::ids::{GroupId, NodeId, ShardId};
 
 /// An operation on the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,104 @@
+//! What travels through a group's Raft log ([`Command`]) and what applying
+//! it answers ([`CommandResult`]).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::shard::controller::ControllerError;
+use super::shard::ShardOp;
+
+/// Names one client write for de-duplication: clients number their writes
+/// 1, 2, 3... and retry a write under the same number until it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WriteId {
+    /// A client's random 64-bit identity.
+    pub client_id: u64,
+    /// The write's number within the client, starting at 1.
+    pub seq: u64,
+}
+
+/// One log entry's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A change to the data, on a key the group must serve.
+    Data {
+        /// Who sent it, for de-duplication. A write without an id is applied
+        /// every time it is committed (at-least-once under retries).
+        id: Option<WriteId>,
+        /// What it does.
+        op: DataOp,
+    },
+    /// A change to the group's sharding state (see [`super::shard`]).
+    Shard(ShardOp),
+}
+
+/// The operations that change the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataOp {
+    /// Store `value` under `key`.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+    /// If `key` holds `expected` (`None`: is absent), replace it by `new`
+    /// (`None`: remove it).
+    Cas {
+        /// The key.
+        key: Bytes,
+        /// The value the key must hold.
+        expected: Option<Bytes>,
+        /// The value to store.
+        new: Option<Bytes>,
+    },
+}
+
+impl DataOp {
+    /// The key the operation touches.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            DataOp::Put { key, .. } | DataOp::Delete { key } | DataOp::Cas { key, .. } => key,
+        }
+    }
+}
+
+/// The outcome of applying one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// A log entry that carries no command (leader no-op, membership change).
+    None,
+    /// A `Put` was applied.
+    Put,
+    /// A `Delete` was applied.
+    Delete {
+        /// Whether the key existed before.
+        existed: bool,
+    },
+    /// A `Cas` was applied.
+    Cas {
+        /// Whether the value was replaced.
+        swapped: bool,
+        /// The value the key held when the command was applied.
+        current: Option<Bytes>,
+    },
+    /// The command's sequence number is older than the client's latest write:
+    /// it was answered before and its answer is no longer kept.
+    StaleSequence,
+    /// The key's shard is not served by this group (as of configuration
+    /// `config_num`); nothing was applied.
+    WrongGroup {
+        /// The group's configuration number.
+        config_num: u64,
+    },
+    /// The result of a controller operation: the new configuration's number.
+    Controller(Result<u64, ControllerError>),
+    /// A sharding change took effect (`true`) or was a no-op (`false`:
+    /// stale or duplicate).
+    Shard(bool),
+}

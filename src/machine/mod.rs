@@ -1,0 +1,215 @@
+//! The replicated state machine, free of I/O: what every replica of a group
+//! holds ([`Applied`]) and how a committed [`Command`] changes it.
+//!
+//! - [`command`]: the log's commands and their results;
+//! - [`kv`]: the data and the client de-duplication table;
+//! - [`shard`]: the shard function, the controller's configurations and a
+//!   data group's shard moves.
+//!
+//! Every replica applies the same commands in the same order and so reaches
+//! the same state: this module is a pure function of its inputs (no clock,
+//! no randomness, no unordered iteration).
+
+pub mod command;
+pub mod kv;
+pub mod shard;
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+use openraft::{BasicNode, LogId, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use crate::error::KvError;
+use crate::ids::{GroupKey, NodeId, ShardId};
+use command::{Command, CommandResult};
+use kv::{KvState, Session};
+use shard::controller::ControllerState;
+use shard::group::GroupShards;
+use shard::{shard_of, ShardOp};
+
+/// Everything a replica has applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The last log entry applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The membership as of `last_applied`.
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    /// The data and the de-duplication table.
+    pub kv: KvState,
+    /// What the group is for, with its sharding state.
+    pub role: Role,
+}
+
+/// A group's role with its replicated sharding state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Serves every key.
+    #[default]
+    Standalone,
+    /// The shard controller.
+    Controller(ControllerState),
+    /// A data group.
+    Data(GroupShards),
+}
+
+impl Role {
+    /// The empty role of `group` in a cluster of `shard_count` shards.
+    pub fn new(group: GroupKey, shard_count: u32) -> Role {
+        match group {
+            GroupKey::Standalone => Role::Standalone,
+            GroupKey::Controller => Role::Controller(ControllerState::new(shard_count)),
+            GroupKey::Data(group) => Role::Data(GroupShards::new(group, shard_count)),
+        }
+    }
+}
+
+/// The keys and values of one shard, and the de-duplication table that goes
+/// with them when the shard moves to another group.
+pub type ShardData = (
+    Vec<(Bytes, Bytes)>,
+    std::collections::BTreeMap<u64, Session>,
+);
+
+/// One group's answer to a scan: the entries found, and the requested shards
+/// it served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPart {
+    /// Keys in the range of the served shards, in order, at most the limit.
+    pub entries: Vec<(Bytes, Bytes)>,
+    /// The requested shards this group serves (a standalone group echoes
+    /// the request).
+    pub served: Vec<ShardId>,
+}
+
+impl Applied {
+    /// The empty state of `group`.
+    pub fn new(group: GroupKey, shard_count: u32) -> Applied {
+        Applied {
+            role: Role::new(group, shard_count),
+            ..Applied::default()
+        }
+    }
+
+    /// Whether this group serves `key` now; if not, its configuration number.
+    pub fn serves(&self, key: &[u8]) -> Result<(), u64> {
+        match &self.role {
+            Role::Standalone => Ok(()),
+            Role::Controller(c) => Err(c.latest().num),
+            Role::Data(g) => {
+                let shard = shard_of(key, g.config.shard_count());
+                if g.serves(shard) {
+                    Ok(())
+                } else {
+                    Err(g.config.num)
+                }
+            }
+        }
+    }
+
+    /// Reads `key`, if this group serves it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.serves(key)
+            .map_err(|config_num| KvError::WrongGroup { config_num })?;
+        Ok(self.kv.get(key))
+    }
+
+    /// Keys in `[start, end)` (`end` empty: to the end) of the requested
+    /// `shards` this group serves, in order, at most `limit`.
+    pub fn scan(&self, start: &[u8], end: &[u8], limit: u32, shards: &[ShardId]) -> ScanPart {
+        let served: Vec<ShardId> = match &self.role {
+            Role::Standalone => shards.to_vec(),
+            Role::Controller(_) => Vec::new(),
+            Role::Data(group) => shards
+                .iter()
+                .copied()
+                .filter(|s| group.serves(*s))
+                .collect(),
+        };
+        let upper = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        let entries = self
+            .kv
+            .data
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .filter(|(key, _)| match &self.role {
+                Role::Standalone => true,
+                Role::Controller(_) => false,
+                Role::Data(group) => served.contains(&shard_of(key, group.config.shard_count())),
+            })
+            .take(limit as usize)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ScanPart { entries, served }
+    }
+
+    /// The data of a shard this group gives away at configuration `num`,
+    /// with the whole de-duplication table, for its new owner.
+    pub fn shard_for_new_owner(&self, num: u64, shard: ShardId) -> Result<ShardData, KvError> {
+        let Role::Data(group) = &self.role else {
+            return Err(KvError::Refused("this group holds no shards".into()));
+        };
+        if !group.giving_away(num, shard) {
+            return Err(KvError::NotYet(format!(
+                "shard {shard} is not being given away at configuration {num} (at {})",
+                group.config.num
+            )));
+        }
+        let data = self.kv.shard_data(shard, group.config.shard_count());
+        Ok((data, self.kv.sessions.clone()))
+    }
+
+    /// Applies one command: data operations on keys this group serves,
+    /// sharding operations to the role they belong to.
+    pub fn apply_command(&mut self, command: &Command) -> CommandResult {
+        match command {
+            Command::Data { id, op } => match self.serves(op.key()) {
+                Ok(()) => self.kv.apply(*id, op),
+                Err(config_num) => CommandResult::WrongGroup { config_num },
+            },
+            Command::Shard(op) => self.apply_shard_op(op),
+        }
+    }
+
+    fn apply_shard_op(&mut self, op: &ShardOp) -> CommandResult {
+        match (&mut self.role, op) {
+            (Role::Controller(controller), ShardOp::Controller(op)) => {
+                CommandResult::Controller(controller.apply(op))
+            }
+            (Role::Data(group), ShardOp::Reconfigure(config)) => {
+                CommandResult::Shard(group.reconfigure(config))
+            }
+            (
+                Role::Data(group),
+                ShardOp::Install {
+                    num,
+                    shard,
+                    data,
+                    sessions,
+                },
+            ) => {
+                let install = group.received(*num, *shard);
+                if install {
+                    self.kv.install_shard(data, sessions);
+                }
+                CommandResult::Shard(install)
+            }
+            (Role::Data(group), ShardOp::Drop { num, shard }) => {
+                let drop = group.dropped(*num, *shard);
+                if drop {
+                    self.kv.drop_shard(*shard, group.config.shard_count());
+                }
+                CommandResult::Shard(drop)
+            }
+            (Role::Data(group), ShardOp::HandedOver { num, shard }) => {
+                group.handed_over(*num, *shard);
+                CommandResult::Shard(true)
+            }
+            // An operation meant for another kind of group: refused.
+            _ => CommandResult::Shard(false),
+        }
+    }
+}

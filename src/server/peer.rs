@@ -1,0 +1,98 @@
+//! What replicas ask of each other: the receiving end of the Raft transport
+//! (see [`crate::raft::network`]), and shard transfer between data groups
+//! (see [`super::mover`]).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::replica::Replica;
+use crate::error::KvError;
+use crate::machine::command::Command;
+use crate::machine::shard::ShardOp;
+use crate::machine::Role;
+use crate::proto::peer_server::Peer;
+use crate::proto::{DropShardResponse, PullShardResponse, RaftMessage, ShardRequest};
+use crate::raft::codec;
+
+/// Serves the `Peer` gRPC service from one replica.
+#[derive(Clone)]
+pub struct PeerService {
+    replica: Replica,
+}
+
+impl PeerService {
+    /// Serves peers from `replica`.
+    pub fn new(replica: Replica) -> PeerService {
+        PeerService { replica }
+    }
+}
+
+fn decode<T: DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
+    codec::decode(&request.into_inner().payload)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = codec::encode(result).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftMessage {
+        payload: payload.into(),
+    }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        reply(&self.replica.raft.append_entries(decode(request)?).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        reply(&self.replica.raft.vote(decode(request)?).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        reply(&self.replica.raft.install_snapshot(decode(request)?).await)
+    }
+
+    async fn pull_shard(
+        &self,
+        request: Request<ShardRequest>,
+    ) -> Result<Response<PullShardResponse>, Status> {
+        let ShardRequest { num, shard } = request.into_inner();
+        self.replica.read_barrier().await?;
+        let data = self
+            .replica
+            .state_machine
+            .read()
+            .shard_for_new_owner(num, shard)?;
+        let shard = codec::encode(&data).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(PullShardResponse {
+            shard: shard.into(),
+        }))
+    }
+
+    async fn drop_shard(
+        &self,
+        request: Request<ShardRequest>,
+    ) -> Result<Response<DropShardResponse>, Status> {
+        let ShardRequest { num, shard } = request.into_inner();
+        let config_num = match &self.replica.state_machine.read().role {
+            Role::Data(group) => group.config.num,
+            _ => return Err(KvError::Refused("this group holds no shards".into()).into()),
+        };
+        if config_num < num {
+            return Err(KvError::NotYet(format!("configuration {num} (at {config_num})")).into());
+        }
+        // Dropping twice, or a shard already gone, is fine: the answer is the
+        // same, the shard is not here.
+        let command = Command::Shard(ShardOp::Drop { num, shard });
+        self.replica.write(command).await?;
+        Ok(Response::new(DropShardResponse {}))
+    }
+}

@@ -1,0 +1,108 @@
+//! What every service of a node shares: the local replica, with the two
+//! things a request does to it, a linearizable read barrier and a write
+//! through the log, and the mapping of consensus errors to [`KvError`].
+
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::BasicNode;
+
+use crate::error::KvError;
+use crate::ids::NodeId;
+use crate::machine::command::{Command, CommandResult};
+use crate::raft::ShoalRaft;
+use crate::runtime::{planted, PlantedBug};
+use crate::storage::StateMachineStore;
+
+/// How long a read waits for the local state machine to catch up with the
+/// commit index it must reflect before answering "unavailable".
+const READ_APPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// One replica as the services see it. Clones share it.
+#[derive(Clone)]
+pub struct Replica {
+    /// Consensus.
+    pub raft: ShoalRaft,
+    /// The applied state.
+    pub state_machine: StateMachineStore,
+}
+
+impl Replica {
+    /// Waits until a read of the state machine is linearizable: this node has
+    /// confirmed with a quorum that it is still the leader (read index), and it
+    /// has applied everything committed before the read began.
+    pub async fn read_barrier(&self) -> Result<(), KvError> {
+        let mut metrics = self.raft.metrics();
+        if planted(PlantedBug::StaleRead) {
+            let view = metrics.borrow().clone();
+            if view.current_leader == Some(view.id) {
+                return Ok(());
+            }
+        }
+        let (read_log_id, _) = self.raft.get_read_log_id().await.map_err(from_read_error)?;
+        let deadline = tokio::time::Instant::now() + READ_APPLY_WAIT;
+        while self.state_machine.read().last_applied < read_log_id {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(KvError::Unavailable(
+                    "state machine is behind the commit index".into(),
+                ));
+            }
+            match crate::runtime::timeout(deadline - now, metrics.changed()).await {
+                Ok(Ok(())) | Err(_) => {}
+                Ok(Err(_)) => return Err(KvError::Unavailable("replica is shutting down".into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a command and returns its result; a stale sequence number or
+    /// a key of a shard this group does not serve is an error.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, KvError> {
+        let response = self
+            .raft
+            .client_write(command)
+            .await
+            .map_err(from_write_error)?;
+        match response.data {
+            CommandResult::StaleSequence => Err(KvError::StaleSequence),
+            CommandResult::WrongGroup { config_num } => Err(KvError::WrongGroup { config_num }),
+            result => Ok(result),
+        }
+    }
+
+    /// Whether this replica leads its group now, as far as it knows.
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let view = metrics.borrow();
+        view.current_leader == Some(view.id)
+    }
+}
+
+fn not_leader(forward: &ForwardToLeader<NodeId, BasicNode>) -> KvError {
+    KvError::NotLeader {
+        leader_id: forward.leader_id,
+        leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
+    }
+}
+
+fn from_read_error(error: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>) -> KvError {
+    match error {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(&f),
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
+            KvError::Unavailable(q.to_string())
+        }
+        RaftError::Fatal(fatal) => KvError::Unavailable(fatal.to_string()),
+    }
+}
+
+/// The [`KvError`] a failed client write (or membership change) answers.
+pub fn from_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> KvError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(&f),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            KvError::Refused(e.to_string())
+        }
+        RaftError::Fatal(fatal) => KvError::Unavailable(fatal.to_string()),
+    }
+}
