@@ -21,8 +21,8 @@ mod bench {
     use std::time::{Duration, Instant};
 
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-    use shoal::storage::disk::OsDisk;
     use shoal::machine::command::{Command, DataOp, WriteId};
+    use shoal::storage::disk::OsDisk;
     use shoal::storage::{Storage, StorageMetrics, StorageOptions};
 
     const RUN_TIME: Duration = Duration::from_secs(3);

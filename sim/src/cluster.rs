@@ -18,11 +18,13 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::Rng;
 use shoal::client::{Client, ClientConfig};
-use shoal::raft::NodeId;
-use shoal::server::node::{run, NodeConfig};
-use shoal::shard::GroupId;
-use shoal::storage::state_machine::Applied;
-use shoal::storage::{Storage, StorageMetrics, StorageOpenError, StorageOptions};
+use shoal::ids::GroupId;
+use shoal::ids::GroupKey;
+use shoal::ids::NodeId;
+use shoal::machine::Applied;
+use shoal::server::config::NodeConfig;
+use shoal::server::node::run;
+use shoal::storage::{Storage, StorageMetrics, StorageOpenError};
 
 use crate::disk::{DiskFaults, SimDisk};
 use crate::scenario::ClusterSpec;
@@ -188,7 +190,7 @@ impl Cluster {
         let mut config = NodeConfig::new(id, replica_addr(group, id), peers);
         config.join = !self.peers[&group].contains_key(&id);
         config.cluster_name = "sim".to_string();
-        config.group = group;
+        config.group = group.map_or(GroupKey::Standalone, GroupKey::from_number);
         config.shard_count = spec.shard_count;
         config.controller = self.controller_endpoints();
         if let Some(every) = spec.snapshot_every_entries {
@@ -197,13 +199,10 @@ impl Cluster {
         if let Some(kept) = spec.entries_kept_after_snapshot {
             config.entries_kept_after_snapshot = kept;
         }
-        let mut options = StorageOptions {
-            role: config.role(),
-            ..StorageOptions::default()
-        };
         if let Some(size) = spec.wal_segment_size_max {
-            options.wal_segment_size_max = size;
+            config.wal_segment_size_max = size;
         }
+        let options = config.storage_options();
         let disk = SimDisk::new(shoal::runtime::rng().gen(), faults.clone());
         let metrics = Arc::new(StorageMetrics::default());
         let slot: Arc<Mutex<Option<Storage>>> = Arc::default();

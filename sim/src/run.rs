@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
-use shoal::shard::controller::ControllerOp;
+use shoal::machine::shard::controller::ControllerOp;
 
 use crate::check::linearizability::{KeyedOp, RegisterOp};
 use crate::check::{self, Violation};
@@ -381,9 +381,7 @@ async fn read_hot_keys(
 
 /// Waits until the replicas of each group have applied the same log prefix
 /// (or the wait runs out) and returns what each holds, group by group.
-async fn converged_state(
-    cluster: &Cluster,
-) -> Vec<Vec<(u64, shoal::storage::state_machine::Applied)>> {
+async fn converged_state(cluster: &Cluster) -> Vec<Vec<(u64, shoal::machine::Applied)>> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_WAIT;
     loop {
         // Each group's current voters only: a removed or never-added replica

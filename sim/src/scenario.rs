@@ -613,10 +613,10 @@ impl Scenario {
                 return Err(invalid("workload.mix", "needs a positive weight".into()));
             }
         }
-        if workload.value_size_bytes > shoal::error::VALUE_SIZE_MAX {
+        if workload.value_size_bytes > shoal::limits::VALUE_SIZE_MAX {
             return Err(invalid(
                 "workload.value_size_bytes",
-                format!("must be at most {}", shoal::error::VALUE_SIZE_MAX),
+                format!("must be at most {}", shoal::limits::VALUE_SIZE_MAX),
             ));
         }
         let triggers = scenario.faults.kill.iter().map(|k| k.after_acks);

@@ -198,8 +198,7 @@ async fn a_damaged_snapshot_refuses_to_open() {
         last_membership: Default::default(),
         snapshot_id: "empty".into(),
     };
-    let state =
-        shoal::raft::codec::encode(&shoal::storage::state_machine::Applied::default()).unwrap();
+    let state = shoal::raft::codec::encode(&shoal::machine::Applied::default()).unwrap();
     shoal::storage::snapshot::write(&disk_ref, &meta, &state)
         .await
         .unwrap();
@@ -412,7 +411,7 @@ mod snapshots {
     use super::*;
     use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, SnapshotMeta};
-    use shoal::storage::state_machine::Applied;
+    use shoal::machine::Applied;
 
     /// openraft builds a snapshot in a task of its own, which can race with
     /// installing a newer snapshot from the leader. The newer one must win,
@@ -428,7 +427,8 @@ mod snapshots {
             let disk_ref: DiskRef = Arc::new(disk.clone());
             let mut store = shoal::storage::StateMachineStore::open(
                 disk_ref.clone(),
-                shoal::shard::GroupRole::Standalone,
+                shoal::ids::GroupKey::Standalone,
+                1,
                 Arc::default(),
             )
             .await
@@ -468,7 +468,8 @@ mod snapshots {
             disk.crash();
             let reopened = shoal::storage::StateMachineStore::open(
                 disk_ref,
-                shoal::shard::GroupRole::Standalone,
+                shoal::ids::GroupKey::Standalone,
+                1,
                 Arc::default(),
             )
             .await

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use shoal::shard::shard_of;
+use shoal::machine::shard::shard_of;
 use shoal_sim::check::linearizability::KeyedOp;
 use shoal_sim::scenario::Scenario;
 

@@ -173,83 +173,102 @@ fn dev_group(
         .collect()
 }
 
-async fn dev(args: &Args) -> anyhow::Result<()> {
-    if args.dev_nodes == 0 || args.dev_nodes > 9 {
-        bail!("--dev-nodes must be between 1 and 9");
+/// The replicas of a `--dev` cluster, each with the name of its data
+/// directory, and each data group's members.
+struct DevCluster {
+    replicas: Vec<(String, NodeConfig)>,
+    members: BTreeMap<u64, BTreeMap<u64, String>>,
+    /// The standalone group's members, or the shard controller's.
+    endpoints: Vec<String>,
+}
+
+impl DevCluster {
+    fn plan(args: &Args) -> anyhow::Result<DevCluster> {
+        if args.dev_nodes == 0 || args.dev_nodes > 9 {
+            bail!("--dev-nodes must be between 1 and 9");
+        }
+        let base = u64::from(args.dev_base_port);
+        let nodes = args.dev_nodes;
+        let mut cluster = DevCluster {
+            replicas: Vec::new(),
+            members: BTreeMap::new(),
+            endpoints: Vec::new(),
+        };
+        if args.dev_groups + args.dev_standby_groups == 0 {
+            for config in dev_group(GroupKey::Standalone, nodes, base, &[])? {
+                cluster.endpoints.push(config.listen.to_string());
+                cluster.replicas.push((config.id.to_string(), config));
+            }
+            return Ok(cluster);
+        }
+        cluster.endpoints = (0..nodes)
+            .map(|i| format!("127.0.0.1:{}", base + i))
+            .collect();
+        for config in dev_group(GroupKey::Controller, nodes, base, &[])? {
+            cluster
+                .replicas
+                .push((format!("controller-{}", config.id), config));
+        }
+        for group in 1..=args.dev_groups + args.dev_standby_groups {
+            let first_port = base + group * nodes;
+            let configs = dev_group(GroupKey::Data(group), nodes, first_port, &cluster.endpoints)?;
+            let members = configs.iter().map(|c| (c.id, c.listen.to_string()));
+            cluster.members.insert(group, members.collect());
+            for config in configs {
+                cluster
+                    .replicas
+                    .push((format!("g{group}-{}", config.id), config));
+            }
+        }
+        Ok(cluster)
     }
+
+    /// Tells the person at the terminal what runs and how to talk to it.
+    fn print_banner(&self, args: &Args, data_root: &Path) {
+        let (nodes, endpoints) = (args.dev_nodes, self.endpoints.join(","));
+        if self.members.is_empty() {
+            println!(
+                "Shoal dev group of {nodes} replicas, data in {}.",
+                data_root.display()
+            );
+            println!(
+                "Talk to it:  cargo run --bin shoal -- --endpoints {endpoints} put hello world"
+            );
+        } else {
+            println!(
+                "Shoal dev cluster: shard controller on {endpoints}, {} data groups of {nodes} replicas, data in {}.",
+                self.members.len(),
+                data_root.display()
+            );
+            println!(
+                "Talk to it:  cargo run --bin shoal -- --controller {endpoints} put hello world"
+            );
+        }
+        for (group, members) in self.members.range(args.dev_groups + 1..) {
+            let list: Vec<String> = members.iter().map(|(id, a)| format!("{id}={a}")).collect();
+            println!(
+                "Standby group {group}: cargo run --bin shoal -- --controller {endpoints} admin join --group {group} --members {}",
+                list.join(",")
+            );
+        }
+        println!("Stop it with Ctrl-C.");
+    }
+}
+
+async fn dev(args: &Args) -> anyhow::Result<()> {
     let data_root = args
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
-    let base = u64::from(args.dev_base_port);
-    let nodes = args.dev_nodes;
-    let groups = args.dev_groups + args.dev_standby_groups;
-    let mut replicas: Vec<(String, NodeConfig)> = Vec::new();
-    let mut members: BTreeMap<u64, BTreeMap<u64, String>> = BTreeMap::new();
-    let endpoints: Vec<String>;
-    if groups == 0 {
-        for config in dev_group(GroupKey::Standalone, nodes, base, &[])? {
-            replicas.push((config.id.to_string(), config));
-        }
-        endpoints = replicas.iter().map(|(_, c)| c.listen.to_string()).collect();
-        println!(
-            "Shoal dev group of {nodes} replicas, data in {}.",
-            data_root.display()
-        );
-        println!(
-            "Talk to it:  cargo run --bin shoal -- --endpoints {} put hello world",
-            endpoints.join(",")
-        );
-    } else {
-        let controller: Vec<String> = (0..nodes)
-            .map(|i| format!("127.0.0.1:{}", base + i))
-            .collect();
-        for config in dev_group(GroupKey::Controller, nodes, base, &[])? {
-            replicas.push((format!("controller-{}", config.id), config));
-        }
-        for group in 1..=groups {
-            let group_configs = dev_group(
-                GroupKey::Data(group),
-                nodes,
-                base + group * nodes,
-                &controller,
-            )?;
-            members.insert(
-                group,
-                group_configs
-                    .iter()
-                    .map(|c| (c.id, c.listen.to_string()))
-                    .collect(),
-            );
-            for config in group_configs {
-                replicas.push((format!("g{group}-{}", config.id), config));
-            }
-        }
-        endpoints = controller;
-        println!(
-            "Shoal dev cluster: shard controller on {}, {} data groups of {nodes} replicas, data in {}.",
-            endpoints.join(","),
-            groups,
-            data_root.display()
-        );
-        println!(
-            "Talk to it:  cargo run --bin shoal -- --controller {} put hello world",
-            endpoints.join(",")
-        );
-        for group in args.dev_groups + 1..=groups {
-            let list: Vec<String> = members[&group]
-                .iter()
-                .map(|(id, a)| format!("{id}={a}"))
-                .collect();
-            println!(
-                "Standby group {group}: cargo run --bin shoal -- --controller {} admin join --group {group} --members {}",
-                endpoints.join(","),
-                list.join(",")
-            );
-        }
-    }
-    println!("Stop it with Ctrl-C.");
-
+    let DevCluster {
+        replicas,
+        members,
+        endpoints,
+    } = {
+        let cluster = DevCluster::plan(args)?;
+        cluster.print_banner(args, &data_root);
+        cluster
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (name, config) in replicas {

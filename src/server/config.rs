@@ -43,6 +43,9 @@ pub struct NodeConfig {
     /// behind catches up from the log rather than by snapshot.
     #[serde(default = "default_entries_kept_after_snapshot")]
     pub entries_kept_after_snapshot: u64,
+    /// Size at which a write-ahead log segment is closed and a new one begun.
+    #[serde(default = "default_wal_segment_size_max")]
+    pub wal_segment_size_max: u64,
     /// The Raft group this replica belongs to.
     #[serde(default)]
     pub group: GroupKey,
@@ -60,6 +63,10 @@ pub struct NodeConfig {
 
 fn default_shard_count() -> u32 {
     SHARD_COUNT_DEFAULT
+}
+
+fn default_wal_segment_size_max() -> u64 {
+    StorageOptions::default().wal_segment_size_max
 }
 
 fn default_cluster_name() -> String {
@@ -119,6 +126,7 @@ impl NodeConfig {
             cluster_name: default_cluster_name(),
             snapshot_every_entries: default_snapshot_every_entries(),
             entries_kept_after_snapshot: default_entries_kept_after_snapshot(),
+            wal_segment_size_max: default_wal_segment_size_max(),
             group: GroupKey::Standalone,
             shard_count: default_shard_count(),
             controller: Vec::new(),
@@ -167,9 +175,9 @@ impl NodeConfig {
     /// The storage options this node's replica opens with.
     pub fn storage_options(&self) -> StorageOptions {
         StorageOptions {
+            wal_segment_size_max: self.wal_segment_size_max,
             group: self.group,
             shard_count: self.shard_count,
-            ..StorageOptions::default()
         }
     }
 }

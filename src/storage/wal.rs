@@ -92,17 +92,7 @@ impl Wal {
     ) -> Result<(Wal, Vec<RecoveredSegment>), WalError> {
         disk.create_dir(dir).await.map_err(io_error(dir))?;
         disk.sync_dir("").await.map_err(io_error(dir))?;
-        let mut seqs = Vec::new();
-        for name in disk.list(dir).await.map_err(io_error(dir))? {
-            if let Some(seq) = name
-                .strip_suffix(SEGMENT_SUFFIX)
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                seqs.push(seq);
-            }
-        }
-        seqs.sort_unstable();
-
+        let seqs = segment_seqs(&disk, dir).await?;
         let mut recovered = Vec::new();
         let mut next_lsn = seqs.first().copied().unwrap_or(1);
         let mut current = None;
@@ -114,46 +104,9 @@ impl Wal {
                 // overlaps it): records are missing.
                 return Err(WalError::Corrupt { path, offset: 0 });
             }
-            let first_lsn = seq;
-            let bytes = read_stable(&disk, &path, |bytes| {
-                frame::scan(bytes, first_lsn).tail != Tail::Clean
-            })
-            .await
-            .map_err(|e| match e {
-                StableReadError::Io(source) => WalError::Io {
-                    path: path.clone(),
-                    source,
-                },
-                StableReadError::Unstable => WalError::Unstable { path: path.clone() },
-            })?;
-            let scan = frame::scan(&bytes, first_lsn);
-            let mut len = bytes.len() as u64;
-            match scan.tail {
-                Tail::Clean => {}
-                Tail::Torn { at } if newest => {
-                    tracing::warn!(path, offset = at, "cutting off a torn tail");
-                    disk.truncate(&path, at as u64)
-                        .await
-                        .map_err(io_error(&path))?;
-                    disk.sync(&path).await.map_err(io_error(&path))?;
-                    len = at as u64;
-                }
-                Tail::Torn { at } | Tail::Corrupt { at } => {
-                    return Err(WalError::Corrupt {
-                        path,
-                        offset: at as u64,
-                    })
-                }
-            }
-            next_lsn += scan.records.len() as u64;
-            recovered.push(RecoveredSegment {
-                seq,
-                records: scan
-                    .records
-                    .into_iter()
-                    .map(|r| bytes[r.payload].to_vec())
-                    .collect(),
-            });
+            let (records, len) = recover_segment(&disk, &path, seq, newest).await?;
+            next_lsn += records.len() as u64;
+            recovered.push(RecoveredSegment { seq, records });
             if newest {
                 current = Some((seq, path, len));
             }
@@ -237,4 +190,66 @@ impl Wal {
         }
         self.disk.sync_dir(&self.dir).await
     }
+}
+
+/// The first record numbers of the segments in `dir`, in order.
+async fn segment_seqs(disk: &DiskRef, dir: &str) -> Result<Vec<u64>, WalError> {
+    let mut seqs: Vec<u64> = disk
+        .list(dir)
+        .await
+        .map_err(io_error(dir))?
+        .iter()
+        .filter_map(|name| name.strip_suffix(SEGMENT_SUFFIX)?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Reads one segment whose first record is `first_lsn`: its records and its
+/// length. A torn tail is cut off the `newest` segment (the normal result of
+/// a crash); anywhere else it is corruption.
+async fn recover_segment(
+    disk: &DiskRef,
+    path: &str,
+    first_lsn: u64,
+    newest: bool,
+) -> Result<(Vec<Vec<u8>>, u64), WalError> {
+    let bytes = read_stable(disk, path, |bytes| {
+        frame::scan(bytes, first_lsn).tail != Tail::Clean
+    })
+    .await
+    .map_err(|e| match e {
+        StableReadError::Io(source) => WalError::Io {
+            path: path.to_string(),
+            source,
+        },
+        StableReadError::Unstable => WalError::Unstable {
+            path: path.to_string(),
+        },
+    })?;
+    let scan = frame::scan(&bytes, first_lsn);
+    let mut len = bytes.len() as u64;
+    match scan.tail {
+        Tail::Clean => {}
+        Tail::Torn { at } if newest => {
+            tracing::warn!(path, offset = at, "cutting off a torn tail");
+            disk.truncate(path, at as u64)
+                .await
+                .map_err(io_error(path))?;
+            disk.sync(path).await.map_err(io_error(path))?;
+            len = at as u64;
+        }
+        Tail::Torn { at } | Tail::Corrupt { at } => {
+            return Err(WalError::Corrupt {
+                path: path.to_string(),
+                offset: at as u64,
+            })
+        }
+    }
+    let records = scan
+        .records
+        .into_iter()
+        .map(|r| bytes[r.payload].to_vec())
+        .collect();
+    Ok((records, len))
 }

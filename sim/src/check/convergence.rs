@@ -1,7 +1,7 @@
 //! Convergence: after the faults heal, every replica holds the same state.
 
-use shoal::raft::NodeId;
-use shoal::storage::state_machine::Applied;
+use shoal::ids::NodeId;
+use shoal::machine::Applied;
 
 use super::Violation;
 
@@ -46,22 +46,20 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal::storage::kv::{Command, Op, WriteId};
+    use shoal::machine::command::{DataOp, WriteId};
 
     #[test]
     fn catches_a_diverged_replica() {
         let mut a = Applied::default();
-        let command = Command {
-            id: Some(WriteId {
-                client_id: 1,
-                seq: 1,
-            }),
-            op: Op::Put {
-                key: "k".into(),
-                value: "v".into(),
-            },
+        let id = Some(WriteId {
+            client_id: 1,
+            seq: 1,
+        });
+        let put = DataOp::Put {
+            key: "k".into(),
+            value: "v".into(),
         };
-        a.kv.apply(&command);
+        a.kv.apply(id, &put);
         let same = a.clone();
         assert_eq!(check(&[(1, a.clone()), (2, same)]), Ok(()));
         let mut diverged = a.clone();

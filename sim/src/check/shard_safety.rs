@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shoal::shard::{shard_of, GroupId, ShardId};
-use shoal::storage::state_machine::{Applied, Role};
+use shoal::ids::{GroupId, ShardId};
+use shoal::machine::shard::shard_of;
+use shoal::machine::{Applied, Role};
 
 use super::Violation;
 use crate::cluster::Cluster;
@@ -123,9 +124,9 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shoal::shard::config::Config;
-    use shoal::shard::group::GroupShards;
-    use shoal::storage::kv::{Command, Op, WriteId};
+    use shoal::machine::command::{DataOp, WriteId};
+    use shoal::machine::shard::config::Config;
+    use shoal::machine::shard::group::GroupShards;
 
     fn serving_group(group: GroupId, owners: &[GroupId]) -> Applied {
         let mut shards = GroupShards::new(group, owners.len() as u32);
@@ -172,16 +173,17 @@ mod tests {
             .map(|i| format!("k{i}"))
             .find(|k| shard_of(k.as_bytes(), 2) == 1)
             .unwrap();
-        applied.kv.apply(&Command {
-            id: Some(WriteId {
-                client_id: 1,
-                seq: 1,
-            }),
-            op: Op::Put {
+        let id = Some(WriteId {
+            client_id: 1,
+            seq: 1,
+        });
+        applied.kv.apply(
+            id,
+            &DataOp::Put {
                 key: key.into(),
                 value: "v".into(),
             },
-        });
+        );
         let violation = check_final(&applied).unwrap_err();
         assert!(
             violation

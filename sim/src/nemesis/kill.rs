@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use shoal::shard::GroupId;
+use shoal::ids::GroupId;
 
 use super::Nemesis;
 use crate::cluster::ReplicaId;

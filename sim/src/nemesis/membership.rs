@@ -5,9 +5,9 @@
 
 use rand::Rng;
 use shoal::client::{Client, ClientConfig};
-use shoal::raft::NodeId;
-use shoal::shard::controller::ControllerOp;
-use shoal::shard::GroupId;
+use shoal::ids::GroupId;
+use shoal::ids::NodeId;
+use shoal::machine::shard::controller::ControllerOp;
 
 use super::{FaultAction, Nemesis};
 use crate::scenario::MembershipAction;

@@ -22,8 +22,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use shoal::raft::NodeId;
-use shoal::shard::GroupId;
+use shoal::ids::GroupId;
+use shoal::ids::NodeId;
 
 use crate::cluster::{Cluster, ReplicaId};
 use crate::history::{FaultEvent, History};
