@@ -213,3 +213,119 @@ impl Applied {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::command::{DataOp, WriteId};
+    use super::shard::config::Config;
+    use super::*;
+
+    /// Data group 1 of a two-shard cluster owning `owners[s] == 1` shards,
+    /// holding `keys` (each put through the state machine).
+    fn group_with(owners: &[u64], keys: &[&str]) -> Applied {
+        let mut applied = Applied::new(GroupKey::Data(1), owners.len() as u32);
+        let groups = [1, 2].map(|g| (g, [(1, format!("g{g}"))].into())).into();
+        let config = Config {
+            num: 1,
+            shards: owners.to_vec(),
+            groups,
+        };
+        let Role::Data(group) = &mut applied.role else {
+            unreachable!("a data group")
+        };
+        assert!(group.reconfigure(&config));
+        for (seq, key) in keys.iter().enumerate() {
+            let id = Some(WriteId {
+                client_id: 9,
+                seq: seq as u64 + 1,
+            });
+            let op = DataOp::Put {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                value: "v".into(),
+            };
+            assert_eq!(
+                applied.apply_command(&Command::Data { id, op }),
+                CommandResult::Put
+            );
+        }
+        applied
+    }
+
+    /// Keys `k0, k1, ...` with their shards in a two-shard cluster.
+    fn keys_by_shard() -> Vec<(String, ShardId)> {
+        (0..8)
+            .map(|i| format!("k{i}"))
+            .map(|k| {
+                let shard = shard_of(k.as_bytes(), 2);
+                (k, shard)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_scan_returns_served_shards_in_range_in_order_up_to_the_limit() {
+        let keys = keys_by_shard();
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let applied = group_with(&[1, 1], &names);
+        let all = applied.scan(b"k1", b"k6", 100, &[0, 1]);
+        let found: Vec<&[u8]> = all.entries.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(found, [&b"k1"[..], b"k2", b"k3", b"k4", b"k5"]);
+        assert_eq!(all.served, [0, 1]);
+        assert_eq!(applied.scan(b"k1", b"", 2, &[0, 1]).entries.len(), 2);
+        // Only the requested shards, and only those served.
+        let shard_one = applied.scan(b"", b"", 100, &[1]);
+        assert!(shard_one.entries.iter().all(|(k, _)| shard_of(k, 2) == 1));
+        assert_eq!(shard_one.served, [1]);
+    }
+
+    #[test]
+    fn a_scan_skips_shards_the_group_does_not_serve() {
+        // Shard 1 belongs to group 2: group 1 neither serves nor scans it.
+        let keys = keys_by_shard();
+        let mine: Vec<&str> = keys
+            .iter()
+            .filter(|(_, s)| *s == 0)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let applied = group_with(&[1, 2], &mine);
+        let part = applied.scan(b"", b"", 100, &[0, 1]);
+        assert_eq!(part.served, [0]);
+        assert_eq!(part.entries.len(), mine.len());
+        let (other, _) = keys.iter().find(|(_, s)| *s == 1).unwrap();
+        assert_eq!(
+            applied.get(other.as_bytes()),
+            Err(KvError::WrongGroup { config_num: 1 })
+        );
+    }
+
+    #[test]
+    fn a_shard_goes_to_its_new_owner_only_while_leaving_at_that_configuration() {
+        let keys = keys_by_shard();
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let mut applied = group_with(&[1, 1], &names);
+        assert!(matches!(
+            applied.shard_for_new_owner(1, 1),
+            Err(KvError::NotYet(_))
+        ));
+        // Configuration 2 gives shard 1 to group 2.
+        let mut next = match &applied.role {
+            Role::Data(group) => group.config.clone(),
+            _ => unreachable!("a data group"),
+        };
+        (next.num, next.shards) = (2, vec![1, 2]);
+        let command = Command::Shard(ShardOp::Reconfigure(next));
+        assert_eq!(applied.apply_command(&command), CommandResult::Shard(true));
+        let (data, sessions) = applied.shard_for_new_owner(2, 1).unwrap();
+        assert!(!data.is_empty() && data.iter().all(|(k, _)| shard_of(k, 2) == 1));
+        assert_eq!(sessions.keys().copied().collect::<Vec<_>>(), [9]);
+        assert!(matches!(
+            applied.shard_for_new_owner(2, 0),
+            Err(KvError::NotYet(_))
+        ));
+        let controller = Applied::new(GroupKey::Controller, 2);
+        assert!(matches!(
+            controller.shard_for_new_owner(2, 1),
+            Err(KvError::Refused(_))
+        ));
+    }
+}
