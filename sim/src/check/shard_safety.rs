@@ -12,7 +12,7 @@ use std::time::Duration;
 use shoal::shard::{shard_of, GroupId, ShardId};
 use shoal::storage::state_machine::{Applied, Role};
 
-use super::Violation;
+use super::{Checker, Violation};
 use crate::cluster::Cluster;
 
 /// (configuration number, shard) → the groups seen serving it.
@@ -41,7 +41,7 @@ pub fn check_serving(serving: &Serving) -> Result<(), Violation> {
         None => Ok(()),
         Some(((num, shard), groups)) => Err(Violation {
             blamed: Vec::new(),
-            checker: "shard-safety",
+            checker: Checker::ShardSafety,
             detail: format!("shard {shard} was served by groups {groups:?} in configuration {num}"),
         }),
     }
@@ -56,7 +56,7 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
     if !group.settled() {
         return Err(Violation {
             blamed: Vec::new(),
-            checker: "shard-safety",
+            checker: Checker::ShardSafety,
             detail: format!(
                 "group {} never finished the moves of configuration {}: {:?}",
                 group.group, group.config.num, group.status
@@ -76,7 +76,7 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
     }
     Err(Violation {
         blamed: Vec::new(),
-        checker: "shard-safety",
+        checker: Checker::ShardSafety,
         detail: format!(
             "group {} still holds data of shards it gave away: {stray:?}",
             group.group
@@ -153,7 +153,7 @@ mod tests {
         // A buggy group 2 that believes it owns shard 0 in the same config.
         observe(&serving_group(2, &[2, 2]), &mut serving);
         let violation = check_serving(&serving).unwrap_err();
-        assert_eq!(violation.checker, "shard-safety");
+        assert_eq!(violation.checker, Checker::ShardSafety);
         assert!(
             violation
                 .detail

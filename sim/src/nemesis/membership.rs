@@ -9,8 +9,9 @@ use shoal::raft::NodeId;
 use shoal::shard::controller::ControllerOp;
 use shoal::shard::GroupId;
 
-use super::{FaultAction, Nemesis};
+use super::Nemesis;
 use crate::scenario::MembershipAction;
+use crate::schedule::FaultAction;
 
 impl Nemesis<'_> {
     /// Decides a membership change; `None` (recorded as skipped) when there
