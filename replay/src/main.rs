@@ -33,10 +33,11 @@ fn main() -> std::process::ExitCode {
 #[cfg(madsim)]
 mod replay {
     use std::path::{Path, PathBuf};
-    use std::process::{Command, ExitCode, Stdio};
+    use std::process::{Command, ExitCode};
 
     use anyhow::{bail, Context};
     use clap::Parser;
+    use shoal_sim::process::SeedProcess;
     use shoal_sim::run::replay_command;
     use shoal_sim::scenario::Scenario;
     use shoal_sim::TraceDigest;
@@ -159,19 +160,23 @@ mod replay {
             base.with_extension("trace.2"),
         ];
         for trace in &runs {
-            let status = Command::new(std::env::current_exe()?)
+            let mut command = Command::new(std::env::current_exe()?);
+            command
                 .arg(&args.scenario)
                 .arg("--seed")
                 .arg(args.seed.to_string())
                 .arg("--out")
                 .arg(&args.out)
                 .arg("--trace")
-                .arg(trace)
-                .stdout(Stdio::null())
-                .status()
-                .context("running the seed")?;
-            if status.code().is_none_or(|c| c > 1) {
-                bail!("the replay of seed {} did not finish ({status})", args.seed);
+                .arg(trace);
+            let run = SeedProcess::run(command).context("running the seed")?;
+            if run.result.is_none() {
+                eprint!("{}", run.stderr);
+                bail!(
+                    "the replay of seed {} did not finish ({})",
+                    args.seed,
+                    run.status
+                );
             }
         }
         let first = std::fs::read_to_string(&runs[0])?;
@@ -203,16 +208,18 @@ mod replay {
     }
 
     mod shrink {
-        //! The shrinking search: greedy, one simplification at a time, each
-        //! tried in a fresh process and kept if the run still fails the
-        //! same checker.
+        //! The shrinking search's shell: runs the candidates
+        //! [`shoal_sim::shrink`] proposes, each in a fresh process, and keeps
+        //! the first that still fails the same checker.
 
         use std::path::{Path, PathBuf};
-        use std::process::{Command, Stdio};
+        use std::process::Command;
 
         use anyhow::{bail, Context};
+        use shoal_sim::process::SeedProcess;
         use shoal_sim::run::ResultLine;
-        use shoal_sim::scenario::{Scenario, WorkloadKind};
+        use shoal_sim::scenario::Scenario;
+        use shoal_sim::shrink::{candidates, fails_the_same, size, Candidate};
 
         use super::{output, replay_command, write, Args};
 
@@ -228,19 +235,16 @@ mod replay {
         fn run(args: &Args, scenario: &Scenario, dir: &Path) -> anyhow::Result<Option<Tried>> {
             let file = dir.join("scenario.toml");
             write(&file, &toml::to_string(scenario)?)?;
-            let output = Command::new(std::env::current_exe()?)
+            let mut command = Command::new(std::env::current_exe()?);
+            command
                 .arg(&file)
                 .arg("--seed")
                 .arg(args.seed.to_string())
                 .arg("--out")
                 .arg(dir)
-                .arg("--bare")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .output()
-                .context("running a candidate")?;
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let Some(result) = ResultLine::parse(&stdout) else {
+                .arg("--bare");
+            let run = SeedProcess::run(command).context("running a candidate")?;
+            let Some(result) = run.result else {
                 return Ok(None);
             };
             let recorded = Scenario::load(
@@ -253,7 +257,7 @@ mod replay {
         /// `checker`, if any.
         fn first_failing(
             args: &Args,
-            candidates: &[(String, Scenario)],
+            candidates: &[Candidate],
             checker: &str,
             work: &Path,
             runs: &mut usize,
@@ -270,19 +274,20 @@ mod replay {
                     let handles: Vec<_> = batch
                         .iter()
                         .zip(&dirs)
-                        .map(|((_, scenario), dir)| scope.spawn(move || run(args, scenario, dir)))
+                        .map(|(c, dir)| scope.spawn(move || run(args, &c.scenario, dir)))
                         .collect();
                     handles
                         .into_iter()
                         .map(|h| h.join().expect("candidate thread"))
                         .collect()
                 });
-                for (i, ((what, _), tried)) in batch.iter().zip(tried).enumerate() {
+                for (i, (candidate, tried)) in batch.iter().zip(tried).enumerate() {
+                    let what = &candidate.what;
                     let Some(tried) = tried? else {
                         println!("  {what:<44} did not finish");
                         continue;
                     };
-                    let fails = tried.result.checkers.iter().any(|c| c == checker);
+                    let fails = fails_the_same(&tried.result, checker);
                     println!(
                         "  {:<44} {}",
                         what,
@@ -300,117 +305,69 @@ mod replay {
             Ok(None)
         }
 
-        /// Simpler variants of `s`, the most promising first.
-        fn candidates(s: &Scenario) -> Vec<(String, Scenario)> {
-            let mut out = Vec::new();
-            let mut push = |what: String, f: &dyn Fn(&mut Scenario)| {
-                let mut c = s.clone();
-                f(&mut c);
-                if &c != s {
-                    out.push((what, c));
-                }
-            };
-            let schedule = s.faults.schedule.clone().unwrap_or_default();
-            let mut chunk = schedule.len().div_ceil(2);
-            while chunk >= 1 {
-                for from in (0..schedule.len()).step_by(chunk) {
-                    let to = (from + chunk).min(schedule.len());
-                    push(format!("without fault events {}..{}", from + 1, to), &|c| {
-                        let events = c.faults.schedule.as_mut().expect("schedule");
-                        events.drain(from..to);
-                    });
-                }
-                if chunk == 1 {
-                    break;
-                }
-                chunk = chunk.div_ceil(2);
-            }
-            // Faults still drawn from the seed (when the recorded schedule
-            // could not stand in for them).
-            for i in 0..s.faults.kill.len() {
-                push(format!("without kill event {}", i + 1), &|c| {
-                    c.faults.kill.remove(i);
-                });
-            }
-            for i in 0..s.faults.partition.len() {
-                push(format!("without partition event {}", i + 1), &|c| {
-                    c.faults.partition.remove(i);
-                });
-            }
-            for i in 0..s.faults.membership.len() {
-                push(format!("without membership event {}", i + 1), &|c| {
-                    c.faults.membership.remove(i);
-                });
-            }
-            if let Some(chaos) = &s.faults.chaos {
-                push("without chaos".to_string(), &|c| c.faults.chaos = None);
-                let until = chaos.until_ms / 2;
-                push(format!("chaos until {until} ms"), &|c| {
-                    if let Some(chaos) = &mut c.faults.chaos {
-                        chaos.until_ms = until;
-                    }
-                });
-            }
-            let clients = s.workload.clients;
-            let mut fewer: Vec<u32> = vec![1, clients / 2, clients - 1];
-            fewer.retain(|n| (1..clients).contains(n));
-            fewer.dedup();
-            for n in fewer {
-                push(format!("clients: {n} instead of {clients}"), &|c| {
-                    c.workload.clients = n;
-                    if c.workload.kind == WorkloadKind::WriteOnce {
-                        c.workload.keys = c.workload.keys.max(n);
-                    }
-                });
-            }
-            if let Some(ops) = s.workload.ops_per_client {
-                let mut fewer = vec![ops / 2, ops * 3 / 4, ops * 7 / 8, ops - 1];
-                fewer.retain(|n| (1..ops).contains(n));
-                fewer.dedup();
-                for n in fewer {
-                    push(
-                        format!("operations per client: {n} instead of {ops}"),
-                        &|c| {
-                            c.workload.ops_per_client = Some(n);
-                        },
-                    );
-                }
-            }
-            if s.workload.kind == WorkloadKind::WriteOnce && s.workload.keys / 2 >= clients {
-                push(format!("{} keys written", s.workload.keys / 2), &|c| {
-                    c.workload.keys /= 2;
-                });
-            }
-            if let Some(ms) = s.workload.duration_ms.filter(|ms| *ms > 1) {
-                push(format!("workload for {} ms", ms / 2), &|c| {
-                    c.workload.duration_ms = Some(ms / 2);
-                });
-            }
-            push("no disk faults".to_string(), &|c| c.faults.disk = None);
-            if s.workload.kind != WorkloadKind::WriteOnce && s.workload.keys > 1 {
-                push(format!("{} keys", s.workload.keys / 2), &|c| {
-                    c.workload.keys /= 2;
-                });
-            }
-            let live = s.checks.liveness_writes;
-            if live > 0 {
-                push(format!("{} liveness writes", live / 2), &|c| {
-                    c.checks.liveness_writes = live / 2;
-                });
-            }
-            push("every fault half as long".to_string(), &|c| {
-                for event in c.faults.schedule.iter_mut().flatten() {
-                    event.fault.halve_duration();
-                }
-            });
-            out
+        /// Where the search starts: the failing run, the checker it fails,
+        /// and the scenario to simplify with its result.
+        struct Start {
+            original: Tried,
+            checker: String,
+            best: Scenario,
+            best_result: ResultLine,
         }
 
-        fn size(s: &Scenario, r: &ResultLine) -> String {
-            format!(
-                "{} fault events, {} clients, {} operations, {:.1} simulated s",
-                r.faults, s.workload.clients, r.operations, r.simulated_s
-            )
+        /// Runs the seed as given, then its recorded schedule in place of
+        /// the drawn faults: the schedule is simplified if it fails the same
+        /// way, else the scenario with its faults drawn from the seed.
+        fn start(
+            args: &Args,
+            scenario: &Scenario,
+            work: &Path,
+            runs: &mut usize,
+        ) -> anyhow::Result<Start> {
+            let Some(original) = run(args, scenario, &work.join("original"))? else {
+                bail!(
+                    "seed {} did not finish (see `cargo replay {} --seed {}`): nothing to compare a smaller run with",
+                    args.seed,
+                    args.scenario.display(),
+                    args.seed
+                );
+            };
+            *runs += 1;
+            let Some(checker) = original.result.checkers.first().cloned() else {
+                bail!("seed {} passes: there is no failure to shrink", args.seed);
+            };
+            let mut best = original.recorded.clone();
+            println!(
+                "the run fails [{checker}] with {}",
+                size(&best, &original.result)
+            );
+            // The recorded schedule replayed in place of the drawn faults
+            // must fail the same way before anything is removed from it.
+            let replayed = run(args, &best, &work.join("recorded"))?;
+            *runs += 1;
+            let replayed = replayed.map(|r| r.result);
+            let best_result =
+                if let Some(r) = replayed.clone().filter(|r| fails_the_same(r, &checker)) {
+                    println!("replaying its recorded schedule fails the same way; simplifying:");
+                    r
+                } else {
+                    // Replayed at the recorded times, the same faults miss:
+                    // the failure hangs on the run's exact timing, which the
+                    // drawing of faults is part of. Shrink the drawn faults.
+                    println!(
+                    "replaying its recorded schedule does not fail the same way (it gives {:?}); \
+                     simplifying the scenario with its faults drawn from the seed:",
+                    replayed.map(|r| r.checkers)
+                );
+                    best = scenario.for_seed(args.seed).0;
+                    best.swarm = false;
+                    original.result.clone()
+                };
+            Ok(Start {
+                original,
+                checker,
+                best,
+                best_result,
+            })
         }
 
         pub fn shrink(args: &Args) -> anyhow::Result<bool> {
@@ -427,50 +384,17 @@ mod replay {
                 args.scenario.display(),
                 args.seed
             );
-            let Some(original) = run(args, &scenario, &work.join("original"))? else {
-                bail!(
-                    "seed {} did not finish (see `cargo replay {} --seed {}`): nothing to compare a smaller run with",
-                    args.seed,
-                    args.scenario.display(),
-                    args.seed
-                );
-            };
-            runs += 1;
-            let Some(checker) = original.result.checkers.first().cloned() else {
-                bail!("seed {} passes: there is no failure to shrink", args.seed);
-            };
-            let mut best = original.recorded.clone();
-            println!(
-                "the run fails [{checker}] with {}",
-                size(&best, &original.result)
-            );
-            // The recorded schedule replayed in place of the drawn faults
-            // must fail the same way before anything is removed from it.
-            let replayed = run(args, &best, &work.join("recorded"))?;
-            runs += 1;
-            let replayed = replayed.map(|r| r.result);
-            let mut best_result =
-                if let Some(r) = replayed.clone().filter(|r| r.checkers.contains(&checker)) {
-                    println!("replaying its recorded schedule fails the same way; simplifying:");
-                    r
-                } else {
-                    // Replayed at the recorded times, the same faults miss:
-                    // the failure hangs on the run's exact timing, which the
-                    // drawing of faults is part of. Shrink the drawn faults.
-                    println!(
-                    "replaying its recorded schedule does not fail the same way (it gives {:?}); \
-                     simplifying the scenario with its faults drawn from the seed:",
-                    replayed.map(|r| r.checkers)
-                );
-                    best = scenario.for_seed(args.seed).0;
-                    best.swarm = false;
-                    original.result.clone()
-                };
+            let Start {
+                original,
+                checker,
+                mut best,
+                mut best_result,
+            } = start(args, &scenario, &work, &mut runs)?;
             while runs < args.shrink_runs {
                 let candidates = candidates(&best);
                 match first_failing(args, &candidates, &checker, &work, &mut runs)? {
                     Some((index, tried)) => {
-                        best = candidates[index].1.clone();
+                        best = candidates[index].scenario.clone();
                         best_result = tried.result;
                     }
                     None => break,

@@ -27,6 +27,9 @@ use shoal::server::node::run;
 use shoal::storage::{Storage, StorageMetrics, StorageOpenError};
 
 use crate::disk::{DiskFaults, SimDisk};
+use crate::scenario::limits::{
+    CLIENTS_MAX, GROUPS_MAX, REPLICAS_PER_GROUP_MAX, SPARE_REPLICAS_PER_GROUP_MAX,
+};
 use crate::scenario::ClusterSpec;
 
 /// Pause before the supervisor starts a replica whose process exited.
@@ -129,8 +132,19 @@ impl Cluster {
     pub fn start(spec: &ClusterSpec, faults: &DiskFaults) -> Cluster {
         let replicas = spec.replicas;
         assert!(
-            (1..=99).contains(&replicas),
+            (1..=REPLICAS_PER_GROUP_MAX).contains(&replicas),
             "replicas out of range: {replicas}"
+        );
+        assert!(
+            spec.spare_replicas <= SPARE_REPLICAS_PER_GROUP_MAX,
+            "spare replicas out of range: {}",
+            spec.spare_replicas
+        );
+        assert!(
+            spec.groups + spec.standby_groups <= GROUPS_MAX,
+            "groups out of range: {} + {} standby",
+            spec.groups,
+            spec.standby_groups
         );
         let handle = Handle::current();
         let groups = spec.group_ids();
@@ -429,6 +443,10 @@ impl Cluster {
 
     /// A fresh simulated machine for one client.
     pub fn client_node(&mut self) -> NodeHandle {
+        assert!(
+            u32::from(self.clients_made) < CLIENTS_MAX,
+            "more than {CLIENTS_MAX} clients"
+        );
         self.clients_made += 1;
         let n = self.clients_made;
         self.handle

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::check::linearizability::{describe, KeyedOp};
-
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -46,6 +44,65 @@ pub struct WriteOp {
     pub end: Duration,
     /// How it ended.
     pub outcome: Outcome,
+}
+
+/// A register operation and, if the client heard back, its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterOp {
+    /// A read that returned `Some(value)` (or saw no value: `None`).
+    Read(Option<Option<Bytes>>),
+    /// A write of a value (`None`: a delete). The answer carries nothing.
+    Write(Option<Bytes>),
+    /// Compare-and-swap: if the register holds `expected`, set it to `new`.
+    /// The answer: whether it swapped.
+    Cas {
+        /// The value the register must hold (`None`: absent).
+        expected: Option<Bytes>,
+        /// The value to set (`None`: delete).
+        new: Option<Bytes>,
+        /// Whether it swapped, if the client heard back.
+        swapped: Option<bool>,
+    },
+}
+
+/// One operation on one key, as a client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedOp {
+    /// The client that issued it.
+    pub client: u32,
+    /// The key.
+    pub key: Bytes,
+    /// The operation and its answer.
+    pub op: RegisterOp,
+    /// When the client called it.
+    pub call: Duration,
+    /// When the answer arrived; `None` if the client gave up (indeterminate).
+    pub ret: Option<Duration>,
+}
+
+/// One list-append append as its client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Append {
+    /// The list.
+    pub key: Bytes,
+    /// The element, unique in the run.
+    pub element: String,
+    /// When the append began.
+    pub start: Duration,
+    /// When it was acknowledged; `None` if the client gave up.
+    pub end: Option<Duration>,
+}
+
+/// The elements of a list-append list (absent: empty).
+pub fn list_elements(list: &Option<Bytes>) -> Vec<String> {
+    match list {
+        None => Vec::new(),
+        Some(bytes) => String::from_utf8_lossy(bytes)
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect(),
+    }
 }
 
 /// Something the nemesis did.
@@ -119,6 +176,38 @@ impl History {
         }
         digest.value()
     }
+}
+
+fn value(v: &Option<Bytes>) -> String {
+    match v {
+        None => "∅".to_string(),
+        Some(v) if v.len() <= 16 => format!("{:?}", String::from_utf8_lossy(v)),
+        Some(v) => format!("<{} bytes>", v.len()),
+    }
+}
+
+/// One line per operation: client, interval, operation, answer.
+pub fn describe(op: &KeyedOp) -> String {
+    let interval = match op.ret {
+        Some(ret) => format!("[{:?} .. {:?}]", op.call, ret),
+        None => format!("[{:?} .. gave up]", op.call),
+    };
+    let what = match &op.op {
+        RegisterOp::Read(Some(seen)) => format!("read -> {}", value(seen)),
+        RegisterOp::Read(None) => "read -> ?".to_string(),
+        RegisterOp::Write(v) => format!("write {}", value(v)),
+        RegisterOp::Cas {
+            expected,
+            new,
+            swapped,
+        } => format!(
+            "cas {} -> {} : {}",
+            value(expected),
+            value(new),
+            swapped.map_or("?".to_string(), |s| s.to_string())
+        ),
+    };
+    format!("client {:>4} {interval:<32} {what}", client_name(op.client))
 }
 
 #[cfg(test)]

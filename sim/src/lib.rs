@@ -1,8 +1,11 @@
 //! Shoal's simulation harness. It exists only in simulation builds
 //! (`--cfg madsim`, see the `cargo sim` alias): a madsim cluster of real Shoal
 //! nodes ([`cluster`]), scenario files ([`scenario`]), client workloads
-//! ([`workload`]), the recorded [`history`], checkers ([`check`]) and the
-//! code that runs one seed ([`run`]).
+//! ([`workload`]), faults ([`nemesis`]) recorded as a replayable
+//! [`schedule`], the recorded [`history`], checkers ([`check`]) and the
+//! code that runs one seed ([`run`]). The tools run each seed in a child
+//! process ([`process`]); shrinking a failure tries the simpler scenarios
+//! [`shrink`] proposes.
 #![cfg(madsim)]
 #![deny(missing_docs)]
 
@@ -11,8 +14,11 @@ pub mod cluster;
 pub mod disk;
 pub mod history;
 pub mod nemesis;
+pub mod process;
 pub mod run;
 pub mod scenario;
+pub mod schedule;
+pub mod shrink;
 pub mod view;
 
 pub mod workload;

@@ -20,12 +20,12 @@ fn main() -> std::process::ExitCode {
 mod runner {
     use std::ops::RangeInclusive;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, ExitCode, Stdio};
+    use std::process::{Command, ExitCode};
     use std::time::{Duration, Instant};
 
     use anyhow::{bail, Context};
     use clap::{Parser, Subcommand};
-    use shoal_sim::run::ResultLine;
+    use shoal_sim::process::SeedProcess;
     use shoal_sim::scenario::Scenario;
 
     #[derive(Debug, Parser)]
@@ -146,56 +146,23 @@ mod runner {
         Ok(range)
     }
 
-    /// How one seed's process ended.
-    struct SeedResult {
-        seed: u64,
-        /// Its `RESULT` line, if it got that far.
-        result: Option<ResultLine>,
-        /// The seed's report (the history summary).
-        report: String,
-        /// The seed's log output.
-        log: String,
-    }
-
-    impl SeedResult {
-        fn passed(&self) -> bool {
-            self.result.as_ref().is_some_and(|r| r.passed)
-        }
-
-        /// What must be equal between two runs of the seed.
-        fn digests(&self) -> Option<(&str, &str)> {
-            self.result
-                .as_ref()
-                .map(|r| (r.digest.as_str(), r.trace.as_str()))
-        }
-    }
-
-    fn spawn_seed(scenario: &Path, seed: u64) -> anyhow::Result<Child> {
+    /// The command that runs one seed in a child process.
+    fn seed_command(scenario: &Path, seed: u64) -> anyhow::Result<Command> {
         let exe = std::env::current_exe().context("locating shoal-sim")?;
-        Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("seed")
             .arg(scenario)
             .arg("--seed")
-            .arg(seed.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting a seed process")
+            .arg(seed.to_string());
+        Ok(command)
     }
 
-    fn collect(seed: u64, child: Child) -> anyhow::Result<SeedResult> {
-        let output = child
-            .wait_with_output()
-            .context("waiting for a seed process")?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let result =
-            ResultLine::parse(&stdout).filter(|_| output.status.code().is_some_and(|c| c <= 1));
-        Ok(SeedResult {
-            seed,
-            result,
-            report: stdout,
-            log: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+    /// What must be equal between two runs of a seed.
+    fn digests(run: &SeedProcess) -> Option<(&str, &str)> {
+        run.result
+            .as_ref()
+            .map(|r| (r.digest.as_str(), r.trace.as_str()))
     }
 
     fn sweep(scenario: &Path, seeds: &str, jobs: usize, twice: bool) -> anyhow::Result<bool> {
@@ -205,18 +172,6 @@ mod runner {
         let total = seeds.clone().count();
         let started = Instant::now();
         let runs_per_seed = if twice { 2 } else { 1 };
-        let mut pending: Vec<(u64, usize)> = seeds
-            .clone()
-            .flat_map(|s| (0..runs_per_seed).map(move |r| (s, r)))
-            .rev()
-            .collect();
-        // Each seed process is waited on by a thread of its own, which also
-        // drains its output as it comes: a child blocked on a full pipe would
-        // never finish.
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let mut running = 0;
-        let mut results: Vec<(u64, usize, SeedResult)> = Vec::new();
-        let mut last_progress = Instant::now();
         println!(
             "scenario {} ({}): {} seeds{}, {} at a time",
             loaded.name,
@@ -225,75 +180,24 @@ mod runner {
             if twice { " twice each" } else { "" },
             jobs
         );
-        while !pending.is_empty() || running > 0 {
-            while running < jobs {
-                let Some((seed, run)) = pending.pop() else {
-                    break;
-                };
-                let child = spawn_seed(scenario, seed)?;
-                let done = done_tx.clone();
-                std::thread::spawn(move || {
-                    let _ = done.send((seed, run, collect(seed, child)));
-                });
-                running += 1;
-            }
-            match done_rx.recv_timeout(Duration::from_secs(1)) {
-                Ok((seed, run, result)) => {
-                    running -= 1;
-                    let result = result?;
-                    if !result.passed() {
-                        println!("seed {seed}: FAILED");
-                    }
-                    results.push((seed, run, result));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(e) => bail!("seed workers vanished: {e}"),
-            }
-            if last_progress.elapsed() >= Duration::from_secs(10) {
-                println!(
-                    "  ... {}/{} runs done, {:.0}s",
-                    results.len(),
-                    total * runs_per_seed,
-                    started.elapsed().as_secs_f64()
-                );
-                last_progress = Instant::now();
-            }
-        }
-        results.sort_by_key(|(seed, run, _)| (*seed, *run));
+        let results = run_seeds(scenario, seeds, runs_per_seed, jobs, started)?;
 
         let mut failed = Vec::new();
         let mut nondeterministic = Vec::new();
         for pair in results.chunks(runs_per_seed) {
-            let first = &pair[0].2;
-            if let Some((_, _, failing)) = pair.iter().find(|(_, _, r)| !r.passed()) {
-                failed.push(failing);
-            } else if pair.iter().any(|(_, _, r)| r.digests() != first.digests()) {
-                nondeterministic.push(first.seed);
+            let (seed, _, first) = &pair[0];
+            if let Some((seed, _, failing)) = pair.iter().find(|(_, _, r)| !r.passed()) {
+                failed.push((*seed, failing));
+            } else if pair.iter().any(|(_, _, r)| digests(r) != digests(first)) {
+                nondeterministic.push(*seed);
             }
         }
         let wall = started.elapsed().as_secs_f64();
         let finished = results.iter().filter_map(|(_, _, r)| r.result.as_ref());
         let simulated: f64 = finished.clone().map(|r| r.simulated_s).sum();
         let acked: u64 = finished.map(|r| r.acked).sum();
-        for result in &failed {
-            println!("\n=== seed {} failed ===", result.seed);
-            for line in result.report.lines().filter(|l| !l.starts_with("RESULT ")) {
-                println!("  {line}");
-            }
-            if let Some(r) = &result.result {
-                println!("  digests: history {}, trace {}", r.digest, r.trace);
-            }
-            let log: Vec<&str> = result.log.lines().collect();
-            if !log.is_empty() {
-                println!("  last log lines:");
-                for line in &log[log.len().saturating_sub(LOG_LINES_SHOWN)..] {
-                    println!("    {line}");
-                }
-            }
-            println!(
-                "replay: {}",
-                shoal_sim::run::replay_command(scenario, result.seed)
-            );
+        for (seed, result) in &failed {
+            print_failure(scenario, *seed, result);
         }
         for seed in &nondeterministic {
             println!(
@@ -315,6 +219,86 @@ mod runner {
             acked
         );
         Ok(failed.is_empty() && nondeterministic.is_empty())
+    }
+
+    /// Runs every seed `runs_per_seed` times, `jobs` child processes at a
+    /// time, reporting failures as they come and progress every ten
+    /// seconds; the runs in order of seed, then run.
+    fn run_seeds(
+        scenario: &Path,
+        seeds: RangeInclusive<u64>,
+        runs_per_seed: usize,
+        jobs: usize,
+        started: Instant,
+    ) -> anyhow::Result<Vec<(u64, usize, SeedProcess)>> {
+        let total = seeds.clone().count();
+        let mut pending: Vec<(u64, usize)> = seeds
+            .flat_map(|s| (0..runs_per_seed).map(move |r| (s, r)))
+            .rev()
+            .collect();
+        // Each seed process is run by a thread of its own, which also drains
+        // its output as it comes: a child blocked on a full pipe would never
+        // finish.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut running = 0;
+        let mut results: Vec<(u64, usize, SeedProcess)> = Vec::new();
+        let mut last_progress = Instant::now();
+        while !pending.is_empty() || running > 0 {
+            while running < jobs {
+                let Some((seed, run)) = pending.pop() else {
+                    break;
+                };
+                let command = seed_command(scenario, seed)?;
+                let done = done_tx.clone();
+                std::thread::spawn(move || {
+                    let _ = done.send((seed, run, SeedProcess::run(command)));
+                });
+                running += 1;
+            }
+            match done_rx.recv_timeout(Duration::from_secs(1)) {
+                Ok((seed, run, result)) => {
+                    running -= 1;
+                    let result = result.context("running a seed process")?;
+                    if !result.passed() {
+                        println!("seed {seed}: FAILED");
+                    }
+                    results.push((seed, run, result));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => bail!("seed workers vanished: {e}"),
+            }
+            if last_progress.elapsed() >= Duration::from_secs(10) {
+                println!(
+                    "  ... {}/{} runs done, {:.0}s",
+                    results.len(),
+                    total * runs_per_seed,
+                    started.elapsed().as_secs_f64()
+                );
+                last_progress = Instant::now();
+            }
+        }
+        results.sort_by_key(|(seed, run, _)| (*seed, *run));
+        Ok(results)
+    }
+
+    /// Shows a failed seed: its report, digests, last log lines and the
+    /// command that replays it.
+    fn print_failure(scenario: &Path, seed: u64, result: &SeedProcess) {
+        println!("\n=== seed {seed} failed ===");
+        for line in result.stdout.lines().filter(|l| !l.starts_with("RESULT ")) {
+            println!("  {line}");
+        }
+        if let Some(r) = &result.result {
+            println!("  digests: history {}, trace {}", r.digest, r.trace);
+        }
+        let log: Vec<&str> = result.stderr.lines().collect();
+        if !log.is_empty() {
+            println!("  last log lines:");
+            for line in &log[log.len().saturating_sub(LOG_LINES_SHOWN)..] {
+                println!("    {line}");
+            }
+        }
+        println!("replay: {}", shoal_sim::run::replay_command(scenario, seed));
     }
 
     fn one_seed(scenario_path: &Path, seed: u64) -> anyhow::Result<bool> {

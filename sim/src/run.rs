@@ -8,14 +8,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 use shoal::machine::shard::controller::ControllerOp;
+use shoal::machine::Applied;
 
-use crate::check::linearizability::{KeyedOp, RegisterOp};
-use crate::check::{self, Violation};
+use crate::check::{self, Checker, Violation};
 use crate::cluster::Cluster;
 use crate::history::{History, Outcome, WriteOp, LIVENESS_CLIENT};
-use crate::nemesis::{Nemesis, ScheduledFault};
-use crate::scenario::{Scenario, WorkloadKind};
-use crate::workload::{list_append, register, throughput, write_once, Progress, Worker};
+use crate::nemesis::Nemesis;
+use crate::scenario::Scenario;
+use crate::schedule::ScheduledFault;
+use crate::workload::{read_keys, Progress, Worker, Workload};
 
 /// How long replicas get to agree after the workload ends.
 const CONVERGENCE_WAIT: Duration = Duration::from_secs(20);
@@ -89,7 +90,7 @@ impl Report {
     /// is the run's trace digest and length.
     pub fn print(&self, scenario: &Scenario, seed: u64, trace: (u64, usize)) {
         print!("{}", crate::view::text(self, &scenario.name, seed));
-        let checkers: Vec<&str> = self.violations.iter().map(|v| v.checker).collect();
+        let checkers: Vec<&str> = self.violations.iter().map(|v| v.checker.name()).collect();
         println!(
             "RESULT verdict={} digest={:016x} trace={:016x} events={} simulated_s={:.3} acked={} operations={} faults={} checkers={}",
             if self.passed() { "pass" } else { "fail" },
@@ -174,15 +175,69 @@ impl ResultLine {
     }
 }
 
-/// Runs `scenario` in the current simulation (the seed is the runtime's).
+/// Runs `scenario` in the current simulation (the seed is the runtime's):
+/// forms the groups, runs the workload's clients while the nemesis injects
+/// faults, heals everything, observes the end state and checks it.
 pub async fn run(scenario: &Scenario) -> Report {
     let t0 = tokio::time::Instant::now();
     let disk_faults = scenario.faults.disk.clone().unwrap_or_default();
     let mut cluster = Cluster::start(&scenario.cluster, &disk_faults);
     let history = Arc::new(Mutex::new(History::default()));
     let progress = Arc::new(Progress::default());
-    let appends: Arc<Mutex<Vec<list_append::Append>>> = Arc::default();
+    let workload = Workload::new(scenario.workload.kind);
 
+    form_groups(&cluster, scenario).await;
+    let shard_safety = check::shard_safety::Observer::start(&cluster);
+    let clients = start_clients(&mut cluster, scenario, &workload, &history, &progress, t0);
+
+    let nemesis = Nemesis::new(&cluster, scenario, &history, t0);
+    let first_fault = nemesis.run(scenario, &progress).await;
+    let healed_at = t0.elapsed();
+    cluster.heal_disks();
+    if scenario.faults != Default::default() {
+        nemesis.record(format!(
+            "all faults healed ({:?} torn files, bit flips, I/O errors injected)",
+            cluster.disk_fault_counts()
+        ));
+    }
+    for client in clients {
+        client.await.expect("client task panicked");
+    }
+    tracing::info!(at = ?t0.elapsed(), "workload done");
+
+    let end = observe_end(&cluster, scenario, &workload, &history, t0).await;
+    let checks = vec![
+        end.workload,
+        shard_safety.check(&cluster),
+        check::linearizability::check(&end.history.ops),
+        check::durability::check(&end.history, &end.reads),
+        end.replicas
+            .iter()
+            .map(|group| check::convergence::check(group))
+            .find(Result::is_err)
+            .unwrap_or(Ok(())),
+        check::progress::check(
+            &end.history,
+            scenario.checks.all_writes_succeed,
+            first_fault,
+        ),
+        check::progress::every_client_recovers(
+            &end.history,
+            healed_at,
+            Duration::from_millis(scenario.checks.recover_within_ms),
+        ),
+    ];
+    Report {
+        violations: violations(scenario, &cluster, checks),
+        history: end.history,
+        simulated: t0.elapsed(),
+        schedule: nemesis.schedule(),
+    }
+}
+
+/// Waits for every group to elect a leader; in a sharded cluster, then
+/// joins the data groups (a failed join is logged: the checks will tell).
+async fn form_groups(cluster: &Cluster, scenario: &Scenario) {
     for group in cluster.groups() {
         let leader = cluster.leader_of(group, Duration::from_secs(10)).await;
         tracing::info!(?group, ?leader, "group formed");
@@ -201,8 +256,18 @@ pub async fn run(scenario: &Scenario) -> Report {
             Err(e) => tracing::warn!(error = %e, "data groups did not join"),
         }
     }
-    let shard_safety = check::shard_safety::Observer::start(&cluster);
+}
 
+/// Starts the workload's clients, each on a machine of its own with a
+/// generator seeded from the run's; each counts itself done at its end.
+fn start_clients(
+    cluster: &mut Cluster,
+    scenario: &Scenario,
+    workload: &Workload,
+    history: &Arc<Mutex<History>>,
+    progress: &Arc<Progress>,
+    t0: tokio::time::Instant,
+) -> Vec<madsim::task::JoinHandle<()>> {
     let mut clients = Vec::new();
     for index in 0..scenario.workload.clients {
         let node = cluster.client_node();
@@ -218,35 +283,39 @@ pub async fn run(scenario: &Scenario) -> Report {
             progress: progress.clone(),
         };
         let progress = progress.clone();
-        let appends = appends.clone();
+        let workload = workload.clone();
         clients.push(node.spawn(async move {
-            match worker.spec.kind {
-                WorkloadKind::WriteOnce => write_once::run_client(worker).await,
-                WorkloadKind::Register => register::run_client(worker).await,
-                WorkloadKind::Throughput => throughput::run_client(worker).await,
-                WorkloadKind::ListAppend => list_append::run_client(worker, appends).await,
-            }
+            workload.run_client(worker).await;
             progress.clients_done.fetch_add(1, Ordering::Relaxed);
         }));
     }
+    clients
+}
 
-    let nemesis = Nemesis::new(&cluster, scenario, &history, t0);
-    let first_fault = nemesis.run(scenario, &progress).await;
-    let healed_at = t0.elapsed();
-    cluster.heal_disks();
-    if scenario.faults != Default::default() {
-        nemesis.record(format!(
-            "all faults healed ({:?} torn files, bit flips, I/O errors injected)",
-            cluster.disk_fault_counts()
-        ));
-    }
+/// What the run shows once every fault is over and the clients are done.
+struct End {
+    /// The whole history, the liveness phase's writes and the workload's
+    /// final reads included.
+    history: History,
+    /// Every key written through a client, read back.
+    reads: BTreeMap<Bytes, Option<Bytes>>,
+    /// What each replica holds, group by group.
+    replicas: Vec<Vec<(u64, Applied)>>,
+    /// The workload's own check of the final state.
+    workload: Result<(), Violation>,
+}
 
-    for client in clients {
-        client.await.expect("client task panicked");
-    }
-    tracing::info!(at = ?t0.elapsed(), "workload done");
-
-    let liveness = liveness_phase(&cluster, scenario.checks.liveness_writes, t0).await;
+/// Runs the liveness phase, waits for the replicas to agree, and reads the
+/// final state back: the workload's final reads, every written key, and
+/// whatever the workload checks itself.
+async fn observe_end(
+    cluster: &Cluster,
+    scenario: &Scenario,
+    workload: &Workload,
+    history: &Mutex<History>,
+    t0: tokio::time::Instant,
+) -> End {
+    let liveness = liveness_phase(cluster, scenario.checks.liveness_writes, t0).await;
     history
         .lock()
         .expect("history lock")
@@ -254,42 +323,33 @@ pub async fn run(scenario: &Scenario) -> Report {
         .extend(liveness);
     tracing::info!(at = ?t0.elapsed(), "liveness phase done");
 
-    let replicas = converged_state(&cluster).await;
-    let final_reads = read_hot_keys(&cluster, scenario, t0).await;
+    let replicas = converged_state(cluster).await;
+    let final_reads = workload.final_reads(cluster, &scenario.workload, t0).await;
     history
         .lock()
         .expect("history lock")
         .ops
         .extend(final_reads);
     let history = history.lock().expect("history lock").clone();
-    let reads = read_back(&cluster, &history).await;
+    let reads = read_back(cluster, &history).await;
     tracing::info!(at = ?t0.elapsed(), "written keys read back");
+    let workload = workload.final_check(cluster, &scenario.workload).await;
+    End {
+        history,
+        reads,
+        replicas,
+        workload,
+    }
+}
 
-    let lists = if scenario.workload.kind == WorkloadKind::ListAppend {
-        let keys: BTreeSet<Bytes> = (0..scenario.workload.keys).map(list_append::key).collect();
-        let appends = appends.lock().expect("appends lock").clone();
-        let finals = read_keys(&cluster, keys).await;
-        list_append::check(&appends, &finals)
-    } else {
-        Ok(())
-    };
-    let mut checks = vec![
-        lists,
-        shard_safety.check(&cluster),
-        check::linearizability::check(&history.ops),
-        check::durability::check(&history, &reads),
-        replicas
-            .iter()
-            .map(|group| check::convergence::check(group))
-            .find(Result::is_err)
-            .unwrap_or(Ok(())),
-        check::progress::check(&history, scenario.checks.all_writes_succeed, first_fault),
-        check::progress::every_client_recovers(
-            &history,
-            healed_at,
-            Duration::from_millis(scenario.checks.recover_within_ms),
-        ),
-    ];
+/// The violations among `checks` and the cluster's own findings that the
+/// scenario's choice of checkers counts.
+fn violations(
+    scenario: &Scenario,
+    cluster: &Cluster,
+    checks: Vec<Result<(), Violation>>,
+) -> Vec<Violation> {
+    let mut checks = checks;
     if scenario.checks.snapshot_installed {
         checks.push(check::progress::snapshot_installed(
             cluster.snapshots_installed(),
@@ -298,25 +358,15 @@ pub async fn run(scenario: &Scenario) -> Report {
     if let Some(report) = cluster.corruption_reports().first() {
         checks.push(Err(Violation {
             blamed: Vec::new(),
-            checker: "recovery",
+            checker: Checker::Recovery,
             detail: format!("a replica found corruption the simulated disk never causes: {report}"),
         }));
     }
-    // The scenario's choice of checkers; a demanded snapshot install
-    // always counts.
-    let runs = |v: &Violation| {
-        v.checker == "snapshot-install" || scenario.checks.run.iter().any(|c| c.name() == v.checker)
-    };
-    Report {
-        history,
-        violations: checks
-            .into_iter()
-            .filter_map(Result::err)
-            .filter(runs)
-            .collect(),
-        simulated: t0.elapsed(),
-        schedule: nemesis.schedule(),
-    }
+    checks
+        .into_iter()
+        .filter_map(Result::err)
+        .filter(|v| scenario.checks.counts(v.checker))
+        .collect()
 }
 
 /// After every fault is over, a fresh client writes `writes` keys; the
@@ -347,41 +397,9 @@ async fn liveness_phase(cluster: &Cluster, writes: u32, t0: tokio::time::Instant
         .await
 }
 
-/// After everything, reads each hot key of a register workload once more, so
-/// that the final state is checked for linearizability too.
-async fn read_hot_keys(
-    cluster: &Cluster,
-    scenario: &Scenario,
-    t0: tokio::time::Instant,
-) -> Vec<KeyedOp> {
-    if scenario.workload.kind != WorkloadKind::Register {
-        return Vec::new();
-    }
-    let keys = scenario.workload.keys;
-    cluster
-        .observe(move |mut client| async move {
-            let mut ops = Vec::new();
-            for k in 0..keys {
-                let key = register::key(k);
-                let call = t0.elapsed();
-                if let Ok(value) = client.get(key.clone()).await {
-                    ops.push(KeyedOp {
-                        client: LIVENESS_CLIENT,
-                        key,
-                        op: RegisterOp::Read(Some(value)),
-                        call,
-                        ret: Some(t0.elapsed()),
-                    });
-                }
-            }
-            ops
-        })
-        .await
-}
-
 /// Waits until the replicas of each group have applied the same log prefix
 /// (or the wait runs out) and returns what each holds, group by group.
-async fn converged_state(cluster: &Cluster) -> Vec<Vec<(u64, shoal::machine::Applied)>> {
+async fn converged_state(cluster: &Cluster) -> Vec<Vec<(u64, Applied)>> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_WAIT;
     loop {
         // Each group's current voters only: a removed or never-added replica
@@ -419,18 +437,4 @@ async fn read_back(cluster: &Cluster, history: &History) -> BTreeMap<Bytes, Opti
         history.writes.iter().map(|op| op.key.clone()).collect(),
     )
     .await
-}
-
-/// Reads `keys` through a client (a read that fails counts as absent).
-async fn read_keys(cluster: &Cluster, keys: BTreeSet<Bytes>) -> BTreeMap<Bytes, Option<Bytes>> {
-    cluster
-        .observe(move |mut client| async move {
-            let mut reads = BTreeMap::new();
-            for key in keys {
-                let value = client.get(key.clone()).await.ok().flatten();
-                reads.insert(key, value);
-            }
-            reads
-        })
-        .await
 }

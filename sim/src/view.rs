@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::check::linearizability::describe;
 use crate::check::OpId;
-use crate::history::{client_name, Outcome};
+use crate::history::{client_name, describe, Outcome};
 use crate::run::Report;
 
 /// One operation as the views show it.
@@ -75,7 +74,7 @@ fn blamed(report: &Report) -> BTreeSet<OpId> {
 /// violations and the blamed operations.
 pub fn text(report: &Report, scenario: &str, seed: u64) -> String {
     let mut out = String::new();
-    let checkers: Vec<&str> = report.violations.iter().map(|v| v.checker).collect();
+    let checkers: Vec<&str> = report.violations.iter().map(|v| v.checker.name()).collect();
     let _ = writeln!(
         out,
         "scenario {scenario} seed {seed}: {} in {:.3} simulated s",
@@ -142,10 +141,34 @@ const LANE_H: f64 = 22.0;
 const LABEL_W: f64 = 90.0;
 const AXIS_H: f64 = 24.0;
 
-/// The HTML timeline, one self-contained page.
-pub fn html(report: &Report, scenario: &str, seed: u64) -> String {
+/// One operation's bar in its lane at height `y`, spanning `from` to `to`
+/// pixels; blamed operations are red and outlined.
+fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, blamed: &BTreeSet<OpId>) {
+    let (class, fill) = match (blamed.contains(&op.id), op.acked) {
+        (true, _) => ("op blamed", "#d0021b"),
+        (false, true) => ("op", "#7ed321"),
+        (false, false) => ("op unacked", "#9b9b9b"),
+    };
+    let _ = write!(
+        svg,
+        r#"<rect class="{class}" x="{from:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"{}><title>{}</title></rect>"#,
+        y + 3.0,
+        // A pixel's gap between one operation and the next.
+        (to - from - 1.0).max(1.5),
+        LANE_H - 6.0,
+        if class == "op blamed" {
+            r#" stroke="black" stroke-width="1.5""#
+        } else {
+            ""
+        },
+        escape(&op.label)
+    );
+}
+
+/// The timeline as SVG: a time axis, faults as bands over every lane, and
+/// one lane of operations per client.
+fn timeline(report: &Report) -> String {
     let lanes = lanes(report);
-    let blamed = blamed(report);
     let span = report.simulated.max(Duration::from_millis(1)).as_secs_f64();
     let px_per_s = PX_PER_S.max(WIDTH_MIN / span);
     let x = |t: Duration| LABEL_W + t.as_secs_f64() * px_per_s;
@@ -187,6 +210,7 @@ pub fn html(report: &Report, scenario: &str, seed: u64) -> String {
             height - AXIS_H
         );
     }
+    let blamed = blamed(report);
     for (lane, (client, ops)) in lanes.iter().enumerate() {
         let y = AXIS_H + LANE_H * lane as f64;
         let _ = write!(
@@ -196,31 +220,22 @@ pub fn html(report: &Report, scenario: &str, seed: u64) -> String {
             escape(&client_name(*client))
         );
         for op in ops {
-            let from = x(op.id.call);
-            let to = x(op.end.unwrap_or(report.simulated));
-            let (class, fill) = match (blamed.contains(&op.id), op.acked) {
-                (true, _) => ("op blamed", "#d0021b"),
-                (false, true) => ("op", "#7ed321"),
-                (false, false) => ("op unacked", "#9b9b9b"),
-            };
-            let _ = write!(
-                svg,
-                r#"<rect class="{class}" x="{from:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"{}><title>{}</title></rect>"#,
-                y + 3.0,
-                // A pixel's gap between one operation and the next.
-                (to - from - 1.0).max(1.5),
-                LANE_H - 6.0,
-                if class == "op blamed" {
-                    r#" stroke="black" stroke-width="1.5""#
-                } else {
-                    ""
-                },
-                escape(&op.label)
+            op_rect(
+                &mut svg,
+                op,
+                (x(op.id.call), x(op.end.unwrap_or(report.simulated))),
+                y,
+                &blamed,
             );
         }
     }
     svg.push_str("</svg>");
+    svg
+}
 
+/// The HTML timeline, one self-contained page.
+pub fn html(report: &Report, scenario: &str, seed: u64) -> String {
+    let svg = timeline(report);
     let summary = text(report, scenario, seed);
     format!(
         r#"<!DOCTYPE html>
@@ -253,10 +268,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::check::linearizability::{KeyedOp, RegisterOp};
-    use crate::check::Violation;
-    use crate::history::{FaultEvent, History};
-    use crate::nemesis::{FaultAction, ScheduledFault};
+    use crate::check::{Checker, Violation};
+    use crate::history::{FaultEvent, History, KeyedOp, RegisterOp};
+    use crate::schedule::{FaultAction, ScheduledFault};
 
     fn report() -> Report {
         let op = |client, call_ms, ret_ms: Option<u64>, seen: Option<&'static str>| KeyedOp {
@@ -280,7 +294,7 @@ mod tests {
                 }],
             },
             violations: vec![Violation {
-                checker: "linearizability",
+                checker: Checker::Linearizability,
                 detail: "stale".into(),
                 blamed: vec![OpId {
                     client: 1,

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal_sim::check::linearizability::{check_key, KeyedOp, RegisterOp, Verdict};
+use shoal_sim::check::linearizability::{check_key, Verdict};
+use shoal_sim::history::{KeyedOp, RegisterOp};
 use stateright::semantics::register::{Register, RegisterOp as SrOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 

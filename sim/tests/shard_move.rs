@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use shoal::machine::shard::shard_of;
-use shoal_sim::check::linearizability::KeyedOp;
+use shoal_sim::history::KeyedOp;
 use shoal_sim::scenario::Scenario;
 
 const SCENARIO: &str = r#"

@@ -3,7 +3,7 @@
 use shoal::ids::NodeId;
 use shoal::machine::Applied;
 
-use super::Violation;
+use super::{Checker, Violation};
 
 /// Checks that all replicas applied the same log prefix to the same state
 /// (data and de-duplication table).
@@ -15,7 +15,7 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
         if applied.last_applied != first.last_applied {
             return Err(Violation {
                 blamed: Vec::new(),
-                checker: "convergence",
+                checker: Checker::Convergence,
                 detail: format!(
                     "replica {id} applied up to {:?}, replica {first_id} up to {:?}",
                     applied.last_applied, first.last_applied
@@ -32,7 +32,7 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
                 .unwrap_or_else(|| "(the de-duplication table)".to_string());
             return Err(Violation {
                 blamed: Vec::new(),
-                checker: "convergence",
+                checker: Checker::Convergence,
                 detail: format!(
                     "replicas {first_id} and {id} both applied {:?} but differ at {differing}",
                     first.last_applied
@@ -65,7 +65,7 @@ mod tests {
         let mut diverged = a.clone();
         diverged.kv.data.insert("k".into(), "other".into());
         let violation = check(&[(1, a), (2, diverged)]).unwrap_err();
-        assert_eq!(violation.checker, "convergence");
+        assert_eq!(violation.checker, Checker::Convergence);
         assert!(
             violation.detail.contains("differ at k"),
             "{}",

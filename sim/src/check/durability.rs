@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::{OpId, Violation};
+use super::{Checker, OpId, Violation};
 use crate::history::{History, Outcome};
 
 /// Compares what was written with what a final read returned. `reads` maps
@@ -49,7 +49,7 @@ pub fn check(history: &History, reads: &BTreeMap<Bytes, Option<Bytes>>) -> Resul
     }
     Err(Violation {
         blamed,
-        checker: "durability",
+        checker: Checker::Durability,
         detail: format!("{} writes lost or changed; first: {}", lost.len(), lost[0]),
     })
 }
@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(check(&history, &reads), Ok(()));
         reads.insert("b".into(), None);
         let violation = check(&history, &reads).unwrap_err();
-        assert_eq!(violation.checker, "durability");
+        assert_eq!(violation.checker, Checker::Durability);
         assert!(
             violation.detail.contains("b (client 0"),
             "{}",

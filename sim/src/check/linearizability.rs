@@ -21,41 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{OpId, Violation};
-
-/// A register operation and, if the client heard back, its answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegisterOp {
-    /// A read that returned `Some(value)` (or saw no value: `None`).
-    Read(Option<Option<Bytes>>),
-    /// A write of a value (`None`: a delete). The answer carries nothing.
-    Write(Option<Bytes>),
-    /// Compare-and-swap: if the register holds `expected`, set it to `new`.
-    /// The answer: whether it swapped.
-    Cas {
-        /// The value the register must hold (`None`: absent).
-        expected: Option<Bytes>,
-        /// The value to set (`None`: delete).
-        new: Option<Bytes>,
-        /// Whether it swapped, if the client heard back.
-        swapped: Option<bool>,
-    },
-}
-
-/// One operation on one key, as a client saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyedOp {
-    /// The client that issued it.
-    pub client: u32,
-    /// The key.
-    pub key: Bytes,
-    /// The operation and its answer.
-    pub op: RegisterOp,
-    /// When the client called it.
-    pub call: Duration,
-    /// When the answer arrived; `None` if the client gave up (indeterminate).
-    pub ret: Option<Duration>,
-}
+use super::{Checker, OpId, Violation};
+use crate::history::{describe, KeyedOp, RegisterOp};
 
 impl RegisterOp {
     /// Applies the operation to `state`; `None` if the recorded answer is
@@ -117,74 +84,8 @@ pub fn check_key_from(ops: &[KeyedOp], initial: Option<Bytes>) -> Verdict {
     if ops.is_empty() {
         return Verdict::Linearizable;
     }
-    // Events in time order; at equal times, returns before calls (an
-    // operation that returned at t precedes one called at t). Indeterminate
-    // operations return after everything.
-    let never = ops
-        .iter()
-        .filter_map(|o| o.ret)
-        .chain(ops.iter().map(|o| o.call))
-        .max()
-        .unwrap_or_default()
-        + Duration::from_secs(1);
-    let mut order: Vec<(Duration, bool, usize)> = Vec::with_capacity(ops.len() * 2);
-    for (i, op) in ops.iter().enumerate() {
-        order.push((op.call, true, i));
-        order.push((op.ret.unwrap_or(never), false, i));
-    }
-    order.sort_by_key(|(time, is_call, op)| (*time, *is_call, *op));
-
-    // A doubly linked list with a sentinel head at index 0.
+    let mut events = events_in_order(ops);
     let head = 0;
-    let mut events = vec![Event {
-        op: usize::MAX,
-        is_call: false,
-        partner: 0,
-        prev: 0,
-        next: 1,
-    }];
-    let mut position = vec![[0usize; 2]; ops.len()];
-    for (i, (_, is_call, op)) in order.iter().enumerate() {
-        let index = i + 1;
-        position[*op][usize::from(!*is_call)] = index;
-        events.push(Event {
-            op: *op,
-            is_call: *is_call,
-            partner: 0,
-            prev: index - 1,
-            next: if i + 1 == order.len() {
-                usize::MAX
-            } else {
-                index + 1
-            },
-        });
-    }
-    for [call, ret] in &position {
-        events[*call].partner = *ret;
-        events[*ret].partner = *call;
-    }
-
-    let lift = |events: &mut Vec<Event>, call: usize| {
-        let ret = events[call].partner;
-        for at in [call, ret] {
-            let Event { prev, next, .. } = events[at];
-            events[prev].next = next;
-            if next != usize::MAX {
-                events[next].prev = prev;
-            }
-        }
-    };
-    let unlift = |events: &mut Vec<Event>, call: usize| {
-        let ret = events[call].partner;
-        for at in [ret, call] {
-            let Event { prev, next, .. } = events[at];
-            events[prev].next = at;
-            if next != usize::MAX {
-                events[next].prev = at;
-            }
-        }
-    };
-
     let mut linearized = vec![false; ops.len()];
     let mut seen: BTreeSet<(Vec<bool>, Option<Bytes>)> = BTreeSet::new();
     let mut stack: Vec<(usize, Option<Bytes>)> = Vec::new();
@@ -224,6 +125,80 @@ pub fn check_key_from(ops: &[KeyedOp], initial: Option<Bytes>) -> Verdict {
         }
     }
     Verdict::Linearizable
+}
+
+/// The calls and returns of `ops` in time order, as a doubly linked list
+/// with a sentinel head at index 0. At equal times, returns come before
+/// calls (an operation that returned at t precedes one called at t);
+/// indeterminate operations return after everything.
+fn events_in_order(ops: &[KeyedOp]) -> Vec<Event> {
+    let never = ops
+        .iter()
+        .filter_map(|o| o.ret)
+        .chain(ops.iter().map(|o| o.call))
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(1);
+    let mut order: Vec<(Duration, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        order.push((op.call, true, i));
+        order.push((op.ret.unwrap_or(never), false, i));
+    }
+    order.sort_by_key(|(time, is_call, op)| (*time, *is_call, *op));
+
+    let mut events = vec![Event {
+        op: usize::MAX,
+        is_call: false,
+        partner: 0,
+        prev: 0,
+        next: 1,
+    }];
+    let mut position = vec![[0usize; 2]; ops.len()];
+    for (i, (_, is_call, op)) in order.iter().enumerate() {
+        let index = i + 1;
+        position[*op][usize::from(!*is_call)] = index;
+        events.push(Event {
+            op: *op,
+            is_call: *is_call,
+            partner: 0,
+            prev: index - 1,
+            next: if i + 1 == order.len() {
+                usize::MAX
+            } else {
+                index + 1
+            },
+        });
+    }
+    for [call, ret] in &position {
+        events[*call].partner = *ret;
+        events[*ret].partner = *call;
+    }
+
+    events
+}
+
+/// Takes a linearized operation's call and return out of the event list.
+fn lift(events: &mut [Event], call: usize) {
+    let ret = events[call].partner;
+    for at in [call, ret] {
+        let Event { prev, next, .. } = events[at];
+        events[prev].next = next;
+        if next != usize::MAX {
+            events[next].prev = prev;
+        }
+    }
+}
+
+/// Puts an operation lifted by [`lift`] back where it was.
+fn unlift(events: &mut [Event], call: usize) {
+    let ret = events[call].partner;
+    for at in [ret, call] {
+        let Event { prev, next, .. } = events[at];
+        events[prev].next = at;
+        if next != usize::MAX {
+            events[next].prev = at;
+        }
+    }
 }
 
 /// Checks every key of a history; reports the first key that fails, blaming
@@ -266,7 +241,7 @@ pub fn check(ops: &[KeyedOp]) -> Result<(), Violation> {
                         })
                         .into_iter()
                         .collect(),
-                    checker: "linearizability",
+                    checker: Checker::Linearizability,
                     detail: format!(
                         "key {} has no valid order of its {} operations; \
                          the first answer no order explains is marked >:\n    {}",
@@ -281,7 +256,7 @@ pub fn check(ops: &[KeyedOp]) -> Result<(), Violation> {
     if !unknown.is_empty() {
         return Err(Violation {
             blamed: Vec::new(),
-            checker: "linearizability",
+            checker: Checker::Linearizability,
             detail: format!("search budget exhausted on keys {unknown:?}: undecided"),
         });
     }
@@ -325,41 +300,6 @@ fn first_impossible(ops: &[KeyedOp]) -> Option<usize> {
 
 /// Operations shown when a key fails.
 const HISTORY_LINES_MAX: usize = 24;
-
-fn value(v: &Option<Bytes>) -> String {
-    match v {
-        None => "∅".to_string(),
-        Some(v) if v.len() <= 16 => format!("{:?}", String::from_utf8_lossy(v)),
-        Some(v) => format!("<{} bytes>", v.len()),
-    }
-}
-
-/// One line per operation: client, interval, operation, answer.
-pub fn describe(op: &KeyedOp) -> String {
-    let interval = match op.ret {
-        Some(ret) => format!("[{:?} .. {:?}]", op.call, ret),
-        None => format!("[{:?} .. gave up]", op.call),
-    };
-    let what = match &op.op {
-        RegisterOp::Read(Some(seen)) => format!("read -> {}", value(seen)),
-        RegisterOp::Read(None) => "read -> ?".to_string(),
-        RegisterOp::Write(v) => format!("write {}", value(v)),
-        RegisterOp::Cas {
-            expected,
-            new,
-            swapped,
-        } => format!(
-            "cas {} -> {} : {}",
-            value(expected),
-            value(new),
-            swapped.map_or("?".to_string(), |s| s.to_string())
-        ),
-    };
-    format!(
-        "client {:>4} {interval:<32} {what}",
-        crate::history::client_name(op.client)
-    )
-}
 
 #[cfg(test)]
 mod tests {
@@ -464,7 +404,7 @@ mod tests {
     fn a_failing_key_is_named_with_its_operations() {
         let history = [op(1, 0, Some(1), w("a")), op(2, 2, Some(3), r(None))];
         let violation = check(&history).unwrap_err();
-        assert_eq!(violation.checker, "linearizability");
+        assert_eq!(violation.checker, Checker::Linearizability);
         assert!(
             violation.detail.contains("key k has no valid order"),
             "{}",

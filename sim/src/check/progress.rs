@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{OpId, Violation};
+use super::{Checker, OpId, Violation};
 use crate::history::{History, Outcome, LIVENESS_CLIENT};
 
 /// Checks progress. `all_writes_succeed`: every write must be acknowledged.
@@ -35,7 +35,7 @@ pub fn check(
                         call: op.start,
                     })
                     .collect(),
-                checker: "progress",
+                checker: Checker::Progress,
                 detail: format!(
                     "{} writes failed {what}; first: client {} at {:?}: {:?}",
                     failed(liveness_only).count(),
@@ -59,7 +59,7 @@ pub fn check(
         if !continued {
             return Err(Violation {
                 blamed: Vec::new(),
-                checker: "progress",
+                checker: Checker::Progress,
                 detail: format!(
                     "no write started after the first fault at {at:?} was acknowledged"
                 ),
@@ -112,7 +112,7 @@ pub fn every_client_recovers(
                     .map(|call| OpId { client, call })
                     .into_iter()
                     .collect(),
-                checker: "progress",
+                checker: Checker::Progress,
                 detail: format!(
                     "client {client} had no operation acknowledged within {within:?} of every fault \
                      ending at {healed_at:?}"
@@ -131,7 +131,7 @@ pub fn snapshot_installed(installed: u64) -> Result<(), Violation> {
     }
     Err(Violation {
         blamed: Vec::new(),
-        checker: "snapshot-install",
+        checker: Checker::SnapshotInstall,
         detail: "no replica installed a snapshot from a leader".to_string(),
     })
 }
@@ -179,7 +179,7 @@ mod tests {
             ..History::default()
         };
         let violation = check(&failed, true, None).unwrap_err();
-        assert_eq!(violation.checker, "progress");
+        assert_eq!(violation.checker, Checker::Progress);
         assert!(
             violation.detail.starts_with("1 writes failed"),
             "{}",

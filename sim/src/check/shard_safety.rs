@@ -13,7 +13,7 @@ use shoal::ids::{GroupId, ShardId};
 use shoal::machine::shard::shard_of;
 use shoal::machine::{Applied, Role};
 
-use super::Violation;
+use super::{Checker, Violation};
 use crate::cluster::Cluster;
 
 /// (configuration number, shard) → the groups seen serving it.
@@ -42,7 +42,7 @@ pub fn check_serving(serving: &Serving) -> Result<(), Violation> {
         None => Ok(()),
         Some(((num, shard), groups)) => Err(Violation {
             blamed: Vec::new(),
-            checker: "shard-safety",
+            checker: Checker::ShardSafety,
             detail: format!("shard {shard} was served by groups {groups:?} in configuration {num}"),
         }),
     }
@@ -57,7 +57,7 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
     if !group.settled() {
         return Err(Violation {
             blamed: Vec::new(),
-            checker: "shard-safety",
+            checker: Checker::ShardSafety,
             detail: format!(
                 "group {} never finished the moves of configuration {}: {:?}",
                 group.group, group.config.num, group.status
@@ -77,7 +77,7 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
     }
     Err(Violation {
         blamed: Vec::new(),
-        checker: "shard-safety",
+        checker: Checker::ShardSafety,
         detail: format!(
             "group {} still holds data of shards it gave away: {stray:?}",
             group.group
@@ -154,7 +154,7 @@ mod tests {
         // A buggy group 2 that believes it owns shard 0 in the same config.
         observe(&serving_group(2, &[2, 2]), &mut serving);
         let violation = check_serving(&serving).unwrap_err();
-        assert_eq!(violation.checker, "shard-safety");
+        assert_eq!(violation.checker, Checker::ShardSafety);
         assert!(
             violation
                 .detail

@@ -9,8 +9,9 @@ use shoal::ids::GroupId;
 use shoal::ids::NodeId;
 use shoal::machine::shard::controller::ControllerOp;
 
-use super::{FaultAction, Nemesis};
+use super::Nemesis;
 use crate::scenario::MembershipAction;
+use crate::schedule::FaultAction;
 
 impl Nemesis<'_> {
     /// Decides a membership change; `None` (recorded as skipped) when there

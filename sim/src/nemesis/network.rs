@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::{FaultAction, Nemesis};
+use super::Nemesis;
 use crate::scenario::NetworkFault;
+use crate::schedule::FaultAction;
 
 impl Nemesis<'_> {
     /// The degradation the scenario's `[faults.network]` describes.

@@ -7,9 +7,10 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::{Cut, Nemesis};
+use super::Nemesis;
 use crate::cluster::ReplicaId;
 use crate::scenario::PartitionKind;
+use crate::schedule::Cut;
 
 impl Nemesis<'_> {
     /// Splits the replicas of a random group as `kind` says: the links to

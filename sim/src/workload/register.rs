@@ -4,6 +4,7 @@
 //! linearizability checker.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -11,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use shoal::client::CasOutcome;
 
 use super::Worker;
-use crate::check::linearizability::{KeyedOp, RegisterOp};
+use crate::cluster::Cluster;
+use crate::history::{KeyedOp, RegisterOp, LIVENESS_CLIENT};
 use crate::scenario::Mix;
 
 /// The hot key numbered `i` (names sort as numbers up to 1,000).
@@ -30,6 +32,34 @@ pub async fn run_client(worker: Worker) {
         value_size: 0,
     };
     run_ops(worker, space).await;
+}
+
+/// After everything, reads each of the `keys` hot keys once more, so that
+/// the final state is checked for linearizability too.
+pub(super) async fn read_hot_keys(
+    cluster: &Cluster,
+    keys: u32,
+    t0: tokio::time::Instant,
+) -> Vec<KeyedOp> {
+    cluster
+        .observe(move |mut client| async move {
+            let mut ops = Vec::new();
+            for k in 0..keys {
+                let key = key(k);
+                let call = t0.elapsed();
+                if let Ok(value) = client.get(key.clone()).await {
+                    ops.push(KeyedOp {
+                        client: LIVENESS_CLIENT,
+                        key,
+                        op: RegisterOp::Read(Some(value)),
+                        call,
+                        ret: Some(t0.elapsed()),
+                    });
+                }
+            }
+            ops
+        })
+        .await
 }
 
 /// The keys a register-style client works on.
@@ -77,24 +107,7 @@ pub(super) async fn run_ops(mut worker: Worker, mut space: KeySpace) {
             },
             Choice::Scan => {
                 let (from, count) = (space.scan)(&mut rng);
-                let (start, end) = ((space.name)(from), (space.name)(from + count));
-                let result = worker.client.scan(start, end, count).await;
-                worker.progress.finish(result.is_ok());
-                let Ok(entries) = result else { continue };
-                let ret = worker.now();
-                let found: BTreeMap<Bytes, Bytes> = entries.into_iter().collect();
-                for i in from..from + count {
-                    let key = (space.name)(i);
-                    let value = found.get(&key).cloned();
-                    remember(&mut last_seen, i, value.clone());
-                    worker.record(KeyedOp {
-                        client: worker.index,
-                        key,
-                        op: RegisterOp::Read(Some(value)),
-                        call,
-                        ret: Some(ret),
-                    });
-                }
+                scan(&mut worker, space.name, (from, count), call, &mut last_seen).await;
                 continue;
             }
             Choice::Put => {
@@ -105,42 +118,7 @@ pub(super) async fn run_ops(mut worker: Worker, mut space: KeySpace) {
                 let ok = worker.client.delete(key.clone()).await.is_ok();
                 (RegisterOp::Write(None), ok)
             }
-            Choice::Cas => {
-                let expected = last_seen.get(&k).cloned();
-                match worker
-                    .client
-                    .compare_and_swap(key.clone(), expected.clone(), Some(fresh.clone()))
-                    .await
-                {
-                    Ok(CasOutcome { swapped, current }) => {
-                        remember(
-                            &mut last_seen,
-                            k,
-                            if swapped {
-                                Some(fresh.clone())
-                            } else {
-                                current
-                            },
-                        );
-                        (
-                            RegisterOp::Cas {
-                                expected,
-                                new: Some(fresh),
-                                swapped: Some(swapped),
-                            },
-                            true,
-                        )
-                    }
-                    Err(_) => (
-                        RegisterOp::Cas {
-                            expected,
-                            new: Some(fresh),
-                            swapped: None,
-                        },
-                        false,
-                    ),
-                }
-            }
+            Choice::Cas => cas(&mut worker, (k, key.clone()), fresh, &mut last_seen).await,
         };
         let ret = ok.then(|| worker.now());
         worker.progress.finish(ok);
@@ -151,6 +129,78 @@ pub(super) async fn run_ops(mut worker: Worker, mut space: KeySpace) {
             call,
             ret,
         });
+    }
+}
+
+/// Scans `count` keys (named by `name`) from key number `from`, called at
+/// `call`, and records one read per key, a key the scan did not return read
+/// as absent.
+async fn scan(
+    worker: &mut Worker,
+    name: fn(u32) -> Bytes,
+    (from, count): (u32, u32),
+    call: Duration,
+    last_seen: &mut BTreeMap<u32, Bytes>,
+) {
+    let (start, end) = (name(from), name(from + count));
+    let result = worker.client.scan(start, end, count).await;
+    worker.progress.finish(result.is_ok());
+    let Ok(entries) = result else { return };
+    let ret = worker.now();
+    let found: BTreeMap<Bytes, Bytes> = entries.into_iter().collect();
+    for i in from..from + count {
+        let key = name(i);
+        let value = found.get(&key).cloned();
+        remember(last_seen, i, value.clone());
+        worker.record(KeyedOp {
+            client: worker.index,
+            key,
+            op: RegisterOp::Read(Some(value)),
+            call,
+            ret: Some(ret),
+        });
+    }
+}
+
+/// Compare-and-swaps key number `k` from the value last seen there to
+/// `fresh`: the operation to record, and whether it was answered.
+async fn cas(
+    worker: &mut Worker,
+    (k, key): (u32, Bytes),
+    fresh: Bytes,
+    last_seen: &mut BTreeMap<u32, Bytes>,
+) -> (RegisterOp, bool) {
+    let expected = last_seen.get(&k).cloned();
+    match worker
+        .client
+        .compare_and_swap(key, expected.clone(), Some(fresh.clone()))
+        .await
+    {
+        Ok(CasOutcome { swapped, current }) => {
+            remember(
+                last_seen,
+                k,
+                if swapped {
+                    Some(fresh.clone())
+                } else {
+                    current
+                },
+            );
+            let op = RegisterOp::Cas {
+                expected,
+                new: Some(fresh),
+                swapped: Some(swapped),
+            };
+            (op, true)
+        }
+        Err(_) => {
+            let op = RegisterOp::Cas {
+                expected,
+                new: Some(fresh),
+                swapped: None,
+            };
+            (op, false)
+        }
     }
 }
 
