@@ -18,13 +18,12 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::Rng;
 use shoal::client::{Client, ClientConfig};
-use shoal::ids::GroupId;
-use shoal::ids::GroupKey;
 use shoal::ids::NodeId;
+use shoal::ids::{GroupId, GroupKey};
 use shoal::machine::Applied;
 use shoal::server::config::NodeConfig;
 use shoal::server::node::run;
-use shoal::storage::{Storage, StorageMetrics, StorageOpenError};
+use shoal::storage::{Storage, StorageMetrics, StorageOpenError, StorageOptions};
 
 use crate::disk::{DiskFaults, SimDisk};
 use crate::scenario::limits::{
@@ -43,7 +42,7 @@ const PORT: u16 = 7000;
 
 struct Replica {
     /// The Raft group (`None`: the standalone group).
-    group: Option<GroupId>,
+    group: GroupKey,
     /// Its id within the group.
     node_id: NodeId,
     node: NodeHandle,
@@ -70,7 +69,7 @@ pub struct Cluster {
     handle: Handle,
     replicas: BTreeMap<ReplicaId, Replica>,
     /// Each group's members: node id → address.
-    peers: BTreeMap<Option<GroupId>, BTreeMap<NodeId, String>>,
+    peers: BTreeMap<GroupKey, BTreeMap<NodeId, String>>,
     /// Spare replicas not yet added to their group.
     spares: Mutex<std::collections::BTreeSet<ReplicaId>>,
     /// Where the harness itself talks to the group from.
@@ -79,14 +78,52 @@ pub struct Cluster {
 }
 
 /// The address of replica `id` of `group`.
-fn replica_addr(group: Option<GroupId>, id: NodeId) -> SocketAddr {
+fn replica_addr(group: GroupKey, id: NodeId) -> SocketAddr {
     let id = u8::try_from(id).expect("at most 254 replicas per group");
-    let net = group.map_or(0, |g| u8::try_from(g + 1).expect("at most 254 groups"));
+    let net = group
+        .number()
+        .map_or(0, |g| u8::try_from(g + 1).expect("at most 254 groups"));
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, net, 0, id)), PORT)
 }
 
-fn replica_id(group: Option<GroupId>, id: NodeId) -> ReplicaId {
-    group.map_or(id, |g| 100 * (g + 1) + id)
+fn replica_id(group: GroupKey, id: NodeId) -> ReplicaId {
+    group.number().map_or(id, |g| 100 * (g + 1) + id)
+}
+
+/// One incarnation of a replica, from its start after a crash to its stop:
+/// the disk loses what was not synced, storage recovers (a refusal to open
+/// ends the incarnation, and the supervisor starts the next), and the node
+/// runs until killed or stopped by a fatal error.
+async fn incarnation(
+    config: NodeConfig,
+    options: StorageOptions,
+    disk: SimDisk,
+    metrics: Arc<StorageMetrics>,
+    slot: Arc<Mutex<Option<Storage>>>,
+    corruption: Arc<Mutex<Vec<String>>>,
+) {
+    let id = config.id;
+    // Whatever this replica had not synced died with its previous
+    // incarnation.
+    disk.crash();
+    let opened = Storage::open(Arc::new(disk.clone()), &options, metrics.clone()).await;
+    let storage = match opened {
+        Ok(storage) => storage,
+        Err(e) => {
+            tracing::warn!(id, error = %e, "storage refused to open");
+            if is_corruption(&e) {
+                corruption
+                    .lock()
+                    .expect("corruption lock")
+                    .push(e.to_string());
+            }
+            return; // the node exits; the supervisor restarts it
+        }
+    };
+    *slot.lock().expect("storage slot") = Some(storage.clone());
+    if let Err(e) = run(config, storage, shoal::runtime::shutdown_signal()).await {
+        tracing::warn!(id, error = %e, "replica stopped");
+    }
 }
 
 /// Looks at what one replica has applied, in place (the state can be large).
@@ -103,14 +140,14 @@ impl Probe {
 }
 
 impl ClusterSpec {
-    /// The groups a cluster of this shape has: `[None]` for a standalone
-    /// group, else the controller (`Some(0)`) and every data group.
-    pub fn group_ids(&self) -> Vec<Option<GroupId>> {
+    /// The groups a cluster of this shape has: the standalone group, or the
+    /// controller and every data group.
+    pub fn group_ids(&self) -> Vec<GroupKey> {
         if self.groups == 0 {
-            vec![None]
+            vec![GroupKey::Standalone]
         } else {
             (0..=u64::from(self.groups + self.standby_groups))
-                .map(Some)
+                .map(GroupKey::from_number)
                 .collect()
         }
     }
@@ -182,12 +219,12 @@ impl Cluster {
 
     /// Whether this is a sharded cluster.
     pub fn sharded(&self) -> bool {
-        !self.peers.contains_key(&None)
+        !self.peers.contains_key(&GroupKey::Standalone)
     }
 
     fn add_replica(
         &mut self,
-        group: Option<GroupId>,
+        group: GroupKey,
         id: NodeId,
         spec: &ClusterSpec,
         faults: &DiskFaults,
@@ -201,21 +238,7 @@ impl Cluster {
                 .expect("spares")
                 .insert(replica_id(group, id));
         }
-        let mut config = NodeConfig::new(id, replica_addr(group, id), peers);
-        config.join = !self.peers[&group].contains_key(&id);
-        config.cluster_name = "sim".to_string();
-        config.group = group.map_or(GroupKey::Standalone, GroupKey::from_number);
-        config.shard_count = spec.shard_count;
-        config.controller = self.controller_endpoints();
-        if let Some(every) = spec.snapshot_every_entries {
-            config.snapshot_every_entries = every;
-        }
-        if let Some(kept) = spec.entries_kept_after_snapshot {
-            config.entries_kept_after_snapshot = kept;
-        }
-        if let Some(size) = spec.wal_segment_size_max {
-            config.wal_segment_size_max = size;
-        }
+        let config = self.node_config(group, id, peers, spec);
         let options = config.storage_options();
         let disk = SimDisk::new(shoal::runtime::rng().gen(), faults.clone());
         let metrics = Arc::new(StorageMetrics::default());
@@ -231,39 +254,16 @@ impl Cluster {
             .handle
             .create_node()
             .name(match group {
-                None => format!("replica-{id}"),
-                Some(0) => format!("controller-{id}"),
-                Some(g) => format!("group-{g}-{id}"),
+                GroupKey::Standalone => format!("replica-{id}"),
+                GroupKey::Controller => format!("controller-{id}"),
+                GroupKey::Data(g) => format!("group-{g}-{id}"),
             })
             .ip(replica_addr(group, id).ip())
             .init(move || {
                 let (config, options, disk) = (config.clone(), options.clone(), disk.clone());
                 let (metrics, slot, corruption) =
                     (metrics.clone(), slot.clone(), corruption.clone());
-                async move {
-                    // Whatever this replica had not synced died with its
-                    // previous incarnation.
-                    disk.crash();
-                    let opened =
-                        Storage::open(Arc::new(disk.clone()), &options, metrics.clone()).await;
-                    let storage = match opened {
-                        Ok(storage) => storage,
-                        Err(e) => {
-                            tracing::warn!(id, error = %e, "storage refused to open");
-                            if is_corruption(&e) {
-                                corruption
-                                    .lock()
-                                    .expect("corruption lock")
-                                    .push(e.to_string());
-                            }
-                            return; // the node exits; the supervisor restarts it
-                        }
-                    };
-                    *slot.lock().expect("storage slot") = Some(storage.clone());
-                    if let Err(e) = run(config, storage, shoal::runtime::shutdown_signal()).await {
-                        tracing::warn!(id, error = %e, "replica stopped");
-                    }
-                }
+                incarnation(config, options, disk, metrics, slot, corruption)
             })
             .build();
         let (disk, metrics, storage, corruption) = replica;
@@ -282,6 +282,32 @@ impl Cluster {
         );
     }
 
+    /// The configuration replica `id` of `group` runs with.
+    fn node_config(
+        &self,
+        group: GroupKey,
+        id: NodeId,
+        peers: BTreeMap<NodeId, String>,
+        spec: &ClusterSpec,
+    ) -> NodeConfig {
+        let mut config = NodeConfig::new(id, replica_addr(group, id), peers);
+        config.join = !self.peers[&group].contains_key(&id);
+        config.cluster_name = "sim".to_string();
+        config.group = group;
+        config.shard_count = spec.shard_count;
+        config.controller = self.controller_endpoints();
+        if let Some(every) = spec.snapshot_every_entries {
+            config.snapshot_every_entries = every;
+        }
+        if let Some(kept) = spec.entries_kept_after_snapshot {
+            config.entries_kept_after_snapshot = kept;
+        }
+        if let Some(size) = spec.wal_segment_size_max {
+            config.wal_segment_size_max = size;
+        }
+        config
+    }
+
     /// Every replica, in order.
     pub fn ids(&self) -> Vec<ReplicaId> {
         self.replicas.keys().copied().collect()
@@ -289,12 +315,12 @@ impl Cluster {
 
     /// The groups: `[None]` for a standalone group, else the controller
     /// (`Some(0)`) and the data groups.
-    pub fn groups(&self) -> Vec<Option<GroupId>> {
+    pub fn groups(&self) -> Vec<GroupKey> {
         self.peers.keys().copied().collect()
     }
 
     /// The replicas of one group.
-    pub fn ids_of(&self, group: Option<GroupId>) -> Vec<ReplicaId> {
+    pub fn ids_of(&self, group: GroupKey) -> Vec<ReplicaId> {
         self.replicas
             .iter()
             .filter(|(_, r)| r.group == group)
@@ -303,7 +329,7 @@ impl Cluster {
     }
 
     /// A spare replica of `group` not yet added: (replica, node id, address).
-    pub fn take_spare(&self, group: Option<GroupId>) -> Option<(ReplicaId, NodeId, String)> {
+    pub fn take_spare(&self, group: GroupKey) -> Option<(ReplicaId, NodeId, String)> {
         let mut spares = self.spares.lock().expect("spares");
         let id = *spares.iter().find(|id| self.replicas[id].group == group)?;
         spares.remove(&id);
@@ -313,7 +339,7 @@ impl Cluster {
 
     /// The current voters of `group`, as its most advanced replica knows
     /// them (replicas removed from the group, or not added yet, are not).
-    pub fn voters_of(&self, group: Option<GroupId>) -> Vec<ReplicaId> {
+    pub fn voters_of(&self, group: GroupKey) -> Vec<ReplicaId> {
         let voters = |a: &Applied| -> Vec<ReplicaId> {
             a.membership
                 .membership()
@@ -335,7 +361,7 @@ impl Cluster {
     }
 
     /// Addresses of every replica of `group`, members or not.
-    pub fn addresses(&self, group: Option<GroupId>) -> Vec<String> {
+    pub fn addresses(&self, group: GroupKey) -> Vec<String> {
         self.replicas
             .values()
             .filter(|r| r.group == group)
@@ -345,13 +371,13 @@ impl Cluster {
 
     /// The members of one group, as a controller Join wants them.
     pub fn members(&self, group: GroupId) -> BTreeMap<NodeId, String> {
-        self.peers[&Some(group)].clone()
+        self.peers[&GroupKey::Data(group)].clone()
     }
 
     /// The shard controller's endpoints (empty for a standalone group).
     fn controller_endpoints(&self) -> Vec<String> {
         self.peers
-            .get(&Some(0))
+            .get(&GroupKey::Controller)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
     }
@@ -460,8 +486,8 @@ impl Cluster {
     pub fn client_config(&self) -> ClientConfig {
         // A standalone group's clients know every replica, spares included,
         // as an operator would list every address the group may use.
-        match self.peers.get(&None) {
-            Some(_) => ClientConfig::new(self.addresses(None)),
+        match self.peers.get(&GroupKey::Standalone) {
+            Some(_) => ClientConfig::new(self.addresses(GroupKey::Standalone)),
             None => ClientConfig::sharded(self.controller_endpoints()),
         }
     }
@@ -482,7 +508,7 @@ impl Cluster {
 
     /// The replica that leads `group` in the highest term any of its
     /// replicas reports, waiting up to `wait` for one to emerge.
-    pub async fn leader_of(&self, group: Option<GroupId>, wait: Duration) -> Option<ReplicaId> {
+    pub async fn leader_of(&self, group: GroupKey, wait: Duration) -> Option<ReplicaId> {
         let endpoints = self.peers[&group].clone();
         self.observe(move |_| async move {
             let deadline = tokio::time::Instant::now() + wait;

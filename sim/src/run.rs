@@ -240,7 +240,7 @@ pub async fn run(scenario: &Scenario) -> Report {
 async fn form_groups(cluster: &Cluster, scenario: &Scenario) {
     for group in cluster.groups() {
         let leader = cluster.leader_of(group, Duration::from_secs(10)).await;
-        tracing::info!(?group, ?leader, "group formed");
+        tracing::info!(%group, ?leader, "group formed");
     }
     if cluster.sharded() {
         let joining = (1..=u64::from(scenario.cluster.groups))

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal::ids::GroupId;
 use shoal::ids::NodeId;
+use shoal::ids::{GroupId, GroupKey};
 
 use crate::cluster::ReplicaId;
 use crate::scenario::PartitionKind;
@@ -80,12 +80,14 @@ pub enum FaultAction {
     /// A spare replica joins its group.
     AddReplica {
         /// The group (absent: the standalone group).
-        group: Option<GroupId>,
+        #[serde(default, skip_serializing_if = "is_standalone")]
+        group: GroupKey,
     },
     /// A member leaves its group.
     RemoveReplica {
         /// The group (absent: the standalone group).
-        group: Option<GroupId>,
+        #[serde(default, skip_serializing_if = "is_standalone")]
+        group: GroupKey,
         /// The member's node id within the group.
         node: NodeId,
     },
@@ -136,4 +138,9 @@ impl FaultAction {
             _ => Vec::new(),
         }
     }
+}
+
+/// A standalone group is written by leaving its number out.
+fn is_standalone(group: &GroupKey) -> bool {
+    *group == GroupKey::Standalone
 }

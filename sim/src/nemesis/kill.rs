@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use shoal::ids::GroupId;
+use shoal::ids::GroupKey;
 
 use super::Nemesis;
 use crate::cluster::ReplicaId;
@@ -14,7 +14,7 @@ use crate::scenario::KillTarget;
 
 impl Nemesis<'_> {
     /// Chooses the victims of a kill in `group`.
-    pub(super) async fn pick(&self, target: KillTarget, group: Option<GroupId>) -> Vec<ReplicaId> {
+    pub(super) async fn pick(&self, target: KillTarget, group: GroupKey) -> Vec<ReplicaId> {
         let mut ids = self.cluster.ids_of(group);
         match target {
             KillTarget::Random => vec![ids[self.rng().gen_range(0..ids.len())]],

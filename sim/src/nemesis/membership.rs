@@ -5,8 +5,8 @@
 
 use rand::Rng;
 use shoal::client::{Client, ClientConfig};
-use shoal::ids::GroupId;
 use shoal::ids::NodeId;
+use shoal::ids::{GroupId, GroupKey};
 use shoal::machine::shard::controller::ControllerOp;
 
 use super::Nemesis;
@@ -60,8 +60,8 @@ impl Nemesis<'_> {
             .cluster
             .groups()
             .into_iter()
-            .flatten()
-            .filter(|g| *g != 0 && !joined.contains(g))
+            .filter_map(GroupKey::data)
+            .filter(|g| !joined.contains(g))
             .collect();
         let pick = |pool: &[GroupId]| {
             (!pool.is_empty()).then(|| pool[self.rng().gen_range(0..pool.len())])
@@ -112,7 +112,7 @@ impl Nemesis<'_> {
         }
     }
 
-    async fn add_replica(&self, group: Option<GroupId>) {
+    async fn add_replica(&self, group: GroupKey) {
         let Some((_, node_id, addr)) = self.cluster.take_spare(group) else {
             self.record(format!("add replica skipped: group {group:?} has no spare"));
             return;
@@ -125,7 +125,7 @@ impl Nemesis<'_> {
         self.record_members(format!("add replica {node_id} to group {group:?}"), result);
     }
 
-    async fn remove_replica(&self, group: Option<GroupId>, node_id: NodeId) {
+    async fn remove_replica(&self, group: GroupKey, node_id: NodeId) {
         let result = self
             .with_group(group, move |mut client| async move {
                 client.remove_replica(node_id).await
@@ -139,7 +139,7 @@ impl Nemesis<'_> {
 
     /// Runs `f` with a client of `group` itself (every replica's address),
     /// as an operator changing its members would.
-    async fn with_group<F, Fut, T>(&self, group: Option<GroupId>, f: F) -> T
+    async fn with_group<F, Fut, T>(&self, group: GroupKey, f: F) -> T
     where
         F: FnOnce(Client) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T> + Send + 'static,
@@ -166,7 +166,7 @@ impl Nemesis<'_> {
     }
 
     /// The node ids of the voters of `group`.
-    fn voters(&self, group: Option<GroupId>) -> Vec<NodeId> {
+    fn voters(&self, group: GroupKey) -> Vec<NodeId> {
         self.cluster
             .voters_of(group)
             .into_iter()

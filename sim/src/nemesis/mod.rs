@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal::ids::GroupId;
+use shoal::ids::{GroupId, GroupKey};
 
 use crate::cluster::Cluster;
 use crate::history::{FaultEvent, History};
@@ -186,7 +186,7 @@ impl<'a> Nemesis<'a> {
         let action = match fault {
             Fault::Kill(target, group, pause, down_ms) => {
                 let group = match group {
-                    Some(g) if self.cluster.sharded() => Some(g),
+                    Some(g) if self.cluster.sharded() => GroupKey::from_number(g),
                     _ => self.random_group(),
                 };
                 let replicas = self.pick(target, group).await;
@@ -245,7 +245,7 @@ impl<'a> Nemesis<'a> {
     }
 
     /// A random group (the only one of a standalone cluster).
-    fn random_group(&self) -> Option<GroupId> {
+    fn random_group(&self) -> GroupKey {
         let groups = self.cluster.groups();
         groups[self.rng().gen_range(0..groups.len())]
     }

@@ -240,6 +240,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal::ids::GroupKey;
 
     fn error(text: &str) -> String {
         Scenario::parse(Path::new("s.toml"), text)
@@ -367,7 +368,7 @@ mod tests {
             ScheduledFault {
                 at_ms: 2_500,
                 fault: FaultAction::RemoveReplica {
-                    group: None,
+                    group: GroupKey::Standalone,
                     node: 2,
                 },
             },
