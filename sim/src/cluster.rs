@@ -41,10 +41,8 @@ const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 const PORT: u16 = 7000;
 
 struct Replica {
-    /// The Raft group (`None`: the standalone group).
-    group: GroupKey,
-    /// Its id within the group.
-    node_id: NodeId,
+    /// Its group and its id within the group.
+    name: shoal::ids::ReplicaId,
     node: NodeHandle,
     /// Set while the nemesis holds the replica down (the supervisor leaves
     /// it alone).
@@ -58,9 +56,11 @@ struct Replica {
     corruption: Arc<Mutex<Vec<String>>>,
 }
 
-/// A replica's key in the cluster, unique across groups: the node id for a
-/// standalone group; `100 * (group + 1) + node id` in a sharded cluster
-/// (so the controller's replicas are 101, 102, ... and group 1's 201, ...).
+/// A replica's number in the cluster, unique across groups, as scenario and
+/// schedule files name it: its [`shoal::ids::ReplicaId`] packed as the node
+/// id for a standalone group and `100 * (group + 1) + node id` in a sharded
+/// cluster (so the controller's replicas are 101, 102, ... and group 1's
+/// 201, ...).
 pub type ReplicaId = u64;
 
 /// A running simulated cluster: one standalone group, or a shard controller
@@ -270,8 +270,7 @@ impl Cluster {
         self.replicas.insert(
             replica_id(group, id),
             Replica {
-                group,
-                node_id: id,
+                name: shoal::ids::ReplicaId { group, node: id },
                 node,
                 down: Arc::default(),
                 disk,
@@ -323,7 +322,7 @@ impl Cluster {
     pub fn ids_of(&self, group: GroupKey) -> Vec<ReplicaId> {
         self.replicas
             .iter()
-            .filter(|(_, r)| r.group == group)
+            .filter(|(_, r)| r.name.group == group)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -331,9 +330,11 @@ impl Cluster {
     /// A spare replica of `group` not yet added: (replica, node id, address).
     pub fn take_spare(&self, group: GroupKey) -> Option<(ReplicaId, NodeId, String)> {
         let mut spares = self.spares.lock().expect("spares");
-        let id = *spares.iter().find(|id| self.replicas[id].group == group)?;
+        let id = *spares
+            .iter()
+            .find(|id| self.replicas[id].name.group == group)?;
         spares.remove(&id);
-        let node_id = self.replicas[&id].node_id;
+        let node_id = self.replicas[&id].name.node;
         Some((id, node_id, replica_addr(group, node_id).to_string()))
     }
 
@@ -357,15 +358,15 @@ impl Cluster {
 
     /// A replica's id within its group.
     pub fn node_id(&self, id: ReplicaId) -> NodeId {
-        self.replicas[&id].node_id
+        self.replicas[&id].name.node
     }
 
     /// Addresses of every replica of `group`, members or not.
     pub fn addresses(&self, group: GroupKey) -> Vec<String> {
         self.replicas
             .values()
-            .filter(|r| r.group == group)
-            .map(|r| replica_addr(group, r.node_id).to_string())
+            .filter(|r| r.name.group == group)
+            .map(|r| replica_addr(group, r.name.node).to_string())
             .collect()
     }
 
