@@ -1,9 +1,17 @@
 //! The client API's one error type, with the conversion to and from the gRPC
 //! status that carries it over the wire.
+//!
+//! The status follows gRPC's richer error model: its details are a
+//! `google.rpc.Status` whose `details` hold Shoal's [`ErrorDetail`] packed as
+//! an `Any`, plus the standard `google.rpc.BadRequest` for a broken limit and
+//! `google.rpc.RetryInfo` for a failure worth retrying, so that the gRPC
+//! libraries of every language decode it.
 
 use bytes::Bytes;
 use prost::Message;
+use prost_types::Any;
 use tonic::{Code, Status};
+use tonic_types::pb;
 
 use crate::proto::error_detail::Kind;
 use crate::proto::ErrorDetail;
@@ -75,8 +83,8 @@ impl KvError {
         )
     }
 
-    /// Encodes the error as a gRPC status whose details carry an [`ErrorDetail`].
-    pub fn to_status(&self) -> Status {
+    /// The gRPC code and the [`ErrorDetail`] that describe the error.
+    pub fn detail(&self) -> (Code, ErrorDetail) {
         let mut detail = ErrorDetail::default();
         let code = match self {
             KvError::NotLeader {
@@ -131,13 +139,61 @@ impl KvError {
                 Code::Unavailable
             }
         };
-        Status::with_details(code, self.to_string(), Bytes::from(detail.encode_to_vec()))
+        (code, detail)
+    }
+
+    /// Encodes the error as a gRPC status whose details carry an [`ErrorDetail`].
+    pub fn to_status(&self) -> Status {
+        let (code, detail) = self.detail();
+        let message = self.to_string();
+        let mut details = vec![pack(ERROR_DETAIL_TYPE, &detail)];
+        if let Some(violation) = self.field_violation() {
+            let bad_request = pb::BadRequest {
+                field_violations: vec![violation],
+            };
+            details.push(pack(BAD_REQUEST_TYPE, &bad_request));
+        }
+        if self.is_retryable() {
+            let retry = pb::RetryInfo {
+                retry_delay: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: RETRY_DELAY_NANOS,
+                }),
+            };
+            details.push(pack(RETRY_INFO_TYPE, &retry));
+        }
+        let status = pb::Status {
+            code: code as i32,
+            message: message.clone(),
+            details,
+        };
+        Status::with_details(code, message, Bytes::from(status.encode_to_vec()))
+    }
+
+    /// The request field a limit error is about, as `google.rpc.BadRequest`
+    /// names it.
+    fn field_violation(&self) -> Option<pb::bad_request::FieldViolation> {
+        let field = match self {
+            KvError::KeyEmpty | KvError::KeyTooLarge { .. } => "key",
+            KvError::ValueTooLarge { .. } => "value",
+            _ => return None,
+        };
+        Some(pb::bad_request::FieldViolation {
+            field: field.to_string(),
+            description: self.to_string(),
+            ..Default::default()
+        })
     }
 
     /// Decodes a status produced by [`KvError::to_status`]. Returns `None` for a
     /// status that carries no Shoal error detail (a transport failure, say).
     pub fn from_status(status: &Status) -> Option<KvError> {
-        let detail = ErrorDetail::decode(status.details()).ok()?;
+        let rich = pb::Status::decode(status.details()).ok()?;
+        let packed = rich
+            .details
+            .iter()
+            .find(|a| a.type_url == ERROR_DETAIL_TYPE)?;
+        let detail = ErrorDetail::decode(&packed.value[..]).ok()?;
         Some(match detail.kind() {
             Kind::Unspecified => return None,
             Kind::NotLeader => KvError::NotLeader {
@@ -162,6 +218,21 @@ impl KvError {
             Kind::Refused => KvError::Refused(detail.reason),
             Kind::NotYet => KvError::NotYet(detail.reason),
         })
+    }
+}
+
+/// The `Any` type URL of Shoal's [`ErrorDetail`].
+pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/shoal.ErrorDetail";
+const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// The pause `google.rpc.RetryInfo` suggests before a retry (100 ms).
+const RETRY_DELAY_NANOS: i32 = 100_000_000;
+
+fn pack(type_url: &str, message: &impl Message) -> Any {
+    Any {
+        type_url: type_url.to_string(),
+        value: message.encode_to_vec(),
     }
 }
 
@@ -206,6 +277,33 @@ mod tests {
             let status = error.to_status();
             assert_eq!(KvError::from_status(&status), Some(error));
         }
+    }
+
+    #[test]
+    fn the_details_are_a_standard_rich_status() {
+        use tonic_types::StatusExt;
+        let status = KvError::ValueTooLarge {
+            actual: 200_000,
+            limit: 131_072,
+        }
+        .to_status();
+        let rich = pb::Status::decode(status.details()).unwrap();
+        assert_eq!(rich.code, Code::InvalidArgument as i32);
+        assert_eq!(rich.details[0].type_url, ERROR_DETAIL_TYPE);
+        let bad = status
+            .get_details_bad_request()
+            .expect("a BadRequest detail");
+        assert_eq!(bad.field_violations[0].field, "value");
+        assert!(status.get_details_retry_info().is_none());
+        let unavailable = KvError::Unavailable("no quorum".into()).to_status();
+        let retry = unavailable
+            .get_details_retry_info()
+            .expect("a RetryInfo detail");
+        assert_eq!(
+            retry.retry_delay,
+            Some(std::time::Duration::from_millis(100))
+        );
+        assert!(unavailable.get_details_bad_request().is_none());
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!    data with its de-duplication table, the shard controller's
 //!    configurations and a data group's shard moves.
 //! 3. [`raft`] configures openraft for Shoal and carries its messages over
-//!    gRPC; [`storage`] keeps a replica's Raft log and state machine on disk.
+//!    gRPC; [`wire`] gives the state machine's public types their protobuf
+//!    forms; [`storage`] keeps a replica's Raft log and state machine on disk.
 //! 4. [`client`] finds leaders, retries under a deadline and numbers writes
 //!    for exactly-once application.
 //! 5. [`server`] exposes the client, admin and peer services, and
@@ -29,6 +30,7 @@ pub mod raft;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod wire;
 
 /// Code generated from `proto/shoal.proto`.
 #[allow(missing_docs, clippy::all)]

@@ -13,11 +13,13 @@
 //! - [`rng`], the process's single source of randomness: the simulator's seeded
 //!   generator under madsim, OS-seeded entropy in real mode;
 //! - [`shutdown_signal`], how a node learns it should stop;
+//! - [`serve_http`], the HTTP gateway's listener: a real socket in real mode;
+//!   the simulator has none to offer, so there it refuses;
 //! - [`planted`], the switch for deliberately planted bugs, which exist only in
 //!   simulation builds (in real builds it is the constant `false`).
 //!
 //! **Architecture invariant:** no other file under `src/` mentions `cfg(madsim)`;
-//! `tests/seam.rs` fails if one does.
+//! `tests/tidy.rs` fails if one does.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,6 +49,32 @@ pub fn rng() -> Rng {
     #[cfg(not(madsim))]
     {
         rand::thread_rng()
+    }
+}
+
+/// Serves `router` over HTTP/1 on `addr` until `shutdown` resolves.
+///
+/// Real mode only: the HTTP stack runs on real sockets, so under madsim this
+/// refuses at once (simulated nodes are never given an HTTP address).
+pub async fn serve_http(
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    #[cfg(madsim)]
+    {
+        let _ = (addr, router, shutdown);
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the HTTP gateway does not run in simulation",
+        ))
+    }
+    #[cfg(not(madsim))]
+    {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 

@@ -4,7 +4,8 @@
 //! 0. `runtime`, `ids`, `limits`, `error`, `proto`: the seam, names, bounds
 //!    and the wire;
 //! 1. `machine`: the pure replicated state machine;
-//! 2. `raft`: openraft's configuration and transport;
+//! 2. `raft`: openraft's configuration and transport; `wire`: the protobuf
+//!    forms of the state machine's public types;
 //! 3. `storage`: the Raft log and state machine on disk;
 //! 4. `client`: the call path, retries and routing;
 //! 5. `server`: the services and the node.
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("proto", 0),
     ("machine", 1),
     ("raft", 2),
+    ("wire", 2),
     ("storage", 3),
     ("client", 4),
     ("server", 5),

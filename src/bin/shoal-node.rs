@@ -43,6 +43,10 @@ struct Args {
     /// Address to serve gRPC on, e.g. 127.0.0.1:7001.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address to serve the HTTP/JSON gateway on, e.g. 127.0.0.1:8001
+    /// (none if absent).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
     /// Group members as ID=HOST:PORT, comma-separated, this node included.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
@@ -102,6 +106,10 @@ impl Args {
         };
         set("id", self.id.map(|id| toml::Value::Integer(id as i64)));
         set("listen", self.listen.map(|a| a.to_string().into()));
+        set(
+            "http_listen",
+            self.http_listen.map(|a| a.to_string().into()),
+        );
         set("peers", list(&self.peers));
         set(
             "data_dir",
@@ -154,6 +162,9 @@ async fn open_storage(config: &NodeConfig, data_dir: &Path) -> anyhow::Result<St
 }
 
 /// One group of a `--dev` cluster: `nodes` replicas on consecutive ports.
+/// A `--dev` replica's HTTP gateway listens this far above its gRPC port.
+const DEV_HTTP_PORT_OFFSET: u64 = 1000;
+
 fn dev_group(
     group: GroupKey,
     nodes: u64,
@@ -165,6 +176,8 @@ fn dev_group(
     (1..=nodes)
         .map(|id| {
             let mut config = NodeConfig::new(id, addr(id).parse()?, peers.clone());
+            let http = format!("127.0.0.1:{}", first_port + id - 1 + DEV_HTTP_PORT_OFFSET);
+            config.http_listen = Some(http.parse()?);
             config.cluster_name = "shoal-dev".to_string();
             config.group = group;
             config.controller = controller.to_vec();
@@ -244,6 +257,9 @@ impl DevCluster {
                 "Talk to it:  cargo run --bin shoal -- --controller {endpoints} put hello world"
             );
         }
+        let (_, first) = &self.replicas[0];
+        let http = first.http_listen.expect("dev replicas serve HTTP");
+        println!("Or over HTTP: curl -X PUT --data-binary world http://{http}/v1/kv/hello");
         for (group, members) in self.members.range(args.dev_groups + 1..) {
             let list: Vec<String> = members.iter().map(|(id, a)| format!("{id}={a}")).collect();
             println!(

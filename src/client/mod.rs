@@ -31,7 +31,6 @@ use crate::proto::{
     CasRequest, DeleteRequest, GetRequest, MembershipRequest, PutRequest, QueryRequest,
     ReconfigureRequest, ScanRequest, StatusRequest, StatusResponse, WriteId,
 };
-use crate::raft::codec;
 pub use link::GroupLink;
 use link::{admin, kv};
 
@@ -305,11 +304,7 @@ impl Client {
     /// Shard controller: applies `op`; returns the configuration it made.
     pub async fn reconfigure(&mut self, op: &ControllerOp) -> Result<Config, ClientError> {
         let deadline = self.deadline();
-        let request = ReconfigureRequest {
-            op: codec::encode(op)
-                .expect("controller operations always encode")
-                .into(),
-        };
+        let request = ReconfigureRequest::from(op);
         let reply = self
             .home
             .call(&self.config, deadline, |ch| {
@@ -317,7 +312,7 @@ impl Client {
                 async move { admin(ch).reconfigure(request).await }
             })
             .await?;
-        decode(&reply.config)
+        config_of(reply)
     }
 
     /// Adds replica `id` at `addr` (running, started to join) to the group
@@ -441,7 +436,7 @@ async fn query(
             admin(ch).query(request).await
         })
         .await?;
-    decode(&reply.config)
+    config_of(reply)
 }
 
 /// One group's part of a scan: the entries, and the shards it served.
@@ -485,8 +480,10 @@ fn group_link<'a>(
     link
 }
 
-/// Decodes a binary answer (a configuration, a shard's data).
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
-    codec::decode(bytes)
-        .map_err(|e| ClientError::Rpc(Status::internal(format!("undecodable answer: {e}"))))
+/// The configuration an answer carries.
+fn config_of(reply: crate::proto::ConfigResponse) -> Result<Config, ClientError> {
+    reply
+        .config
+        .map(Config::from)
+        .ok_or_else(|| ClientError::Rpc(Status::internal("the answer carries no configuration")))
 }

@@ -19,7 +19,6 @@ use crate::proto::admin_server::Admin;
 use crate::proto::{
     ConfigResponse, MembershipRequest, MembershipResponse, QueryRequest, ReconfigureRequest,
 };
-use crate::raft::codec;
 
 /// Retries of a membership change refused because another is settling.
 const MEMBERSHIP_RETRIES_MAX: u32 = 20;
@@ -45,10 +44,8 @@ impl AdminService {
         let Role::Controller(controller) = &applied.role else {
             return Err(KvError::Refused("this group is not the shard controller".into()).into());
         };
-        let config =
-            codec::encode(controller.query(num)).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ConfigResponse {
-            config: config.into(),
+            config: Some(controller.query(num).into()),
         }))
     }
 
@@ -112,8 +109,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ReconfigureRequest>,
     ) -> Result<Response<ConfigResponse>, Status> {
-        let op: ControllerOp = codec::decode(&request.into_inner().op)
-            .map_err(|e| Status::invalid_argument(format!("controller operation: {e}")))?;
+        let op = ControllerOp::try_from(request.into_inner())?;
         let command = Command::Shard(ShardOp::Controller(op));
         match self.replica.write(command).await? {
             CommandResult::Controller(Ok(num)) => self.config(Some(num)),

@@ -25,6 +25,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// Address the gRPC server binds.
     pub listen: SocketAddr,
+    /// Address of the HTTP/JSON gateway (none if absent).
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
     /// Every member of the group, this node included: id → address that
     /// peers and clients dial.
     #[serde(deserialize_with = "peer_entries")]
@@ -121,6 +124,7 @@ impl NodeConfig {
         NodeConfig {
             id,
             listen,
+            http_listen: None,
             peers,
             data_dir: None,
             cluster_name: default_cluster_name(),

@@ -126,18 +126,6 @@ impl Kv for KvService {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let metrics = self.replica.raft.metrics().borrow().clone();
-        Ok(Response::new(StatusResponse {
-            node_id: metrics.id,
-            leader_id: metrics.current_leader,
-            term: metrics.current_term,
-            role: format!("{:?}", metrics.state).to_lowercase(),
-            last_applied: metrics.last_applied.map_or(0, |log_id| log_id.index),
-            members: metrics
-                .membership_config
-                .nodes()
-                .map(|(id, node)| (*id, node.addr.clone()))
-                .collect(),
-        }))
+        Ok(Response::new(self.replica.status()))
     }
 }

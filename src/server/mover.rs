@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use super::replica::Replica;
 use crate::client::link::{peer, GroupLink};
-use crate::client::{decode, Client, ClientConfig, ClientError};
+use crate::client::{Client, ClientConfig, ClientError};
 use crate::ids::{GroupId, ShardId};
 use crate::machine::command::Command;
 use crate::machine::shard::group::ShardStatus;
 use crate::machine::shard::ShardOp;
 use crate::machine::{Role, ShardData};
 use crate::proto::ShardRequest;
+use crate::raft::codec;
 
 /// How often a data group's leader looks for shard work.
 const SHARD_WORK_INTERVAL: Duration = Duration::from_millis(100);
@@ -52,7 +53,9 @@ impl PeerGroup {
                 peer(ch).pull_shard(request).await
             })
             .await?;
-        decode(&reply.shard)
+        codec::decode(&reply.shard).map_err(|e| {
+            ClientError::Rpc(tonic::Status::internal(format!("undecodable shard: {e}")))
+        })
     }
 
     /// Tells the group to delete a shard given away at `num`.

@@ -11,10 +11,12 @@ use openraft::BasicNode;
 
 use super::admin::AdminService;
 use super::config::{ConfigError, NodeConfig};
+use super::http;
 use super::kv::KvService;
 use super::mover::move_shards;
 use super::peer::PeerService;
 use super::replica::Replica;
+use crate::client::ClientConfig;
 use crate::ids::{GroupKey, NodeId};
 use crate::limits::{CLIENT_MESSAGE_SIZE_MAX, RAFT_MESSAGE_SIZE_MAX};
 use crate::proto::admin_server::AdminServer;
@@ -40,6 +42,14 @@ pub enum NodeError {
         addr: SocketAddr,
         /// The transport's error.
         source: tonic::transport::Error,
+    },
+    /// The HTTP gateway failed (for example, its address is taken).
+    #[error("serving HTTP on {addr}: {source}")]
+    Http {
+        /// The HTTP address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
     },
 }
 
@@ -68,12 +78,26 @@ pub async fn run(
     // Serve until asked to stop, or until consensus stops on a fatal error
     // (a failed disk, say): a replica that cannot persist must not serve.
     let fatal = std::sync::Mutex::new(None);
+    let (gateway_stop, gateway_stopped) = tokio::sync::watch::channel(false);
+    let mut gateway = config.http_listen.map(|addr| {
+        let router = http::router(replica.clone(), gateway_clients(&config));
+        let mut stopped = gateway_stopped.clone();
+        let stopped = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tracing::info!(id = config.id, %addr, "HTTP gateway serving");
+        tokio::spawn(crate::runtime::serve_http(addr, router, stopped))
+    });
+    let gateway_error = std::sync::Mutex::new(None);
     let stop = async {
         let mut metrics = raft.metrics();
         tokio::select! {
             biased;
             () = shutdown => {}
             error = fatal_error(&mut metrics) => *fatal.lock().expect("fatal lock") = Some(error),
+            error = gateway_failure(gateway.as_mut()) => {
+                *gateway_error.lock().expect("gateway lock") = Some(error);
+            }
         }
     };
     let mover = matches!(config.group, GroupKey::Data(_))
@@ -89,16 +113,52 @@ pub async fn run(
     if let Some(mover) = mover {
         mover.abort();
     }
+    let _ = gateway_stop.send(true);
+    let mut gateway_error = gateway_error.into_inner().expect("gateway lock");
+    if let (Some(gateway), None) = (gateway, &gateway_error) {
+        // Not finished yet (a finished gateway's error is already taken).
+        if let Ok(Err(e)) = gateway.await {
+            gateway_error = Some(e);
+        }
+    }
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(id = config.id, error = %e, "raft did not stop cleanly");
     }
     if let Some(error) = fatal.into_inner().expect("fatal lock") {
         return Err(NodeError::Raft(error));
     }
+    if let (Some(addr), Some(source)) = (config.http_listen, gateway_error) {
+        return Err(NodeError::Http { addr, source });
+    }
     served.map_err(|source| NodeError::Serve {
         addr: config.listen,
         source,
     })
+}
+
+/// The clients the HTTP gateway routes requests with: to the standalone
+/// group, or through the shard controller.
+fn gateway_clients(config: &NodeConfig) -> ClientConfig {
+    let members = config.peers.values().cloned().collect();
+    match config.group {
+        GroupKey::Standalone => ClientConfig::new(members),
+        GroupKey::Controller => ClientConfig::sharded(members),
+        GroupKey::Data(_) => ClientConfig::sharded(config.controller.clone()),
+    }
+}
+
+/// Resolves when the HTTP gateway stops with an error; never without one.
+async fn gateway_failure(
+    gateway: Option<&mut tokio::task::JoinHandle<std::io::Result<()>>>,
+) -> std::io::Error {
+    match gateway {
+        Some(task) => match task.await {
+            Ok(Err(error)) => error,
+            Ok(Ok(())) => std::future::pending().await,
+            Err(panic) => std::io::Error::other(panic.to_string()),
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when consensus reports a fatal error.

@@ -10,6 +10,7 @@ use openraft::BasicNode;
 use crate::error::KvError;
 use crate::ids::NodeId;
 use crate::machine::command::{Command, CommandResult};
+use crate::proto::StatusResponse;
 use crate::raft::ShoalRaft;
 use crate::runtime::{planted, PlantedBug};
 use crate::storage::StateMachineStore;
@@ -68,6 +69,23 @@ impl Replica {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),
             CommandResult::WrongGroup { config_num } => Err(KvError::WrongGroup { config_num }),
             result => Ok(result),
+        }
+    }
+
+    /// This replica's view of its group (local, not linearizable).
+    pub fn status(&self) -> StatusResponse {
+        let metrics = self.raft.metrics().borrow().clone();
+        StatusResponse {
+            node_id: metrics.id,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            role: format!("{:?}", metrics.state).to_lowercase(),
+            last_applied: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            members: metrics
+                .membership_config
+                .nodes()
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect(),
         }
     }
 
