@@ -14,6 +14,9 @@ step() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - started)); }
 step "real-mode tests"
 cargo test --workspace
 
+step "another language: a Python gRPC client and the HTTP/JSON gateway against a sharded dev cluster"
+bash ci/python-client.sh
+
 step "simulation tests (--cfg madsim)"
 cargo simtest --workspace
 

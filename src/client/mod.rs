@@ -150,7 +150,7 @@ impl Client {
         let reply = self
             .call_for_key(&key, |ch| {
                 let request = request.clone();
-                async move { kv(ch).get(request).await }
+                async move { kv(ch).get(routed(request)).await }
             })
             .await?;
         Ok(reply.value)
@@ -172,7 +172,7 @@ impl Client {
         };
         self.call_for_key(&key, |ch| {
             let request = request.clone();
-            async move { kv(ch).put(request).await }
+            async move { kv(ch).put(routed(request)).await }
         })
         .await?;
         Ok(())
@@ -189,7 +189,7 @@ impl Client {
         let reply = self
             .call_for_key(&key, |ch| {
                 let request = request.clone();
-                async move { kv(ch).delete(request).await }
+                async move { kv(ch).delete(routed(request)).await }
             })
             .await?;
         Ok(reply.existed)
@@ -217,7 +217,7 @@ impl Client {
         let reply = self
             .call_for_key(&key, |ch| {
                 let request = request.clone();
-                async move { kv(ch).compare_and_swap(request).await }
+                async move { kv(ch).compare_and_swap(routed(request)).await }
             })
             .await?;
         Ok(CasOutcome {
@@ -384,7 +384,13 @@ impl Client {
 
     /// Sends a call about `key` to the group serving its shard, following
     /// "wrong group" answers to newer configurations until the deadline.
-    async fn call_for_key<T, F, Fut>(&mut self, key: &[u8], mut send: F) -> Result<T, ClientError>
+    /// `send` makes the call over a connection to one member (see
+    /// [`GroupLink::call`]); a request it sends should be [`routed`].
+    pub async fn call_for_key<T, F, Fut>(
+        &mut self,
+        key: &[u8],
+        mut send: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(tonic::transport::Channel) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
@@ -449,7 +455,7 @@ async fn scan_group(
     let reply = link
         .call(config, deadline, |ch| {
             let request = request.clone();
-            async move { kv(ch).scan(request).await }
+            async move { kv(ch).scan(routed(request)).await }
         })
         .await?;
     let entries = reply
@@ -478,6 +484,33 @@ fn group_link<'a>(
         *link = GroupLink::new(members, &mut crate::runtime::rng());
     }
     link
+}
+
+/// The metadata key a routing client sets on its data requests.
+pub const ROUTED_HEADER: &str = "shoal-routed";
+
+/// `message` as a request its sender routed: the node answers it itself (a
+/// "wrong group" or "not the leader" answer makes the sender look again)
+/// rather than forwarding it. Requests without the mark come from clients
+/// that do not route, and a node forwards them (see `server::kv`).
+pub fn routed<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        ROUTED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
+}
+
+impl From<ClientError> for Status {
+    /// The status a node answers when a request it routed failed.
+    fn from(error: ClientError) -> Status {
+        match error {
+            ClientError::Rejected(e) => e.into(),
+            ClientError::Rpc(status) => status,
+            other => KvError::Unavailable(other.to_string()).into(),
+        }
+    }
 }
 
 /// The configuration an answer carries.

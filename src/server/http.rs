@@ -21,12 +21,9 @@
 //! value over the limit, 409 refused, 503 unavailable, 504 no answer in
 //! time, 404 `NOT_FOUND` for an absent key.
 //!
-//! The gateway routes every request itself, through a small pool of Shoal
-//! clients (each with its own write numbering, so the pool bounds the
-//! de-duplication sessions it creates); each HTTP request is one write, and
-//! re-sending a request is a new write.
-
-use std::sync::{Arc, Mutex};
+//! The gateway routes every request itself, through the node's pool of Shoal
+//! clients ([`super::pool`]); each HTTP request is one write, and re-sending a
+//! request is a new write.
 
 use axum::body::Bytes as Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -42,60 +39,23 @@ use serde::{Deserialize, Serialize};
 use tonic::Code;
 
 use super::replica::Replica;
-use crate::client::{Client, ClientConfig, ClientError};
+use crate::client::{Client, ClientError};
 use crate::error::KvError;
 use crate::limits::CLIENT_MESSAGE_SIZE_MAX;
-
-/// Idle clients the gateway keeps for reuse.
-const IDLE_CLIENTS_MAX: usize = 64;
 
 /// The most entries a scan answers when the request names no limit.
 const SCAN_LIMIT_DEFAULT: u32 = 1000;
 
-/// What the gateway's handlers share.
-#[derive(Clone)]
-struct Gateway {
-    replica: Replica,
-    clients: Arc<Pool>,
-}
-
-/// Clients for the gateway's requests, one request at a time each.
-struct Pool {
-    config: ClientConfig,
-    idle: Mutex<Vec<Client>>,
-}
-
-impl Pool {
-    fn take(&self) -> Client {
-        let idle = self.idle.lock().expect("client pool lock").pop();
-        idle.unwrap_or_else(|| Client::new(self.config.clone()))
-    }
-
-    fn put(&self, client: Client) {
-        let mut idle = self.idle.lock().expect("client pool lock");
-        if idle.len() < IDLE_CLIENTS_MAX {
-            idle.push(client);
-        }
-    }
-}
-
 /// The gateway's routes, serving from `replica` and routing requests with
-/// clients made from `clients`.
-pub fn router(replica: Replica, clients: ClientConfig) -> Router {
-    let gateway = Gateway {
-        replica,
-        clients: Arc::new(Pool {
-            config: clients,
-            idle: Mutex::new(Vec::new()),
-        }),
-    };
+/// its client pool.
+pub fn router(replica: Replica) -> Router {
     Router::new()
         .route("/v1/kv/{key}", get(get_key).put(put_key).delete(delete_key))
         .route("/v1/kv/{key}/cas", post(cas_key))
         .route("/v1/scan", get(scan))
         .route("/v1/status", get(status))
         .layer(DefaultBodyLimit::max(CLIENT_MESSAGE_SIZE_MAX))
-        .with_state(gateway)
+        .with_state(replica)
 }
 
 /// A failed request, answered as JSON.
@@ -189,20 +149,17 @@ fn key_of(uri: &Uri) -> Result<Bytes, Failure> {
     Ok(decode(segment))
 }
 
-/// Runs `call` with a client from the pool.
+/// Runs `call` with a client of the replica's pool.
 async fn with_client<T>(
-    gateway: &Gateway,
+    replica: &Replica,
     call: impl AsyncFnOnce(&mut Client) -> Result<T, ClientError>,
 ) -> Result<T, Failure> {
-    let mut client = gateway.clients.take();
-    let result = call(&mut client).await;
-    gateway.clients.put(client);
-    Ok(result?)
+    Ok(replica.clients.with(call).await?)
 }
 
-async fn get_key(State(gateway): State<Gateway>, uri: Uri) -> Result<Response, Failure> {
+async fn get_key(State(replica): State<Replica>, uri: Uri) -> Result<Response, Failure> {
     let key = key_of(&uri)?;
-    match with_client(&gateway, async |c| c.get(key).await).await? {
+    match with_client(&replica, async |c| c.get(key).await).await? {
         Some(value) => Ok(([("content-type", "application/octet-stream")], value).into_response()),
         None => Err(Failure {
             status: StatusCode::NOT_FOUND,
@@ -212,21 +169,21 @@ async fn get_key(State(gateway): State<Gateway>, uri: Uri) -> Result<Response, F
 }
 
 async fn put_key(
-    State(gateway): State<Gateway>,
+    State(replica): State<Replica>,
     uri: Uri,
     value: Body,
 ) -> Result<Json<serde_json::Value>, Failure> {
     let key = key_of(&uri)?;
-    with_client(&gateway, async |c| c.put(key, value).await).await?;
+    with_client(&replica, async |c| c.put(key, value).await).await?;
     Ok(Json(serde_json::json!({})))
 }
 
 async fn delete_key(
-    State(gateway): State<Gateway>,
+    State(replica): State<Replica>,
     uri: Uri,
 ) -> Result<Json<serde_json::Value>, Failure> {
     let key = key_of(&uri)?;
-    let existed = with_client(&gateway, async |c| c.delete(key).await).await?;
+    let existed = with_client(&replica, async |c| c.delete(key).await).await?;
     Ok(Json(serde_json::json!({ "existed": existed })))
 }
 
@@ -256,7 +213,7 @@ fn base64_value(field: &str, text: Option<String>) -> Result<Option<Bytes>, Fail
 }
 
 async fn cas_key(
-    State(gateway): State<Gateway>,
+    State(replica): State<Replica>,
     uri: Uri,
     body: Body,
 ) -> Result<Json<CasAnswer>, Failure> {
@@ -265,7 +222,7 @@ async fn cas_key(
         .map_err(|e| bad_request(format!("compare-and-swap body: {e}")))?;
     let expected = base64_value("expected", body.expected)?;
     let new = base64_value("new", body.new)?;
-    let outcome = with_client(&gateway, async |c| {
+    let outcome = with_client(&replica, async |c| {
         c.compare_and_swap(key, expected, new).await
     })
     .await?;
@@ -276,7 +233,7 @@ async fn cas_key(
 }
 
 async fn scan(
-    State(gateway): State<Gateway>,
+    State(replica): State<Replica>,
     uri: Uri,
 ) -> Result<Json<serde_json::Value>, Failure> {
     let (mut start, mut end, mut limit) = (Bytes::new(), Bytes::new(), SCAN_LIMIT_DEFAULT);
@@ -298,7 +255,7 @@ async fn scan(
             other => return Err(bad_request(format!("unknown parameter {other:?}"))),
         }
     }
-    let entries = with_client(&gateway, async |c| c.scan(start, end, limit).await).await?;
+    let entries = with_client(&replica, async |c| c.scan(start, end, limit).await).await?;
     let entries: Vec<serde_json::Value> = entries
         .iter()
         .map(|(k, v)| serde_json::json!({ "key": BASE64.encode(k), "value": BASE64.encode(v) }))
@@ -306,8 +263,8 @@ async fn scan(
     Ok(Json(serde_json::json!({ "entries": entries })))
 }
 
-async fn status(State(gateway): State<Gateway>) -> Json<serde_json::Value> {
-    let status = gateway.replica.status();
+async fn status(State(replica): State<Replica>) -> Json<serde_json::Value> {
+    let status = replica.status();
     Json(serde_json::json!({
         "node_id": status.node_id,
         "leader_id": status.leader_id,

@@ -1,12 +1,24 @@
 //! The client API: validates requests, sends writes through the Raft log and
 //! serves linearizable reads from the state machine.
+//!
+//! **Forwarding.** A routing client (Shoal's, see [`crate::client::routed`])
+//! marks its requests and follows "wrong group" and "not the leader" answers
+//! itself. A request without the mark comes from a client that does not
+//! route (a script, a generated stub): when this replica cannot answer it
+//! (the key's shard is another group's, or this replica does not lead), it
+//! forwards the request, unchanged (the same write id), through its routing
+//! clients, which mark it, so it travels one hop. A scan without shards from
+//! such a client covers every shard of a sharded cluster.
 
 use tonic::{Request, Response, Status};
 
 use super::replica::Replica;
+use crate::client::link::kv;
+use crate::client::{routed, ROUTED_HEADER};
 use crate::error::KvError;
 use crate::limits::{check_key, check_value};
 use crate::machine::command::{Command, CommandResult, DataOp, WriteId};
+use crate::machine::Role;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
     CasRequest, CasResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue,
@@ -37,23 +49,79 @@ impl KvService {
         });
         self.replica.write(Command::Data { id, op }).await
     }
+
+    /// Sends a request about `key` to the group that serves it, through
+    /// this replica's routing clients; `send` makes the call.
+    async fn forward<T, F, Fut>(&self, key: &[u8], send: F) -> Result<Response<T>, Status>
+    where
+        F: FnMut(tonic::transport::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let reply = self
+            .replica
+            .clients
+            .with(async |client| client.call_for_key(key, send).await)
+            .await?;
+        Ok(Response::new(reply))
+    }
+}
+
+/// Whether the request comes from a client that does not route.
+fn from_thin_client<T>(request: &Request<T>) -> bool {
+    !request.metadata().contains_key(ROUTED_HEADER)
+}
+
+/// Whether a thin client's request that got `answer` here goes to the
+/// replica that can answer it instead.
+fn to_forward<T>(thin: bool, answer: &Result<T, KvError>) -> bool {
+    thin && matches!(
+        answer,
+        Err(KvError::WrongGroup { .. } | KvError::NotLeader { .. })
+    )
+}
+
+/// A call that sends `request` with `method` on every attempt, marked as
+/// routed.
+macro_rules! resend {
+    ($request:expr, $method:ident) => {{
+        let request = $request;
+        move |channel| {
+            let request = request.clone();
+            async move { kv(channel).$method(routed(request)).await }
+        }
+    }};
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let GetRequest { key } = request.into_inner();
-        check_key(&key)?;
-        self.replica.read_barrier().await?;
-        let value = self.replica.state_machine.read().get(&key)?;
-        Ok(Response::new(GetResponse { value }))
+        let thin = from_thin_client(&request);
+        let request = request.into_inner();
+        check_key(&request.key)?;
+        let value = match self.replica.read_barrier().await {
+            Ok(()) => self.replica.state_machine.read().get(&request.key),
+            Err(e) => Err(e),
+        };
+        if to_forward(thin, &value) {
+            let key = request.key.clone();
+            return self.forward(&key, resend!(request, get)).await;
+        }
+        Ok(Response::new(GetResponse { value: value? }))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let PutRequest { key, value, id } = request.into_inner();
+        let thin = from_thin_client(&request);
+        let request = request.into_inner();
+        let PutRequest { key, value, id } = request.clone();
         check_key(&key)?;
         check_value(&value)?;
-        match self.write(id, DataOp::Put { key, value }).await? {
+        let result = self.write(id, DataOp::Put { key, value }).await;
+        if to_forward(thin, &result) {
+            return self
+                .forward(&request.key.clone(), resend!(request, put))
+                .await;
+        }
+        match result? {
             CommandResult::Put => Ok(Response::new(PutResponse {})),
             _ => Err(KvError::WriteIdConflict.into()),
         }
@@ -63,9 +131,17 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
-        let DeleteRequest { key, id } = request.into_inner();
+        let thin = from_thin_client(&request);
+        let request = request.into_inner();
+        let DeleteRequest { key, id } = request.clone();
         check_key(&key)?;
-        match self.write(id, DataOp::Delete { key }).await? {
+        let result = self.write(id, DataOp::Delete { key }).await;
+        if to_forward(thin, &result) {
+            return self
+                .forward(&request.key.clone(), resend!(request, delete))
+                .await;
+        }
+        match result? {
             CommandResult::Delete { existed } => Ok(Response::new(DeleteResponse { existed })),
             _ => Err(KvError::WriteIdConflict.into()),
         }
@@ -75,12 +151,14 @@ impl Kv for KvService {
         &self,
         request: Request<CasRequest>,
     ) -> Result<Response<CasResponse>, Status> {
+        let thin = from_thin_client(&request);
+        let request = request.into_inner();
         let CasRequest {
             key,
             expected,
             new_value,
             id,
-        } = request.into_inner();
+        } = request.clone();
         check_key(&key)?;
         for value in expected.iter().chain(new_value.iter()) {
             check_value(value)?;
@@ -90,7 +168,12 @@ impl Kv for KvService {
             expected,
             new: new_value,
         };
-        match self.write(id, op).await? {
+        let result = self.write(id, op).await;
+        if to_forward(thin, &result) {
+            let key = request.key.clone();
+            return self.forward(&key, resend!(request, compare_and_swap)).await;
+        }
+        match result? {
             CommandResult::Cas { swapped, current } => {
                 Ok(Response::new(CasResponse { swapped, current }))
             }
@@ -99,13 +182,35 @@ impl Kv for KvService {
     }
 
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let thin = from_thin_client(&request);
         let ScanRequest {
             start,
             end,
             limit,
             shards,
         } = request.into_inner();
-        self.replica.read_barrier().await?;
+        let sharded = !matches!(self.replica.state_machine.read().role, Role::Standalone);
+        let every_shard = thin && sharded && shards.is_empty();
+        let barrier = match every_shard {
+            true => Ok(()),
+            false => self.replica.read_barrier().await,
+        };
+        if every_shard || to_forward(thin, &barrier) {
+            let entries = self
+                .replica
+                .clients
+                .with(async |client| client.scan(start, end, limit).await)
+                .await?;
+            let entries = entries
+                .into_iter()
+                .map(|(key, value)| KeyValue { key, value })
+                .collect();
+            return Ok(Response::new(ScanResponse {
+                entries,
+                served: Vec::new(),
+            }));
+        }
+        barrier?;
         let part = self
             .replica
             .state_machine

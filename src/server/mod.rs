@@ -15,4 +15,5 @@ pub mod kv;
 pub mod mover;
 pub mod node;
 pub mod peer;
+pub mod pool;
 pub mod replica;

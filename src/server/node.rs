@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openraft::BasicNode;
 
@@ -15,6 +16,7 @@ use super::http;
 use super::kv::KvService;
 use super::mover::move_shards;
 use super::peer::PeerService;
+use super::pool::ClientPool;
 use super::replica::Replica;
 use crate::client::ClientConfig;
 use crate::ids::{GroupKey, NodeId};
@@ -67,6 +69,7 @@ pub async fn run(
     let replica = Replica {
         raft: raft.clone(),
         state_machine: storage.state_machine.clone(),
+        clients: Arc::new(ClientPool::new(routing_clients(&config))),
     };
     let kv = KvServer::new(KvService::new(replica.clone()))
         .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
@@ -80,7 +83,7 @@ pub async fn run(
     let fatal = std::sync::Mutex::new(None);
     let (gateway_stop, gateway_stopped) = tokio::sync::watch::channel(false);
     let mut gateway = config.http_listen.map(|addr| {
-        let router = http::router(replica.clone(), gateway_clients(&config));
+        let router = http::router(replica.clone());
         let mut stopped = gateway_stopped.clone();
         let stopped = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -136,9 +139,9 @@ pub async fn run(
     })
 }
 
-/// The clients the HTTP gateway routes requests with: to the standalone
-/// group, or through the shard controller.
-fn gateway_clients(config: &NodeConfig) -> ClientConfig {
+/// The clients a node routes requests with: to the standalone group, or
+/// through the shard controller.
+fn routing_clients(config: &NodeConfig) -> ClientConfig {
     let members = config.peers.values().cloned().collect();
     match config.group {
         GroupKey::Standalone => ClientConfig::new(members),

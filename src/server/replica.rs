@@ -2,11 +2,13 @@
 //! things a request does to it, a linearizable read barrier and a write
 //! through the log, and the mapping of consensus errors to [`KvError`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::BasicNode;
 
+use super::pool::ClientPool;
 use crate::error::KvError;
 use crate::ids::NodeId;
 use crate::machine::command::{Command, CommandResult};
@@ -26,6 +28,9 @@ pub struct Replica {
     pub raft: ShoalRaft,
     /// The applied state.
     pub state_machine: StateMachineStore,
+    /// Clients for requests this replica routes to the group that serves
+    /// them (the HTTP gateway's, and forwarded gRPC requests).
+    pub clients: Arc<ClientPool>,
 }
 
 impl Replica {
