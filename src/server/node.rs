@@ -81,16 +81,7 @@ pub async fn run(
     // Serve until asked to stop, or until consensus stops on a fatal error
     // (a failed disk, say): a replica that cannot persist must not serve.
     let fatal = std::sync::Mutex::new(None);
-    let (gateway_stop, gateway_stopped) = tokio::sync::watch::channel(false);
-    let mut gateway = config.http_listen.map(|addr| {
-        let router = http::router(replica.clone());
-        let mut stopped = gateway_stopped.clone();
-        let stopped = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tracing::info!(id = config.id, %addr, "HTTP gateway serving");
-        tokio::spawn(crate::runtime::serve_http(addr, router, stopped))
-    });
+    let mut gateway = Gateway::start(&config, &replica);
     let gateway_error = std::sync::Mutex::new(None);
     let stop = async {
         let mut metrics = raft.metrics();
@@ -98,7 +89,7 @@ pub async fn run(
             biased;
             () = shutdown => {}
             error = fatal_error(&mut metrics) => *fatal.lock().expect("fatal lock") = Some(error),
-            error = gateway_failure(gateway.as_mut()) => {
+            error = gateway.failure() => {
                 *gateway_error.lock().expect("gateway lock") = Some(error);
             }
         }
@@ -116,14 +107,9 @@ pub async fn run(
     if let Some(mover) = mover {
         mover.abort();
     }
-    let _ = gateway_stop.send(true);
-    let mut gateway_error = gateway_error.into_inner().expect("gateway lock");
-    if let (Some(gateway), None) = (gateway, &gateway_error) {
-        // Not finished yet (a finished gateway's error is already taken).
-        if let Ok(Err(e)) = gateway.await {
-            gateway_error = Some(e);
-        }
-    }
+    let gateway_error = gateway
+        .stop(gateway_error.into_inner().expect("gateway lock"))
+        .await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(id = config.id, error = %e, "raft did not stop cleanly");
     }
@@ -150,17 +136,47 @@ fn routing_clients(config: &NodeConfig) -> ClientConfig {
     }
 }
 
-/// Resolves when the HTTP gateway stops with an error; never without one.
-async fn gateway_failure(
-    gateway: Option<&mut tokio::task::JoinHandle<std::io::Result<()>>>,
-) -> std::io::Error {
-    match gateway {
-        Some(task) => match task.await {
-            Ok(Err(error)) => error,
-            Ok(Ok(())) => std::future::pending().await,
-            Err(panic) => std::io::Error::other(panic.to_string()),
-        },
-        None => std::future::pending().await,
+/// The HTTP gateway, when the node has an address for it.
+struct Gateway {
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gateway {
+    fn start(config: &NodeConfig, replica: &Replica) -> Gateway {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = config.http_listen.map(|addr| {
+            let router = http::router(replica.clone());
+            let mut stopped = stopped.clone();
+            let stopped = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tracing::info!(id = config.id, %addr, "HTTP gateway serving");
+            tokio::spawn(crate::runtime::serve_http(addr, router, stopped))
+        });
+        Gateway { task, stop }
+    }
+
+    /// Resolves when the gateway stops with an error; never without one.
+    async fn failure(&mut self) -> std::io::Error {
+        match &mut self.task {
+            Some(task) => match task.await {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => std::future::pending().await,
+                Err(panic) => std::io::Error::other(panic.to_string()),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops the gateway; returns its error, or `failed`, the one
+    /// [`Gateway::failure`] already took from it.
+    async fn stop(self, failed: Option<std::io::Error>) -> Option<std::io::Error> {
+        let _ = self.stop.send(true);
+        match (self.task, failed) {
+            (Some(task), None) => task.await.ok().and_then(Result::err),
+            (_, failed) => failed,
+        }
     }
 }
 
