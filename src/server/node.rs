@@ -38,7 +38,7 @@ pub enum NodeError {
     #[error("raft: {0}")]
     Raft(String),
     /// The gRPC server failed (for example, the address is taken).
-    #[error("serving on {addr}: {source}")]
+    #[error("serving on {addr}")]
     Serve {
         /// The listen address.
         addr: SocketAddr,
@@ -46,7 +46,7 @@ pub enum NodeError {
         source: tonic::transport::Error,
     },
     /// The HTTP gateway failed (for example, its address is taken).
-    #[error("serving HTTP on {addr}: {source}")]
+    #[error("serving HTTP on {addr}")]
     Http {
         /// The HTTP address.
         addr: SocketAddr,
