@@ -38,20 +38,20 @@ pub enum NodeError {
     #[error("raft: {0}")]
     Raft(String),
     /// The gRPC server failed (for example, the address is taken).
-    #[error("serving on {addr}")]
+    #[error("serving on {addr}: {error}")]
     Serve {
         /// The listen address.
         addr: SocketAddr,
         /// The transport's error.
-        source: tonic::transport::Error,
+        error: tonic::transport::Error,
     },
     /// The HTTP gateway failed (for example, its address is taken).
-    #[error("serving HTTP on {addr}")]
+    #[error("serving HTTP on {addr}: {error}")]
     Http {
         /// The HTTP address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -116,12 +116,12 @@ pub async fn run(
     if let Some(error) = fatal.into_inner().expect("fatal lock") {
         return Err(NodeError::Raft(error));
     }
-    if let (Some(addr), Some(source)) = (config.http_listen, gateway_error) {
-        return Err(NodeError::Http { addr, source });
+    if let (Some(addr), Some(error)) = (config.http_listen, gateway_error) {
+        return Err(NodeError::Http { addr, error });
     }
-    served.map_err(|source| NodeError::Serve {
+    served.map_err(|error| NodeError::Serve {
         addr: config.listen,
-        source,
+        error,
     })
 }
 
