@@ -230,6 +230,8 @@ def test_every_data_call_through_routing():
     expect = sorted([(keys[0], b"x")] + [(k, b"v-" + k) for k in keys[2:]] + [(b"py-fresh", b"1")])
     assert found == expect, found
     assert len(CLUSTER.scan(b"py-", b"", 5)) == 5
+    status = CLUSTER.kv(CLUSTER.controller[0]).Status(pb.StatusRequest())
+    assert status.role in ("leader", "follower") and len(status.members) == 3, status
     binary = bytes(range(256))[:200]
     CLUSTER.put(binary, binary)
     assert CLUSTER.get(binary) == binary
