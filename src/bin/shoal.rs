@@ -26,6 +26,10 @@ struct Args {
     /// sharded cluster (instead of one group at --endpoints).
     #[arg(long, value_delimiter = ',', env = "SHOAL_CONTROLLER")]
     controller: Vec<String>,
+    /// Any nodes of a cluster, comma-separated HOST:PORT, which route each
+    /// request themselves (for a client that reaches only some nodes).
+    #[arg(long, value_delimiter = ',', env = "SHOAL_VIA", conflicts_with = "controller")]
+    via: Vec<String>,
     /// Give up on an operation after this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     deadline_ms: u64,
@@ -112,7 +116,9 @@ enum Admin {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = if args.controller.is_empty() {
+    let mut config = if !args.via.is_empty() {
+        ClientConfig::by_nodes(args.via)
+    } else if args.controller.is_empty() {
         ClientConfig::new(args.endpoints)
     } else {
         ClientConfig::sharded(args.controller)

@@ -37,12 +37,10 @@ use link::{admin, kv};
 /// How a client finds the cluster and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Addresses (`host:port`) of the group's members: of the one group of a
-    /// standalone cluster, or of the shard controller when `sharded`.
+    /// Addresses (`host:port`) of nodes: what they are is `routing`'s.
     pub endpoints: Vec<String>,
-    /// Whether `endpoints` are a shard controller whose configuration routes
-    /// keys to data groups.
-    pub sharded: bool,
+    /// Who routes each key to the group that serves it.
+    pub routing: Routing,
     /// Total time one operation may take, retries included.
     pub deadline: Duration,
     /// Time one attempt may take before the client tries again.
@@ -53,12 +51,37 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
 }
 
+/// Who routes a client's requests, and so what its endpoints are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// The endpoints are the members of a standalone group, which serves
+    /// every key.
+    Group,
+    /// The endpoints are the shard controller's members; the client routes
+    /// each key with the controller's configuration.
+    Sharded,
+    /// The endpoints are any nodes of the cluster, which forward each
+    /// request to the group that serves it (one hop); the client only picks
+    /// a node and retries. For clients that can reach some nodes only (behind
+    /// a load balancer, say).
+    ByNodes,
+}
+
 impl ClientConfig {
     /// Defaults for a sharded cluster whose controller is at `controller`.
     pub fn sharded(controller: Vec<String>) -> ClientConfig {
         ClientConfig {
-            sharded: true,
+            routing: Routing::Sharded,
             ..ClientConfig::new(controller)
+        }
+    }
+
+    /// Defaults for a cluster reached through the nodes at `nodes`, which
+    /// route each request (see [`Routing::ByNodes`]).
+    pub fn by_nodes(nodes: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            routing: Routing::ByNodes,
+            ..ClientConfig::new(nodes)
         }
     }
 
@@ -66,7 +89,7 @@ impl ClientConfig {
     pub fn new(endpoints: Vec<String>) -> ClientConfig {
         ClientConfig {
             endpoints,
-            sharded: false,
+            routing: Routing::Group,
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(10),
@@ -147,10 +170,11 @@ impl Client {
         let key = key.into();
         check_key(&key)?;
         let request = GetRequest { key: key.clone() };
+        let routing = self.config.routing;
         let reply = self
             .call_for_key(&key, |ch| {
                 let request = request.clone();
-                async move { kv(ch).get(routed(request)).await }
+                async move { kv(ch).get(mark(routing, request)).await }
             })
             .await?;
         Ok(reply.value)
@@ -170,9 +194,10 @@ impl Client {
             value,
             id: Some(self.next_write_id()),
         };
+        let routing = self.config.routing;
         self.call_for_key(&key, |ch| {
             let request = request.clone();
-            async move { kv(ch).put(routed(request)).await }
+            async move { kv(ch).put(mark(routing, request)).await }
         })
         .await?;
         Ok(())
@@ -186,10 +211,11 @@ impl Client {
             key: key.clone(),
             id: Some(self.next_write_id()),
         };
+        let routing = self.config.routing;
         let reply = self
             .call_for_key(&key, |ch| {
                 let request = request.clone();
-                async move { kv(ch).delete(routed(request)).await }
+                async move { kv(ch).delete(mark(routing, request)).await }
             })
             .await?;
         Ok(reply.existed)
@@ -214,10 +240,11 @@ impl Client {
             new_value: new,
             id: Some(self.next_write_id()),
         };
+        let routing = self.config.routing;
         let reply = self
             .call_for_key(&key, |ch| {
                 let request = request.clone();
-                async move { kv(ch).compare_and_swap(routed(request)).await }
+                async move { kv(ch).compare_and_swap(mark(routing, request)).await }
             })
             .await?;
         Ok(CasOutcome {
@@ -242,7 +269,7 @@ impl Client {
             limit,
             shards,
         };
-        if !self.config.sharded {
+        if self.config.routing != Routing::Sharded {
             let (entries, _) =
                 scan_group(&mut self.home, &self.config, deadline, request(Vec::new())).await?;
             return Ok(entries);
@@ -396,8 +423,10 @@ impl Client {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let deadline = self.deadline();
-        if !self.config.sharded {
-            return self.home.call(&self.config, deadline, send).await;
+        match self.config.routing {
+            Routing::Group => return self.home.call(&self.config, deadline, send).await,
+            Routing::ByNodes => return self.through_nodes(deadline, send).await,
+            Routing::Sharded => {}
         }
         let mut refresh = false;
         loop {
@@ -429,6 +458,46 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends a call to any node, which routes it. "Wrong group" means the
+    /// key's shard is moving: the call waits and tries again until the
+    /// deadline.
+    async fn through_nodes<T, F, Fut>(
+        &mut self,
+        deadline: tokio::time::Instant,
+        mut send: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(tonic::transport::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        loop {
+            match self.home.call(&self.config, deadline, &mut send).await {
+                Err(ClientError::Rejected(KvError::WrongGroup { config_num })) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ClientError::DeadlineExceeded {
+                            deadline: self.config.deadline,
+                            attempts: 0,
+                            last: format!("the key's shard is moving (configuration {config_num})"),
+                        });
+                    }
+                    tokio::time::sleep(self.config.backoff_initial).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// `message` as a request of a client with `routing`: marked as routed
+/// unless the nodes route it.
+fn mark<T>(routing: Routing, message: T) -> tonic::Request<T> {
+    match routing {
+        Routing::ByNodes => tonic::Request::new(message),
+        Routing::Group | Routing::Sharded => routed(message),
+    }
+}
+
 /// Asks the controller group at `link` for configuration `num`.
 async fn query(
     link: &mut GroupLink,
@@ -455,7 +524,7 @@ async fn scan_group(
     let reply = link
         .call(config, deadline, |ch| {
             let request = request.clone();
-            async move { kv(ch).scan(routed(request)).await }
+            async move { kv(ch).scan(mark(config.routing, request)).await }
         })
         .await?;
     let entries = reply
