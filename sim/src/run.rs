@@ -14,7 +14,7 @@ use crate::check::{self, Checker, Violation};
 use crate::cluster::Cluster;
 use crate::history::{History, Outcome, WriteOp, LIVENESS_CLIENT};
 use crate::nemesis::Nemesis;
-use crate::scenario::Scenario;
+use crate::scenario::{ClientRouting, Scenario};
 use crate::schedule::ScheduledFault;
 use crate::workload::{read_keys, Progress, Worker, Workload};
 
@@ -271,7 +271,11 @@ fn start_clients(
     let mut clients = Vec::new();
     for index in 0..scenario.workload.clients {
         let node = cluster.client_node();
-        let client = shoal::client::Client::new(cluster.client_config());
+        let config = match scenario.workload.routing {
+            ClientRouting::Client => cluster.client_config(),
+            ClientRouting::Nodes => cluster.client_config_via_nodes(),
+        };
+        let client = shoal::client::Client::new(config);
         let seed = shoal::runtime::rng().gen();
         let worker = Worker {
             index,

@@ -14,7 +14,7 @@ pub use self::faults::{
     Chaos, FaultSpec, KillEvent, KillTarget, MembershipAction, MembershipEvent, NetworkFault,
     PartitionEvent, PartitionKind,
 };
-pub use self::workload::{Mix, WorkloadKind, WorkloadSpec};
+pub use self::workload::{ClientRouting, Mix, WorkloadKind, WorkloadSpec};
 use crate::check::Checker;
 use crate::disk::DiskFaults;
 use crate::schedule::ScheduledFault;

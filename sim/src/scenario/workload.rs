@@ -30,6 +30,27 @@ pub struct WorkloadSpec {
     /// (uniform) up to, not including, 1.
     #[serde(default)]
     pub skew: f64,
+    /// Who routes the clients' requests: the clients themselves (the
+    /// default) or the nodes, which the clients then reach at random.
+    #[serde(default, skip_serializing_if = "ClientRouting::is_default")]
+    pub routing: ClientRouting,
+}
+
+/// Who routes the workload's requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientRouting {
+    /// Shoal's routing client: to the group serving each key's shard.
+    #[default]
+    Client,
+    /// Clients that do not route: any node forwards each request.
+    Nodes,
+}
+
+impl ClientRouting {
+    fn is_default(&self) -> bool {
+        *self == ClientRouting::default()
+    }
 }
 
 /// The workloads.
