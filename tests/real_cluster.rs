@@ -462,3 +462,67 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
     client.put("after", "2").await.unwrap();
     assert_eq!(client.get("after").await.unwrap(), Some(Bytes::from("2")));
 }
+
+/// Runs `shoal-node` with `args` until it exits (at most `limit`); returns
+/// whether it succeeded and what it printed on stderr.
+fn node_exit(args: &[String], limit: Duration) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal-node"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shoal-node");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("shoal-node still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_taken_port_stops_the_node_with_the_reason() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = TempDir(std::env::temp_dir().join(format!("shoal-port-{}", free_port())));
+    let args = [
+        "--id",
+        "1",
+        "--listen",
+        &addr,
+        "--peers",
+        &format!("1={addr}"),
+        "--data-dir",
+        &dir.0.display().to_string(),
+    ]
+    .map(String::from);
+    // Generous: a node that hangs instead of exiting is what this catches.
+    let (ok, stderr) = node_exit(&args, Duration::from_secs(30));
+    assert!(!ok, "the node must fail");
+    assert!(
+        stderr.contains(&format!("serving on {addr}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_data_directory_in_use_is_refused() {
+    let group = start_group(1);
+    let node = &group.nodes[0];
+    let mut args = node.args.clone();
+    let port = free_port();
+    args[3] = format!("127.0.0.1:{port}");
+    args[5] = format!("1=127.0.0.1:{port}");
+    let (ok, stderr) = node_exit(&args, Duration::from_secs(30));
+    assert!(!ok, "a second process must not open the directory");
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+}

@@ -496,7 +496,10 @@ impl Cluster {
     /// A client configuration that goes through any replica of the cluster,
     /// spares included, and lets it route.
     pub fn client_config_via_nodes(&self) -> ClientConfig {
-        let nodes = self.replicas.values().map(|r| replica_addr(r.name.group, r.name.node));
+        let nodes = self
+            .replicas
+            .values()
+            .map(|r| replica_addr(r.name.group, r.name.node));
         ClientConfig::by_nodes(nodes.map(|a| a.to_string()).collect())
     }
 

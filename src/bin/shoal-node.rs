@@ -70,6 +70,9 @@ struct Args {
     /// (`shoal admin add-replica`) instead of forming the group.
     #[arg(long)]
     join: bool,
+    /// Log lines as text, or as JSON objects (one per line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Start a local cluster in this process, on 127.0.0.1 ports from
     /// `--dev-base-port` up, keeping data under `--data-dir` (default:
     /// shoal-dev-data); ignores the other settings. With `--dev-groups 0`
@@ -89,6 +92,13 @@ struct Args {
     /// First port of the `--dev` cluster.
     #[arg(long, default_value_t = 7001)]
     dev_base_port: u16,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Args {
@@ -286,26 +296,40 @@ async fn dev(args: &Args) -> anyhow::Result<()> {
         cluster
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (ended, mut first_end) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for (name, config) in replicas {
-        let storage = open_storage(&config, &data_root.join(name)).await?;
+        let storage = open_storage(&config, &data_root.join(&name)).await?;
         let mut stopped = stopped.clone();
+        let ended = ended.clone();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            run(config, storage, shutdown).await
+            let result = run(config, storage, shutdown).await;
+            let _ = ended.send(());
+            result.with_context(|| format!("replica {name}"))
         }));
     }
-    if args.dev_groups > 0 {
-        join_dev_groups(&endpoints, &members, args.dev_groups).await?;
-    }
-    shoal::runtime::shutdown_signal().await;
+    let serve = async {
+        if args.dev_groups > 0 {
+            join_dev_groups(&endpoints, &members, args.dev_groups).await?;
+        }
+        shoal::runtime::shutdown_signal().await;
+        anyhow::Ok(())
+    };
+    // Until asked to stop, or until a replica stops by itself (it cannot
+    // bind its address, say): then the whole cluster stops and says why.
+    let served = tokio::select! {
+        biased;
+        _ = first_end.recv() => Ok(()),
+        served = serve => served,
+    };
     let _ = stop.send(true);
     for task in tasks {
         task.await.context("replica task")??;
     }
-    Ok(())
+    served
 }
 
 /// Joins the first `count` dev groups that have not joined yet.
@@ -333,13 +357,17 @@ async fn join_dev_groups(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
     let args = Args::parse();
+    // openraft reports every unreachable peer as an error, which is routine
+    // while a group starts; a fatal consensus error stops the node and says
+    // why. RUST_LOG overrides this.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,openraft=off".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if args.dev {
         return dev(&args).await;
     }

@@ -28,7 +28,12 @@ struct Args {
     controller: Vec<String>,
     /// Any nodes of a cluster, comma-separated HOST:PORT, which route each
     /// request themselves (for a client that reaches only some nodes).
-    #[arg(long, value_delimiter = ',', env = "SHOAL_VIA", conflicts_with = "controller")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "SHOAL_VIA",
+        conflicts_with = "controller"
+    )]
     via: Vec<String>,
     /// Give up on an operation after this many milliseconds.
     #[arg(long, default_value_t = 10_000)]

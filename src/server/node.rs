@@ -38,19 +38,21 @@ pub enum NodeError {
     #[error("raft: {0}")]
     Raft(String),
     /// The gRPC server failed (for example, the address is taken).
-    #[error("serving on {addr}: {error}")]
+    #[error("serving on {addr}")]
     Serve {
         /// The listen address.
         addr: SocketAddr,
         /// The transport's error.
+        #[source]
         error: tonic::transport::Error,
     },
     /// The HTTP gateway failed (for example, its address is taken).
-    #[error("serving HTTP on {addr}: {error}")]
+    #[error("serving HTTP on {addr}")]
     Http {
         /// The HTTP address.
         addr: SocketAddr,
         /// Why.
+        #[source]
         error: std::io::Error,
     },
 }

@@ -6,18 +6,46 @@ use std::path::{Path, PathBuf};
 
 use super::{Disk, DiskFuture};
 
+/// The file in a data directory whose lock says a process uses it.
+pub const LOCK_FILE: &str = "LOCK";
+
 /// Files under `root`. Blocking calls run off the async workers.
+///
+/// The directory is locked (an exclusive lock on its `LOCK` file) for as
+/// long as any clone of the disk lives, so a second process cannot open it.
 #[derive(Debug, Clone)]
 pub struct OsDisk {
     root: PathBuf,
+    _lock: std::sync::Arc<File>,
 }
 
 impl OsDisk {
-    /// A disk rooted at `root`, which is created if missing.
+    /// A disk rooted at `root`, which is created if missing; refused
+    /// (`WouldBlock`) while another process has it open.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<OsDisk> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(OsDisk { root })
+        let lock_path = root.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is in use by another process (it holds the lock on {})",
+                    root.display(),
+                    lock_path.display()
+                ),
+            ),
+            fs::TryLockError::Error(e) => e,
+        })?;
+        Ok(OsDisk {
+            root,
+            _lock: std::sync::Arc::new(lock),
+        })
     }
 
     fn path(&self, relative: &str) -> io::Result<PathBuf> {
