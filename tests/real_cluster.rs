@@ -294,6 +294,28 @@ async fn the_cli_talks_to_the_group() {
     let (code, _, stderr) = cli(&["put", &long_key, "v"]);
     assert_eq!(code, Some(2));
     assert_eq!(stderr, "error: key is 4097 bytes; the limit is 4096 bytes");
+
+    let (code, table, _) = cli(&["endpoint", "status"]);
+    assert_eq!(code, Some(0));
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| group "))
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains("| leader ")).count(),
+        1,
+        "{table}"
+    );
+    for addr in group.endpoints() {
+        assert!(table.contains(&addr), "{table}");
+    }
+    let (code, health, _) = cli(&["endpoint", "health"]);
+    assert_eq!(
+        (code, health.matches("is healthy").count()),
+        (Some(0), 3),
+        "{health}"
+    );
 }
 
 /// Writes keys `prefix-0`, `prefix-1`, ... until told to stop; returns the

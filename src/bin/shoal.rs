@@ -43,6 +43,15 @@ struct Args {
 }
 
 #[derive(Debug, Subcommand)]
+enum EndpointCommand {
+    /// One row per member of every group: id, address, role, term, leader,
+    /// applied index, lag behind the group's most advanced member, keys.
+    Status,
+    /// Whether every member answers and knows a leader (exit 1 if not).
+    Health,
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Print the value of KEY.
     Get { key: String },
@@ -72,6 +81,11 @@ enum Command {
     },
     /// Show the contacted member's view of the group.
     Status,
+    /// Every member of the cluster, one by one.
+    Endpoint {
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
     /// Change the sharded cluster (needs --controller).
     Admin {
         #[command(subcommand)]
@@ -116,6 +130,37 @@ enum Admin {
         #[arg(long)]
         node: u64,
     },
+}
+
+async fn endpoint(
+    client: &mut Client,
+    command: EndpointCommand,
+) -> Result<ExitCode, shoal::client::ClientError> {
+    use shoal::client::endpoints::{healthy, table};
+    let endpoints = client.endpoints().await?;
+    Ok(match command {
+        EndpointCommand::Status => {
+            print!("{}", table(&endpoints));
+            ExitCode::SUCCESS
+        }
+        EndpointCommand::Health => {
+            let mut all = true;
+            for endpoint in &endpoints {
+                match healthy(endpoint) {
+                    Ok(took) => println!("{} is healthy: answered in {took:?}", endpoint.addr),
+                    Err(why) => {
+                        all = false;
+                        println!("{} is unhealthy: {why}", endpoint.addr);
+                    }
+                }
+            }
+            if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    })
 }
 
 #[tokio::main]
@@ -178,6 +223,7 @@ async fn main() -> ExitCode {
             })
         }
         Command::Admin { command } => admin(&mut client, command).await,
+        Command::Endpoint { command } => endpoint(&mut client, command).await,
         Command::Status => client.status().await.map(|status| {
             println!("node:         {}", status.node_id);
             println!("role:         {}", status.role);

@@ -272,6 +272,7 @@ async fn status(State(replica): State<Replica>) -> Json<serde_json::Value> {
         "role": status.role,
         "last_applied": status.last_applied,
         "members": status.members,
+        "keys": status.keys,
     }))
 }
 

@@ -91,6 +91,7 @@ impl Replica {
                 .nodes()
                 .map(|(id, node)| (*id, node.addr.clone()))
                 .collect(),
+            keys: self.state_machine.read().kv.data.len() as u64,
         }
     }
 
