@@ -358,11 +358,12 @@ async fn join_dev_groups(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // openraft reports every unreachable peer as an error, which is routine
-    // while a group starts; a fatal consensus error stops the node and says
-    // why. RUST_LOG overrides this.
+    // Quiet by default: a node says it serves, and what goes wrong. openraft
+    // reports every unreachable peer as an error, which is routine while a
+    // group starts (a fatal consensus error stops the node and says why);
+    // storage recovery reports only trouble. RUST_LOG overrides this.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,openraft=off".into());
+        .unwrap_or_else(|_| "info,shoal::storage=warn,openraft=off".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match args.log_format {
         LogFormat::Text => logs.init(),
