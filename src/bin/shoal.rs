@@ -132,6 +132,22 @@ enum Admin {
     },
 }
 
+impl Args {
+    /// How the client reaches the cluster: through nodes that route, a
+    /// shard controller, or one group's members.
+    fn client_config(&self) -> ClientConfig {
+        let mut config = if !self.via.is_empty() {
+            ClientConfig::by_nodes(self.via.clone())
+        } else if self.controller.is_empty() {
+            ClientConfig::new(self.endpoints.clone())
+        } else {
+            ClientConfig::sharded(self.controller.clone())
+        };
+        config.deadline = Duration::from_millis(self.deadline_ms);
+        config
+    }
+}
+
 async fn endpoint(
     client: &mut Client,
     command: EndpointCommand,
@@ -166,15 +182,7 @@ async fn endpoint(
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = if !args.via.is_empty() {
-        ClientConfig::by_nodes(args.via)
-    } else if args.controller.is_empty() {
-        ClientConfig::new(args.endpoints)
-    } else {
-        ClientConfig::sharded(args.controller)
-    };
-    config.deadline = Duration::from_millis(args.deadline_ms);
-    let mut client = Client::new(config);
+    let mut client = Client::new(args.client_config());
     let result = match args.command {
         Command::Get { key } => client.get(key).await.map(|value| match value {
             Some(value) => {

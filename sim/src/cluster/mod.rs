@@ -10,7 +10,7 @@
 //! task of the old one is gone, and the disk is as a crash left it.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +18,8 @@ use std::time::Duration;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::Rng;
 use shoal::client::{Client, ClientConfig};
-use shoal::ids::NodeId;
-use shoal::ids::{GroupId, GroupKey};
+
+use shoal::ids::{GroupId, GroupKey, NodeId};
 use shoal::machine::Applied;
 use shoal::server::config::NodeConfig;
 use shoal::server::node::run;
@@ -37,8 +37,13 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// How often the supervisor looks for exited replicas.
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 
+mod layout;
+
+pub use layout::ReplicaId;
+use layout::{replica_addr, replica_id};
+
 /// Port every simulated replica serves on.
-const PORT: u16 = 7000;
+pub(crate) const PORT: u16 = 7000;
 
 struct Replica {
     /// Its group and its id within the group.
@@ -56,13 +61,6 @@ struct Replica {
     corruption: Arc<Mutex<Vec<String>>>,
 }
 
-/// A replica's number in the cluster, unique across groups, as scenario and
-/// schedule files name it: its [`shoal::ids::ReplicaId`] packed as the node
-/// id for a standalone group and `100 * (group + 1) + node id` in a sharded
-/// cluster (so the controller's replicas are 101, 102, ... and group 1's
-/// 201, ...).
-pub type ReplicaId = u64;
-
 /// A running simulated cluster: one standalone group, or a shard controller
 /// group and data groups.
 pub struct Cluster {
@@ -75,19 +73,6 @@ pub struct Cluster {
     /// Where the harness itself talks to the group from.
     observer: NodeHandle,
     clients_made: u8,
-}
-
-/// The address of replica `id` of `group`.
-fn replica_addr(group: GroupKey, id: NodeId) -> SocketAddr {
-    let id = u8::try_from(id).expect("at most 254 replicas per group");
-    let net = group
-        .number()
-        .map_or(0, |g| u8::try_from(g + 1).expect("at most 254 groups"));
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, net, 0, id)), PORT)
-}
-
-fn replica_id(group: GroupKey, id: NodeId) -> ReplicaId {
-    group.number().map_or(id, |g| 100 * (g + 1) + id)
 }
 
 /// One incarnation of a replica, from its start after a crash to its stop:
@@ -136,30 +121,6 @@ impl Probe {
     pub fn with<R>(&self, f: impl FnOnce(&Applied) -> R) -> Option<R> {
         let slot = self.0.lock().expect("storage slot");
         slot.as_ref().map(|s| f(&s.state_machine.read()))
-    }
-}
-
-impl ClusterSpec {
-    /// The groups a cluster of this shape has: the standalone group, or the
-    /// controller and every data group.
-    pub fn group_ids(&self) -> Vec<GroupKey> {
-        if self.groups == 0 {
-            vec![GroupKey::Standalone]
-        } else {
-            (0..=u64::from(self.groups + self.standby_groups))
-                .map(GroupKey::from_number)
-                .collect()
-        }
-    }
-
-    /// Every replica a cluster of this shape has, spares included.
-    pub fn replica_ids(&self) -> std::collections::BTreeSet<ReplicaId> {
-        self.group_ids()
-            .into_iter()
-            .flat_map(|g| {
-                (1..=self.replicas + self.spare_replicas).map(move |id| replica_id(g, id))
-            })
-            .collect()
     }
 }
 
