@@ -1,5 +1,5 @@
 //! Checks exported histories (`cargo replay ... --export json`) with a
-//! checker that is not Shoal's: stateright's linearizability tester, per
+//! checker that is not Shoal's: `todc-utils`' linearizability checker, per
 //! key, over the files as read back. CI runs it on histories of passing
 //! seeds, which it must accept, and of a planted bug, which it must reject.
 //!

@@ -1,6 +1,6 @@
 //! Exported histories as an outside checker reads them: written by
 //! `shoal_sim::export`, read back from JSON lines by code that shares
-//! nothing with Shoal's checker, and judged by stateright's tester. The
+//! nothing with Shoal's checker, and judged by `todc-utils`' checker. The
 //! order at equal times is the point: a read called at the instant a write
 //! returned must see it, and only the `index` order says so.
 #![cfg(madsim)]

@@ -306,21 +306,26 @@ const CORE_CHECKS_MAX: usize = 1_000;
 
 /// For a key whose history is not linearizable, and `blamed` (an index into
 /// `ops`) the first answer no order explains: the operations that, with
-/// the blamed one, already admit no valid order. Found by dropping, one at
-/// a time and earliest first, every operation the contradiction does not
-/// need, but never one that wrote a value a kept operation saw (so the
-/// result still shows where each seen value came from). Indexes into `ops`
-/// in order of call, the blamed one left out; empty if the history up to
-/// the blamed answer is in fact linearizable.
+/// the blamed one, already admit no valid order, while without it they do.
+/// Found by dropping, one at a time and earliest first, every operation
+/// the contradiction does not need, but never one that wrote a value a kept
+/// operation saw (so the result still shows where each seen value came
+/// from). Indexes into `ops` in order of call, the blamed one left out;
+/// empty if the history up to the blamed answer is in fact linearizable.
 pub fn contradicting(ops: &[KeyedOp], blamed: usize) -> Vec<usize> {
     let until = ops[blamed].ret.unwrap_or(ops[blamed].call);
     let mut order: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].call <= until).collect();
     order.sort_by_key(|&i| (ops[i].call, i));
-    let fails = |keep: &[usize]| {
-        let kept: Vec<KeyedOp> = keep.iter().map(|&i| ops[i].clone()).collect();
-        check_key(&prefix_at(&kept, until)) == Verdict::NotLinearizable
+    let verdict = |keep: &mut dyn Iterator<Item = usize>| {
+        let kept: Vec<KeyedOp> = keep.map(|i| ops[i].clone()).collect();
+        check_key(&prefix_at(&kept, until))
     };
-    if !order.contains(&blamed) || !fails(&order) {
+    // The blamed answer is what breaks the set; without it the rest holds.
+    let breaks = |keep: &[usize]| {
+        verdict(&mut keep.iter().copied()) == Verdict::NotLinearizable
+            && verdict(&mut keep.iter().copied().filter(|&i| i != blamed)) == Verdict::Linearizable
+    };
+    if !order.contains(&blamed) || !breaks(&order) {
         return Vec::new();
     }
     let mut keep = order.clone();
@@ -337,7 +342,7 @@ pub fn contradicting(ops: &[KeyedOp], blamed: usize) -> Vec<usize> {
             }
             let without: Vec<usize> = keep.iter().copied().filter(|&i| i != candidate).collect();
             checks += 1;
-            if fails(&without) {
+            if breaks(&without) {
                 keep = without;
                 changed = true;
             }

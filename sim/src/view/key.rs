@@ -195,20 +195,77 @@ fn window(view: &KeyView) -> (Duration, Duration) {
     (from.saturating_sub(pad), to + pad)
 }
 
+/// Pixels a bar needs for its words (about 7 a character at this size).
+fn words_px(text: &str) -> f64 {
+    7.0 * text.chars().count() as f64 + 12.0
+}
+
+/// Where instants go along the view: in order, but not to scale. Each
+/// call and return of a shown operation is a step; steps are stretched
+/// until every highlighted operation is wide enough for its words, so that
+/// a short operation next to long ones still reads (porcupine, too, lays
+/// operations out by order rather than by time).
+struct Scale {
+    instants: Vec<Duration>,
+    xs: Vec<f64>,
+}
+
+impl Scale {
+    fn new(view: &KeyView, shown: &[usize], roles: &[Role], end: Duration) -> Scale {
+        let ends = |i: usize| (view.ops[i].call, view.ops[i].ret.unwrap_or(end).min(end));
+        let mut instants: Vec<Duration> = shown
+            .iter()
+            .flat_map(|&i| <[Duration; 2]>::from(ends(i)))
+            .collect();
+        instants.sort_unstable();
+        instants.dedup();
+        let mut weights = vec![1.0f64; instants.len().saturating_sub(1)];
+        let position = |t: Duration| instants.binary_search(&t).unwrap_or_else(|i| i);
+        for _ in 0..STRETCH_ROUNDS {
+            let px = VIEW_W / weights.iter().sum::<f64>().max(1.0);
+            for &i in shown.iter().filter(|&&i| roles[i] != Role::Other) {
+                let (a, b) = ends(i);
+                let gaps = position(a)..position(b);
+                let width: f64 = weights[gaps.clone()].iter().sum::<f64>() * px;
+                let needed = words_px(&label(&view.ops[i])).min(VIEW_W / 3.0);
+                if width > 0.0 && width < needed {
+                    weights[gaps].iter_mut().for_each(|w| *w *= needed / width);
+                }
+            }
+        }
+        let px = VIEW_W / weights.iter().sum::<f64>().max(1.0);
+        let mut xs = vec![LABEL_W];
+        for w in &weights {
+            xs.push(xs.last().expect("one x at least") + w * px);
+        }
+        Scale { instants, xs }
+    }
+
+    fn x(&self, t: Duration) -> f64 {
+        match self.instants.binary_search(&t) {
+            Ok(i) => self.xs[i],
+            Err(0) => LABEL_W,
+            Err(i) if i >= self.instants.len() => LABEL_W + VIEW_W,
+            Err(i) => (self.xs[i - 1] + self.xs[i]) / 2.0,
+        }
+    }
+}
+
+/// Rounds of stretching the steps under short highlighted operations.
+const STRETCH_ROUNDS: usize = 4;
+
 /// The key view as SVG.
 pub fn svg(view: &KeyView) -> String {
     let roles = roles(view);
     let (from, to) = window(view);
-    let span = to.saturating_sub(from).as_secs_f64().max(1e-6);
-    let x = |t: Duration| {
-        LABEL_W + (t.as_secs_f64() - from.as_secs_f64()).clamp(0.0, span) / span * VIEW_W
-    };
     let shown: Vec<usize> = (0..view.ops.len())
         .filter(|&i| {
             let op = &view.ops[i];
             op.call <= to && op.ret.is_none_or(|r| r >= from)
         })
         .collect();
+    let scale = Scale::new(view, &shown, &roles, to);
+    let x = |t: Duration| scale.x(t.clamp(from, to));
     let mut lanes: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for &i in &shown {
         lanes.entry(view.ops[i].client).or_default().push(i);
@@ -220,7 +277,7 @@ pub fn svg(view: &KeyView) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#,
         LABEL_W + VIEW_W + 20.0
     );
-    axis(&mut svg, (from, to), &x, height);
+    axis(&mut svg, view, &roles, &x, height);
     for (lane, (client, ops)) in lanes.iter().enumerate() {
         let y = TOP + LANE_H * lane as f64;
         let _ = write!(
@@ -240,23 +297,29 @@ pub fn svg(view: &KeyView) -> String {
     svg
 }
 
-/// Ticks along the top of the window.
-fn axis(svg: &mut String, (from, to): (Duration, Duration), x: &dyn Fn(Duration) -> f64, h: f64) {
-    let span_ms = to.saturating_sub(from).as_millis().max(1) as u64;
-    let step_ms = [
-        1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000,
-    ]
-    .into_iter()
-    .find(|s| span_ms / s <= 12)
-    .unwrap_or(20_000);
-    let first = (from.as_millis() as u64).div_ceil(step_ms) * step_ms;
-    for ms in (first..=to.as_millis() as u64).step_by(step_ms as usize) {
-        let tx = x(Duration::from_millis(ms));
+/// The times of the highlighted operations' calls and returns along the
+/// top (the axis is in order of events, not to scale).
+fn axis(svg: &mut String, view: &KeyView, roles: &[Role], x: &dyn Fn(Duration) -> f64, h: f64) {
+    let mut instants: Vec<Duration> = (0..view.ops.len())
+        .filter(|&i| roles[i] != Role::Other)
+        .flat_map(|i| [Some(view.ops[i].call), view.ops[i].ret])
+        .flatten()
+        .collect();
+    instants.sort_unstable();
+    instants.dedup();
+    let mut last_x = f64::MIN;
+    for t in instants {
+        let tx = x(t);
+        // Skip a time whose words would run into the previous one's.
+        if tx - last_x < 64.0 {
+            continue;
+        }
+        last_x = tx;
         let _ = write!(
             svg,
             r##"<line x1="{tx:.1}" y1="{:.0}" x2="{tx:.1}" y2="{h:.0}" stroke="#ddd"/><text x="{tx:.1}" y="16" text-anchor="middle" fill="#555">{:.3}s</text>"##,
             TOP - 6.0,
-            ms as f64 / 1000.0
+            t.as_secs_f64()
         );
     }
 }
@@ -295,17 +358,35 @@ fn bar(
         LANE_H - 8.0,
         escape(&title)
     );
-    // About 7 pixels a character at this size.
-    if w >= 7.0 * text.chars().count() as f64 + 8.0 {
-        let weight = if role == Role::Other {
-            "normal"
-        } else {
-            "bold"
-        };
+    // About 7 pixels a character at this size. Words that do not fit go
+    // beside the bar, on a white ground, for the operations that matter.
+    let fits = w >= words_px(&text) - 4.0;
+    let weight = if role == Role::Other {
+        "normal"
+    } else {
+        "bold"
+    };
+    if fits {
         let _ = write!(
             svg,
             r#"<text x="{:.1}" y="{:.1}" fill="{ink}" font-weight="{weight}">{}</text>"#,
             x0 + 5.0,
+            y + LANE_H * 0.62,
+            escape(&text)
+        );
+    } else if role != Role::Other {
+        let tx = x0 + w + 5.0;
+        let beside = match role {
+            Role::Blamed => "#b00018",
+            Role::Source => "#1f5fa8",
+            _ => "#9a5b00",
+        };
+        let _ = write!(
+            svg,
+            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="16" fill="white" fill-opacity="0.9"/><text x="{tx:.1}" y="{:.1}" fill="{beside}" font-weight="bold">{}</text>"#,
+            tx - 2.0,
+            y + LANE_H * 0.62 - 12.0,
+            7.0 * text.chars().count() as f64 + 4.0,
             y + LANE_H * 0.62,
             escape(&text)
         );

@@ -253,7 +253,7 @@ fn key_section(view: &key::KeyView) -> String {
     format!(
         r#"<h2>Why: key {}</h2>
 <p class="caption">{}</p>
-<p class="key">Zoomed to the contradiction; one lane per client; hover for details.
+<p class="key">Zoomed to the contradiction; one lane per client; time runs left to right in the order of events, not to scale; hover for details.
 <span style="background:#d0021b"></span>blamed answer
 <span style="background:#f5a623"></span>contradicts it
 <span style="background:#4a90e2"></span>wrote the value it saw

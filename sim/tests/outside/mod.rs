@@ -1,57 +1,62 @@
 //! An outside check of exported histories, sharing nothing with Shoal's own
 //! checker: the JSON lines are read with `serde_json` alone, as any tool
-//! would read them, and each key is checked with stateright's
-//! `LinearizabilityTester` over the compare-and-swap register below. Events
-//! are fed in the order of their `index`, which is the file's order.
+//! would read them, and each key is checked by `todc-utils`' linearizability
+//! checker (Wing & Gong's search with Lowe's memoisation, as porcupine and
+//! Knossos do it) over the compare-and-swap register below. Events are
+//! taken in the order of their `index`, which is the file's order.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
+use todc_utils::linearizability::history::{Action, History};
+use todc_utils::linearizability::WGLChecker;
+use todc_utils::specifications::Specification;
 
-/// A register with compare-and-swap; `None` is an absent value.
-#[derive(Clone, Debug, Default)]
-pub struct CasRegister(Option<String>);
-
-/// What a client asked of the register.
+/// An operation on the register as the checker sees it: at its call, and
+/// with its answer at its completion (`None`: not known).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
-    /// Read it.
-    Read,
-    /// Write it (`None`: delete).
+    /// A read, and the value it returned (`Some(None)`: absent).
+    Read(Option<Option<String>>),
+    /// A write (`None`: a delete).
     Write(Option<String>),
-    /// If it holds the first value, set it to the second.
-    Cas(Option<String>, Option<String>),
+    /// If the register holds `expected`, set it to `new`; whether it did.
+    Cas {
+        /// The value it must hold.
+        expected: Option<String>,
+        /// The value to set.
+        new: Option<String>,
+        /// Whether it swapped.
+        swapped: Option<bool>,
+    },
 }
 
-/// What the register answered.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Ret {
-    /// The value read.
-    Read(Option<String>),
-    /// The write happened.
-    Written,
-    /// Whether the compare-and-swap swapped.
-    Cas(bool),
-}
+/// A register with compare-and-swap, starting absent.
+pub struct CasRegister;
 
-impl SequentialSpec for CasRegister {
-    type Op = Op;
-    type Ret = Ret;
+impl Specification for CasRegister {
+    type State = Option<String>;
+    type Operation = Op;
 
-    fn invoke(&mut self, op: &Op) -> Ret {
+    fn init() -> Self::State {
+        None
+    }
+
+    fn apply(op: &Op, state: &Self::State) -> (bool, Self::State) {
         match op {
-            Op::Read => Ret::Read(self.0.clone()),
-            Op::Write(v) => {
-                self.0 = v.clone();
-                Ret::Written
-            }
-            Op::Cas(expected, new) => {
-                let swaps = &self.0 == expected;
-                if swaps {
-                    self.0 = new.clone();
+            Op::Read(Some(seen)) => (seen == state, state.clone()),
+            Op::Read(None) => (true, state.clone()),
+            Op::Write(v) => (true, v.clone()),
+            Op::Cas {
+                expected,
+                new,
+                swapped,
+            } => {
+                let swaps = state == expected;
+                if swapped.is_some_and(|s| s != swaps) {
+                    return (false, state.clone());
                 }
-                Ret::Cas(swaps)
+                (true, if swaps { new.clone() } else { state.clone() })
             }
         }
     }
@@ -107,25 +112,23 @@ fn parse(line: &str, expected_index: u64) -> Result<Event, String> {
     })
 }
 
+/// The operation an event carries: at its invocation, its request; at its
+/// completion, its answer too (`info`: unknown).
 fn op(e: &Event) -> Result<Op, String> {
+    let answered = e.kind == "ok" || e.kind == "fail";
     Ok(match e.f.as_str() {
-        "read" => Op::Read,
+        "read" if e.kind == "ok" => Op::Read(Some(text(&e.value)?)),
+        "read" => Op::Read(None),
         "write" => Op::Write(text(&e.value)?),
         "cas" => match e.value.as_array().map(Vec::as_slice) {
-            Some([a, b]) => Op::Cas(text(a)?, text(b)?),
+            Some([a, b]) => Op::Cas {
+                expected: text(a)?,
+                new: text(b)?,
+                swapped: answered.then_some(e.kind == "ok"),
+            },
             _ => return Err(format!("a cas value is [expected, new]: {}", e.value)),
         },
         f => return Err(format!("unknown f {f:?}")),
-    })
-}
-
-fn ret(e: &Event) -> Result<Ret, String> {
-    Ok(match (e.f.as_str(), e.kind.as_str()) {
-        ("read", "ok") => Ret::Read(text(&e.value)?),
-        ("write", "ok") => Ret::Written,
-        ("cas", "ok") => Ret::Cas(true),
-        ("cas", "fail") => Ret::Cas(false),
-        (f, kind) => return Err(format!("no answer for {f} {kind}")),
     })
 }
 
@@ -152,25 +155,34 @@ pub fn read(jsonl: &str) -> Result<Vec<Event>, String> {
 }
 
 /// Per key, whether its history is linearizable. `by_operation` gives
-/// every operation a thread of its own (as porcupine has it) instead of
-/// one per process; events are taken in the order given.
+/// every operation a process of its own (as porcupine has it) instead of
+/// the exported one; events are taken in the order given. An indeterminate
+/// operation's completion is its `info` event, which the export lists after
+/// every other: it may take effect anywhere after its call, or never.
 pub fn check(events: &[Event], by_operation: bool) -> Result<BTreeMap<String, bool>, String> {
-    let mut testers: BTreeMap<String, LinearizabilityTester<u64, CasRegister>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<(usize, Action<Op>)>> = BTreeMap::new();
+    let mut processes: BTreeMap<u64, usize> = BTreeMap::new();
     for e in events {
-        let tester = testers
-            .entry(e.key.clone())
-            .or_insert_with(|| LinearizabilityTester::new(CasRegister::default()));
-        let thread = if by_operation { e.op } else { e.process };
-        match e.kind.as_str() {
-            "invoke" => drop(tester.on_invoke(thread, op(e)?)?),
-            // Indeterminate: stays in flight, so it may or may not count.
-            "info" => {}
-            _ => drop(tester.on_return(thread, ret(e)?)?),
-        }
+        let id = if by_operation { e.op } else { e.process };
+        // Dense process numbers, as the checker wants them.
+        let next = processes.len();
+        let process = *processes.entry(id).or_insert(next);
+        let action = if e.kind == "invoke" {
+            Action::Call(op(e)?)
+        } else {
+            Action::Response(op(e)?)
+        };
+        by_key.entry(&e.key).or_default().push((process, action));
     }
-    Ok(testers
+    Ok(by_key
         .into_iter()
-        .map(|(key, tester)| (key, tester.is_consistent()))
+        .map(|(key, actions)| {
+            let history = History::from_actions(actions);
+            (
+                key.to_string(),
+                WGLChecker::<CasRegister>::is_linearizable(history),
+            )
+        })
         .collect())
 }
 
