@@ -2,7 +2,7 @@
 # Histories for outside checkers, checked from outside: exports the register
 # histories of a few passing seeds and of one planted-bug failure
 # (`cargo replay ... --export edn,json`), then reads the files back and
-#  1. checks them with stateright's linearizability tester (not Shoal's
+#  1. checks them with todc-utils' linearizability checker (not Shoal's
 #     checker): the passing ones must be accepted, the planted one rejected;
 #  2. parses the EDN with Python's edn_format (in a virtualenv under
 #     target/venv, created once) and checks its shape.
@@ -31,7 +31,7 @@ if SHOAL_PLANTED_BUGS=$planted_bug cargo replay "$scenario" --seed "$planted_see
 fi
 grep '^history for outside checkers\|^RESULT' "$out/planted.log"
 
-# The example reads the JSON lines back and runs stateright over them.
+# The example reads the JSON lines back and runs todc-utils over them.
 cargo run -q --config "build.rustflags=['--cfg','madsim']" --target-dir target/sim --release \
   -p shoal-sim --example outside_check -- \
   --accept "$out"/pass/*.history.jsonl --reject "$out"/planted/*.history.jsonl

@@ -58,7 +58,7 @@ cargo sim run scenarios/leader-bounce.toml --seeds 1..=10 --plant leader-survive
 step "reproduction: a planted bug's replay command gives the same failure three times; shrinking makes it smaller"
 bash ci/reproduce.sh skip-dedup scenarios/register-leader-kill.toml 1..=10
 
-step "outside checkers: exported histories accepted (passing seeds) and rejected (a planted bug) by stateright; the EDN read by Python's edn_format"
+step "outside checkers: exported histories accepted (passing seeds) and rejected (a planted bug) by todc-utils; the EDN read by Python's edn_format"
 bash ci/outside.sh
 
 step "fan-out: a sweep in two slices, merged, covers its seeds once"

@@ -431,3 +431,66 @@ pub fn caption(view: &KeyView) -> String {
         }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Violation;
+    use crate::history::History;
+
+    fn op(client: u32, (call, ret): (u64, u64), op: RegisterOp) -> KeyedOp {
+        KeyedOp {
+            client,
+            key: Bytes::from("k"),
+            op,
+            call: Duration::from_millis(call),
+            ret: Some(Duration::from_millis(ret)),
+        }
+    }
+
+    #[test]
+    fn a_stale_read_shows_its_source_and_the_write_that_overtook_it() {
+        let write = |v: &'static str| RegisterOp::Write(Some(Bytes::from(v)));
+        let ops = vec![
+            op(0, (0, 10), write("a")),
+            op(1, (20, 30), write("b")),
+            op(3, (22, 24), RegisterOp::Read(Some(Some(Bytes::from("b"))))),
+            op(2, (40, 50), RegisterOp::Read(Some(Some(Bytes::from("a"))))),
+        ];
+        let blamed = OpId {
+            client: 2,
+            call: Duration::from_millis(40),
+        };
+        let report = Report {
+            history: History {
+                ops,
+                ..History::default()
+            },
+            violations: vec![Violation {
+                checker: Checker::Linearizability,
+                detail: String::new(),
+                blamed: vec![blamed],
+            }],
+            simulated: Duration::from_millis(60),
+            schedule: Vec::new(),
+        };
+        let view = key_view(&report).expect("a key view");
+        assert_eq!(view.ops[view.blamed].client, 2);
+        assert_eq!(view.contradicting, [0, 1]);
+        let svg = svg(&view);
+        for (class, count) in [
+            ("blamed", 1),
+            ("source", 1),
+            ("contradicting", 1),
+            ("other", 1),
+        ] {
+            let found = svg.matches(&format!(r#"class="keyop {class}""#)).count();
+            assert_eq!(found, count, "{class}: {svg}");
+        }
+        assert!(svg.contains("read → a") && svg.contains("write b"), "{svg}");
+        assert_eq!(
+            caption(&view),
+            "Key k: client 2's read → a cannot be placed in any order with the 2 highlighted operations."
+        );
+    }
+}
