@@ -288,7 +288,14 @@ mod runner {
                 .filter_map(|r| r.process.result.as_ref())
                 .map(|r| r.acked)
                 .sum(),
-            replay: failed.then(|| shoal_sim::run::replay_command(scenario, first.seed)),
+            replay: match verdict {
+                Verdict::Pass => None,
+                Verdict::Fail => Some(shoal_sim::run::replay_command(scenario, first.seed)),
+                Verdict::NonDeterministic => Some(
+                    shoal_sim::run::replay_command(scenario, first.seed)
+                        .replace("cargo replay ", "cargo replay --check-determinism "),
+                ),
+            },
             output: failed.then(|| failure_text(&shown.process)),
         }
     }

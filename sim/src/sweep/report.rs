@@ -44,7 +44,8 @@ pub struct SeedSummary {
     pub wall_s: f64,
     /// Operations acknowledged.
     pub acked: u64,
-    /// The command that replays it (failures only).
+    /// The command that replays it (failures), or that shows where its two
+    /// runs part (non-determinism).
     pub replay: Option<String>,
     /// Its report and last log lines (failures only).
     pub output: Option<String>,

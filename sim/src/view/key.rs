@@ -31,12 +31,18 @@ pub struct KeyView {
 }
 
 impl KeyView {
-    /// The contradicting operations' identities, for the client timeline.
-    pub fn contradicting_ids(&self) -> BTreeSet<OpId> {
-        self.contradicting
-            .iter()
-            .map(|&i| id(&self.ops[i]))
-            .collect()
+    /// The contradicting operations' identities, for the client timeline:
+    /// the writes of the value the blamed operation saw, then the others.
+    pub fn contradicting_ids(&self) -> (BTreeSet<OpId>, BTreeSet<OpId>) {
+        let roles = roles(self);
+        let ids = |role: Role| {
+            self.contradicting
+                .iter()
+                .filter(|&&i| roles[i] == role)
+                .map(|&i| id(&self.ops[i]))
+                .collect()
+        };
+        (ids(Role::Source), ids(Role::Contradicting))
     }
 }
 

@@ -151,6 +151,7 @@ const AXIS_H: f64 = 24.0;
 fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, marked: &Marked) {
     let (class, fill) = match (marked.blamed.contains(&op.id), op.acked) {
         (true, _) => ("op blamed", "#d0021b"),
+        _ if marked.source.contains(&op.id) => ("op source", "#4a90e2"),
         _ if marked.contradicting.contains(&op.id) => ("op contradicting", "#f5a623"),
         (false, true) => ("op", "#7ed321"),
         (false, false) => ("op unacked", "#9b9b9b"),
@@ -174,12 +175,13 @@ fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, marked: &M
 /// The operations the timeline marks.
 struct Marked {
     blamed: BTreeSet<OpId>,
+    source: BTreeSet<OpId>,
     contradicting: BTreeSet<OpId>,
 }
 
 /// The timeline as SVG: a time axis, faults as bands over every lane, and
 /// one lane of operations per client.
-fn timeline(report: &Report, contradicting: BTreeSet<OpId>) -> String {
+fn timeline(report: &Report, (source, contradicting): (BTreeSet<OpId>, BTreeSet<OpId>)) -> String {
     let lanes = lanes(report);
     let span = report.simulated.max(Duration::from_millis(1)).as_secs_f64();
     let px_per_s = PX_PER_S.max(WIDTH_MIN / span);
@@ -224,6 +226,7 @@ fn timeline(report: &Report, contradicting: BTreeSet<OpId>) -> String {
     }
     let marked = Marked {
         blamed: blamed(report),
+        source,
         contradicting,
     };
     for (lane, (client, ops)) in lanes.iter().enumerate() {
@@ -296,6 +299,7 @@ pre {{ background: #f7f7f7; padding: .5em; overflow-x: auto; }}
 <span style="background:#9b9b9b"></span>not acknowledged (indeterminate)
 <span style="background:#d0021b"></span>blamed by a checker
 <span style="background:#f5a623"></span>contradicts the blamed answer
+<span style="background:#4a90e2"></span>wrote the value it saw
 <span style="background:#f8e71c;opacity:.4"></span>fault in force
 <span style="background:#6b5bd6;opacity:.4"></span>membership change</p>
 <div class="timeline">{svg}</div>
