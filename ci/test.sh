@@ -61,4 +61,16 @@ cargo sim run scenarios/leader-bounce.toml --seeds 1..=10 --plant leader-survive
 step "reproduction: a planted bug's replay command gives the same failure three times; shrinking makes it smaller"
 bash ci/reproduce.sh skip-dedup scenarios/register-leader-kill.toml 1..=10
 
+step "outside checkers: exported histories accepted (passing seeds) and rejected (a planted bug) by todc-utils; the EDN read by Python's edn_format"
+bash ci/outside.sh
+
+step "fan-out: a sweep in two slices, merged, covers its seeds once"
+fanout=target/fanout
+rm -rf "$fanout"
+for k in 1 2; do
+  cargo sim run scenarios/happy-path.toml --seeds 1..=4 --partition "$k/2" --json "$fanout/slice-$k.json" --junit "$fanout/slice-$k.xml"
+done
+cargo sim merge "$fanout"/slice-*.json --junit "$fanout/sweep.xml" | tee "$fanout/merge.txt"
+grep -q '4 passed, 0 failed of 4 seeds' "$fanout/merge.txt"
+
 step "all tests passed"

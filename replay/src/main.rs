@@ -11,6 +11,11 @@
 //!   faults the nemesis applied written out as a schedule; running that file
 //!   replays those faults instead of drawing them.
 //!
+//! `--export edn|json` (repeatable, or comma-separated) also writes the
+//! client history for checkers outside Shoal, in Jepsen's form (see
+//! `shoal_sim::export`): `NAME-SEED.history.edn` and
+//! `NAME-SEED.history.jsonl`.
+//!
 //! `--check-determinism` runs the seed twice, in two processes, and compares
 //! the traces; on a mismatch it shows the first event that differs, with
 //! context from both runs.
@@ -68,9 +73,23 @@ mod replay {
         /// Runs the shrinking search makes at once.
         #[arg(long, default_value_t = 2)]
         jobs: usize,
+        /// Also write the client history in Jepsen's form, as EDN
+        /// (`NAME-SEED.history.edn`) and/or JSON lines
+        /// (`NAME-SEED.history.jsonl`).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        export: Vec<Export>,
         /// Write only the schedule and the result (no trace file, no views).
         #[arg(long, hide = true)]
         bare: bool,
+    }
+
+    /// The exported history forms.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    enum Export {
+        /// EDN, for Knossos and Elle.
+        Edn,
+        /// JSON lines, for porcupine and the rest.
+        Json,
     }
 
     /// Lines of context shown around the first divergent event.
@@ -148,8 +167,35 @@ mod replay {
             println!("history: {} and {}", text.display(), html.display());
             println!("fault schedule: {}", schedule.display());
         }
+        export(args, &scenario, &report)?;
         report.print(&scenario, args.seed, digest.value());
         Ok(report.passed())
+    }
+
+    /// Writes the history in the forms `--export` asks for.
+    fn export(
+        args: &Args,
+        scenario: &Scenario,
+        report: &shoal_sim::run::Report,
+    ) -> anyhow::Result<()> {
+        if args.export.is_empty() {
+            return Ok(());
+        }
+        let events = shoal_sim::export::events(&report.history);
+        for form in &args.export {
+            let (extension, text) = match form {
+                Export::Edn => ("history.edn", shoal_sim::export::edn(&events)),
+                Export::Json => ("history.jsonl", shoal_sim::export::json_lines(&events)),
+            };
+            let path = output(args, scenario, extension);
+            write(&path, &text)?;
+            println!(
+                "history for outside checkers: {} ({} events)",
+                path.display(),
+                events.len()
+            );
+        }
+        Ok(())
     }
 
     fn check(args: &Args) -> anyhow::Result<bool> {

@@ -5,13 +5,16 @@
 //! [`schedule`], the recorded [`history`], checkers ([`check`]) and the
 //! code that runs one seed ([`run`]). The tools run each seed in a child
 //! process ([`process`]); shrinking a failure tries the simpler scenarios
-//! [`shrink`] proposes.
+//! [`shrink`] proposes. A sweep's seed range splits into disjoint slices for
+//! many machines, and its results into JSON and JUnit reports ([`sweep`]);
+//! a history goes to checkers outside Shoal in Jepsen's form ([`export`]).
 #![cfg(madsim)]
 #![deny(missing_docs)]
 
 pub mod check;
 pub mod cluster;
 pub mod disk;
+pub mod export;
 pub mod history;
 pub mod nemesis;
 pub mod process;
@@ -19,6 +22,7 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod shrink;
+pub mod sweep;
 pub mod view;
 
 pub mod workload;

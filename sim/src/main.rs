@@ -18,7 +18,6 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(madsim)]
 mod runner {
-    use std::ops::RangeInclusive;
     use std::path::{Path, PathBuf};
     use std::process::{Command, ExitCode};
     use std::time::{Duration, Instant};
@@ -27,6 +26,9 @@ mod runner {
     use clap::{Parser, Subcommand};
     use shoal_sim::process::SeedProcess;
     use shoal_sim::scenario::Scenario;
+    use shoal_sim::sweep::progress::Progress;
+    use shoal_sim::sweep::report::{merge, write_junit};
+    use shoal_sim::sweep::{parse_seeds, seeds_text, Partition, SeedSummary, Summary, Verdict};
 
     #[derive(Debug, Parser)]
     #[command(about = "Run Shoal simulation scenarios over seeds")]
@@ -38,27 +40,7 @@ mod runner {
     #[derive(Debug, Subcommand)]
     enum Cmd {
         /// Run a scenario for a range of seeds, one process per seed.
-        Run {
-            /// The scenario file.
-            scenario: PathBuf,
-            /// Seeds: `N`, `A..B` (B excluded) or `A..=B`.
-            #[arg(long, default_value = "1..=10")]
-            seeds: String,
-            /// Seeds run at once.
-            #[arg(long, default_value_t = 2)]
-            jobs: usize,
-            /// Run every seed twice, in two processes, and require identical
-            /// histories and traces.
-            #[arg(long)]
-            check_determinism: bool,
-            /// Switch on a planted bug (repeatable): the sweep is then
-            /// expected to fail. Names: see `PlantedBug` in src/runtime.rs.
-            #[arg(long)]
-            plant: Vec<String>,
-            /// Succeed only if some seed fails (for planted-bug self-tests).
-            #[arg(long)]
-            expect_failure: bool,
-        },
+        Run(RunArgs),
         /// Run one seed in this process and print its full report.
         Seed {
             /// The scenario file.
@@ -67,21 +49,62 @@ mod runner {
             #[arg(long)]
             seed: u64,
         },
+        /// Merge the `--json` summaries of a sweep's slices (or of several
+        /// sweeps): one summary per scenario, checked for overlapping and
+        /// missing slices. Fails if any seed failed.
+        Merge {
+            /// Summaries written by `run --json`.
+            #[arg(required = true)]
+            summaries: Vec<PathBuf>,
+            /// Write the merged summaries' JUnit XML here.
+            #[arg(long)]
+            junit: Option<PathBuf>,
+            /// Write the merged summary here as JSON (one scenario only).
+            #[arg(long)]
+            json: Option<PathBuf>,
+        },
+    }
+
+    #[derive(Debug, clap::Args)]
+    struct RunArgs {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// Seeds: `N`, `A..B` (B excluded) or `A..=B`.
+        #[arg(long, default_value = "1..=10")]
+        seeds: String,
+        /// Run only the K-th of N disjoint slices of the seed range (`K/N`,
+        /// 1 <= K <= N), so that N machines together run it exactly once.
+        #[arg(long)]
+        partition: Option<Partition>,
+        /// Seeds run at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// Run every seed twice, in two processes, and require identical
+        /// histories and traces.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Switch on a planted bug (repeatable): the sweep is then
+        /// expected to fail. Names: see `PlantedBug` in src/runtime.rs.
+        #[arg(long)]
+        plant: Vec<String>,
+        /// Succeed only if some seed fails (for planted-bug self-tests).
+        #[arg(long)]
+        expect_failure: bool,
+        /// Write a JUnit XML report here: one test case per seed.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write a JSON summary here: every seed's verdict, digests and,
+        /// for failures, the replay command (`merge` combines them).
+        #[arg(long)]
+        json: Option<PathBuf>,
     }
 
     pub fn main() -> ExitCode {
         let args = Args::parse();
         let result = match args.command {
-            Cmd::Run {
-                scenario,
-                seeds,
-                jobs,
-                check_determinism,
-                plant,
-                expect_failure,
-            } => plant_bugs(&plant).and_then(|()| {
-                let passed = sweep(&scenario, &seeds, jobs, check_determinism)?;
-                if expect_failure {
+            Cmd::Run(run) => plant_bugs(&run.plant).and_then(|()| {
+                let passed = sweep(&run)?;
+                if run.expect_failure {
                     println!(
                         "{}",
                         if passed {
@@ -95,6 +118,11 @@ mod runner {
                 Ok(passed)
             }),
             Cmd::Seed { scenario, seed } => one_seed(&scenario, seed),
+            Cmd::Merge {
+                summaries,
+                junit,
+                json,
+            } => merge_summaries(&summaries, junit.as_deref(), json.as_deref()),
         };
         shoal_sim::exit_code(result)
     }
@@ -121,31 +149,6 @@ mod runner {
         Ok(())
     }
 
-    /// Parses `N`, `A..B` or `A..=B`.
-    fn parse_seeds(text: &str) -> anyhow::Result<RangeInclusive<u64>> {
-        let number = |s: &str| {
-            s.trim()
-                .parse::<u64>()
-                .with_context(|| format!("bad seed {s:?}"))
-        };
-        let range = if let Some((a, b)) = text.split_once("..=") {
-            number(a)?..=number(b)?
-        } else if let Some((a, b)) = text.split_once("..") {
-            let end = number(b)?;
-            if end == 0 {
-                bail!("empty seed range {text:?}");
-            }
-            number(a)?..=end - 1
-        } else {
-            let n = number(text)?;
-            n..=n
-        };
-        if range.is_empty() {
-            bail!("empty seed range {text:?}");
-        }
-        Ok(range)
-    }
-
     /// The command that runs one seed in a child process.
     fn seed_command(scenario: &Path, seed: u64) -> anyhow::Result<Command> {
         let exe = std::env::current_exe().context("locating shoal-sim")?;
@@ -165,11 +168,26 @@ mod runner {
             .map(|r| (r.digest.as_str(), r.trace.as_str()))
     }
 
-    fn sweep(scenario: &Path, seeds: &str, jobs: usize, twice: bool) -> anyhow::Result<bool> {
+    /// One run of a seed: the seed, which run, its process and its wall
+    /// time.
+    struct Run {
+        seed: u64,
+        run: usize,
+        process: SeedProcess,
+        wall: Duration,
+    }
+
+    fn sweep(args: &RunArgs) -> anyhow::Result<bool> {
+        let scenario = args.scenario.as_path();
         let loaded = Scenario::load(scenario)?;
-        let seeds = parse_seeds(seeds)?;
-        let jobs = jobs.max(1);
-        let total = seeds.clone().count();
+        let range = parse_seeds(&args.seeds)?;
+        let seeds = match args.partition {
+            Some(p) => p.slice(&range),
+            None => Some(range.clone()),
+        };
+        let jobs = args.jobs.max(1);
+        let twice = args.check_determinism;
+        let total = seeds.clone().map_or(0, |s| s.count());
         let started = Instant::now();
         let runs_per_seed = if twice { 2 } else { 1 };
         println!(
@@ -180,69 +198,130 @@ mod runner {
             if twice { " twice each" } else { "" },
             jobs
         );
-        let results = run_seeds(scenario, seeds, runs_per_seed, jobs, started)?;
-
-        let mut failed = Vec::new();
-        let mut nondeterministic = Vec::new();
-        for pair in results.chunks(runs_per_seed) {
-            let (seed, _, first) = &pair[0];
-            if let Some((seed, _, failing)) = pair.iter().find(|(_, _, r)| !r.passed()) {
-                failed.push((*seed, failing));
-            } else if pair.iter().any(|(_, _, r)| digests(r) != digests(first)) {
-                nondeterministic.push(*seed);
-            }
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let finished = results.iter().filter_map(|(_, _, r)| r.result.as_ref());
-        let simulated: f64 = finished.clone().map(|r| r.simulated_s).sum();
-        let acked: u64 = finished.map(|r| r.acked).sum();
-        for (seed, result) in &failed {
-            print_failure(scenario, *seed, result);
-        }
-        for seed in &nondeterministic {
+        if let Some(p) = args.partition {
             println!(
-                "\nseed {seed}: two runs produced different histories or traces (non-determinism); \
-                 see where they part: cargo replay --check-determinism {} --seed {seed}",
-                scenario.display()
+                "partition {p} of seeds {}: {}",
+                seeds_text(&range),
+                seeds.as_ref().map_or("no seeds".to_string(), seeds_text)
             );
         }
-        println!(
-            "\n{}: {} passed, {} failed{} of {} seeds; {:.1} simulated s in {:.1} wall s ({:.1}x); {} operations acknowledged",
-            loaded.name,
-            total - failed.len() - nondeterministic.len(),
-            failed.len(),
-            if twice { format!(", {} non-deterministic", nondeterministic.len()) } else { String::new() },
-            total,
-            simulated,
-            wall,
-            if wall > 0.0 { simulated / wall } else { 0.0 },
-            acked
-        );
-        Ok(failed.is_empty() && nondeterministic.is_empty())
+        let runs = match seeds {
+            Some(seeds) => run_seeds(scenario, seeds.collect(), runs_per_seed, jobs)?,
+            None => Vec::new(),
+        };
+        let summary = Summary {
+            scenario: loaded.name.clone(),
+            scenario_file: scenario.display().to_string(),
+            seeds: seeds_text(&range),
+            partitions: args.partition.iter().map(Partition::to_string).collect(),
+            planted: args.plant.clone(),
+            check_determinism: twice,
+            wall_s: started.elapsed().as_secs_f64(),
+            results: runs
+                .chunk_by(|a, b| a.seed == b.seed)
+                .map(|runs| seed_summary(scenario, runs))
+                .collect(),
+        };
+        report(&summary, args.junit.as_deref(), args.json.as_deref())?;
+        Ok(summary.passed())
+    }
+
+    /// Prints a sweep's failures and closing line, and writes its JUnit
+    /// and JSON reports if asked.
+    fn report(summary: &Summary, junit: Option<&Path>, json: Option<&Path>) -> anyhow::Result<()> {
+        for result in summary.failures() {
+            if result.verdict == Verdict::NonDeterministic {
+                println!(
+                    "\nseed {}: two runs produced different histories or traces (non-determinism); \
+                     see where they part: cargo replay --check-determinism {} --seed {}",
+                    result.seed, summary.scenario_file, result.seed
+                );
+            } else {
+                println!("\n=== seed {} failed ===", result.seed);
+                print!("{}", result.output.as_deref().unwrap_or(""));
+                println!("replay: {}", result.replay.as_deref().unwrap_or(""));
+            }
+        }
+        println!("\n{}", summary.line());
+        if let Some(path) = junit {
+            write_junit(path, &[summary])?;
+            println!("JUnit report: {}", path.display());
+        }
+        if let Some(path) = json {
+            summary.write_json(path)?;
+            println!("JSON summary: {}", path.display());
+        }
+        Ok(())
+    }
+
+    /// One seed's runs (one, or two compared) as the summary shows it.
+    fn seed_summary(scenario: &Path, runs: &[Run]) -> SeedSummary {
+        let first = &runs[0];
+        let failing = runs.iter().find(|r| !r.process.passed());
+        let verdict = if failing.is_some() {
+            Verdict::Fail
+        } else if runs
+            .iter()
+            .any(|r| digests(&r.process) != digests(&first.process))
+        {
+            Verdict::NonDeterministic
+        } else {
+            Verdict::Pass
+        };
+        let shown = failing.unwrap_or(first);
+        let result = shown.process.result.clone().unwrap_or_default();
+        let failed = verdict == Verdict::Fail;
+        SeedSummary {
+            seed: first.seed,
+            verdict,
+            checkers: result.checkers,
+            digest: shown.process.result.as_ref().map(|r| r.digest.clone()),
+            trace: shown.process.result.as_ref().map(|r| r.trace.clone()),
+            simulated_s: runs
+                .iter()
+                .filter_map(|r| r.process.result.as_ref())
+                .map(|r| r.simulated_s)
+                .sum(),
+            wall_s: runs.iter().map(|r| r.wall.as_secs_f64()).sum(),
+            acked: runs
+                .iter()
+                .filter_map(|r| r.process.result.as_ref())
+                .map(|r| r.acked)
+                .sum(),
+            replay: match verdict {
+                Verdict::Pass => None,
+                Verdict::Fail => Some(shoal_sim::run::replay_command(scenario, first.seed)),
+                Verdict::NonDeterministic => Some(
+                    shoal_sim::run::replay_command(scenario, first.seed)
+                        .replace("cargo replay ", "cargo replay --check-determinism "),
+                ),
+            },
+            output: failed.then(|| failure_text(&shown.process)),
+        }
     }
 
     /// Runs every seed `runs_per_seed` times, `jobs` child processes at a
-    /// time, reporting failures as they come and progress every ten
-    /// seconds; the runs in order of seed, then run.
+    /// time, reporting failures as they come and progress as it goes; the
+    /// runs in order of seed, then run.
     fn run_seeds(
         scenario: &Path,
-        seeds: RangeInclusive<u64>,
+        seeds: Vec<u64>,
         runs_per_seed: usize,
         jobs: usize,
-        started: Instant,
-    ) -> anyhow::Result<Vec<(u64, usize, SeedProcess)>> {
-        let total = seeds.clone().count();
+    ) -> anyhow::Result<Vec<Run>> {
         let mut pending: Vec<(u64, usize)> = seeds
+            .into_iter()
             .flat_map(|s| (0..runs_per_seed).map(move |r| (s, r)))
             .rev()
             .collect();
+        let mut progress = Progress::new(pending.len() as u64);
         // Each seed process is run by a thread of its own, which also drains
         // its output as it comes: a child blocked on a full pipe would never
         // finish.
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let mut running = 0;
-        let mut results: Vec<(u64, usize, SeedProcess)> = Vec::new();
-        let mut last_progress = Instant::now();
+        let mut results: Vec<Run> = Vec::new();
+        let mut failures = 0;
         while !pending.is_empty() || running > 0 {
             while running < jobs {
                 let Some((seed, run)) = pending.pop() else {
@@ -251,54 +330,96 @@ mod runner {
                 let command = seed_command(scenario, seed)?;
                 let done = done_tx.clone();
                 std::thread::spawn(move || {
-                    let _ = done.send((seed, run, SeedProcess::run(command)));
+                    let started = Instant::now();
+                    let process = SeedProcess::run(command);
+                    let _ = done.send((seed, run, process, started.elapsed()));
                 });
                 running += 1;
             }
             match done_rx.recv_timeout(Duration::from_secs(1)) {
-                Ok((seed, run, result)) => {
+                Ok((seed, run, process, wall)) => {
                     running -= 1;
-                    let result = result.context("running a seed process")?;
-                    if !result.passed() {
-                        println!("seed {seed}: FAILED");
-                    }
-                    results.push((seed, run, result));
+                    let process = process.context("running a seed process")?;
+                    let failed = !process.passed();
+                    failures += usize::from(failed);
+                    progress.finished(failed.then_some(seed), failures);
+                    results.push(Run {
+                        seed,
+                        run,
+                        process,
+                        wall,
+                    });
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(e) => bail!("seed workers vanished: {e}"),
             }
-            if last_progress.elapsed() >= Duration::from_secs(10) {
-                println!(
-                    "  ... {}/{} runs done, {:.0}s",
-                    results.len(),
-                    total * runs_per_seed,
-                    started.elapsed().as_secs_f64()
-                );
-                last_progress = Instant::now();
-            }
+            progress.tick();
         }
-        results.sort_by_key(|(seed, run, _)| (*seed, *run));
+        progress.finish();
+        results.sort_by_key(|r| (r.seed, r.run));
         Ok(results)
     }
 
-    /// Shows a failed seed: its report, digests, last log lines and the
-    /// command that replays it.
-    fn print_failure(scenario: &Path, seed: u64, result: &SeedProcess) {
-        println!("\n=== seed {seed} failed ===");
+    /// A failed seed's report (its RESULT line left out), digests and last
+    /// log lines, indented.
+    fn failure_text(result: &SeedProcess) -> String {
+        let mut out = String::new();
         for line in result.stdout.lines().filter(|l| !l.starts_with("RESULT ")) {
-            println!("  {line}");
+            out += &format!("  {line}\n");
         }
         if let Some(r) = &result.result {
-            println!("  digests: history {}, trace {}", r.digest, r.trace);
+            out += &format!("  digests: history {}, trace {}\n", r.digest, r.trace);
         }
         let log: Vec<&str> = result.stderr.lines().collect();
         if !log.is_empty() {
-            println!("  last log lines:");
+            out += "  last log lines:\n";
             for line in &log[log.len().saturating_sub(LOG_LINES_SHOWN)..] {
-                println!("    {line}");
+                out += &format!("    {line}\n");
             }
         }
-        println!("replay: {}", shoal_sim::run::replay_command(scenario, seed));
+        out
+    }
+
+    /// `shoal-sim merge`: combines slice summaries, prints each scenario's
+    /// failures and closing line, and names slices that are missing.
+    fn merge_summaries(
+        files: &[PathBuf],
+        junit: Option<&Path>,
+        json: Option<&Path>,
+    ) -> anyhow::Result<bool> {
+        let parts = files
+            .iter()
+            .map(|f| Summary::read_json(f))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let merged = merge(parts)?;
+        if json.is_some() && merged.len() > 1 {
+            bail!(
+                "--json takes one scenario's summaries; these hold {}",
+                merged.len()
+            );
+        }
+        let mut passed = true;
+        for (summary, coverage) in &merged {
+            println!(
+                "scenario {} ({}): seeds {}, {} slices merged{}",
+                summary.scenario,
+                summary.scenario_file,
+                summary.seeds,
+                summary.partitions.len(),
+                if coverage.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; MISSING slices {}", coverage.missing.join(", "))
+                }
+            );
+            report(summary, None, json)?;
+            passed &= summary.passed() && coverage.missing.is_empty();
+        }
+        if let Some(path) = junit {
+            write_junit(path, &merged.iter().map(|(s, _)| s).collect::<Vec<_>>())?;
+            println!("JUnit report: {}", path.display());
+        }
+        Ok(passed)
     }
 
     fn one_seed(scenario_path: &Path, seed: u64) -> anyhow::Result<bool> {

@@ -301,6 +301,81 @@ fn first_impossible(ops: &[KeyedOp]) -> Option<usize> {
 /// Operations shown when a key fails.
 const HISTORY_LINES_MAX: usize = 24;
 
+/// Most linearizability checks [`contradicting`] makes.
+const CORE_CHECKS_MAX: usize = 1_000;
+
+/// For a key whose history is not linearizable, and `blamed` (an index into
+/// `ops`) the first answer no order explains: the operations that, with
+/// the blamed one, already admit no valid order, while without it they do.
+/// Found by dropping, one at a time and earliest first, every operation
+/// the contradiction does not need, but never one that wrote a value a kept
+/// operation saw (so the result still shows where each seen value came
+/// from). Indexes into `ops` in order of call, the blamed one left out;
+/// empty if the history up to the blamed answer is in fact linearizable.
+pub fn contradicting(ops: &[KeyedOp], blamed: usize) -> Vec<usize> {
+    let until = ops[blamed].ret.unwrap_or(ops[blamed].call);
+    let mut order: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].call <= until).collect();
+    order.sort_by_key(|&i| (ops[i].call, i));
+    let verdict = |keep: &mut dyn Iterator<Item = usize>| {
+        let kept: Vec<KeyedOp> = keep.map(|i| ops[i].clone()).collect();
+        check_key(&prefix_at(&kept, until))
+    };
+    // The blamed answer is what breaks the set; without it the rest holds.
+    let breaks = |keep: &[usize]| {
+        verdict(&mut keep.iter().copied()) == Verdict::NotLinearizable
+            && verdict(&mut keep.iter().copied().filter(|&i| i != blamed)) == Verdict::Linearizable
+    };
+    if !order.contains(&blamed) || !breaks(&order) {
+        return Vec::new();
+    }
+    let mut keep = order.clone();
+    let mut checks = 1;
+    let mut changed = true;
+    while changed && checks < CORE_CHECKS_MAX {
+        changed = false;
+        for &candidate in &order {
+            if candidate == blamed || !keep.contains(&candidate) || checks >= CORE_CHECKS_MAX {
+                continue;
+            }
+            if wrote_a_seen_value(ops, &keep, candidate, until) {
+                continue;
+            }
+            let without: Vec<usize> = keep.iter().copied().filter(|&i| i != candidate).collect();
+            checks += 1;
+            if breaks(&without) {
+                keep = without;
+                changed = true;
+            }
+        }
+    }
+    keep.retain(|&i| i != blamed);
+    keep
+}
+
+/// Whether `ops[candidate]` writes a value that another kept operation,
+/// answered by `until`, saw (read, or expected in a compare-and-swap).
+fn wrote_a_seen_value(ops: &[KeyedOp], keep: &[usize], candidate: usize, until: Duration) -> bool {
+    let written = match &ops[candidate].op {
+        RegisterOp::Write(Some(v)) => v,
+        RegisterOp::Cas { new: Some(v), .. } => v,
+        _ => return false,
+    };
+    keep.iter().any(|&i| {
+        let answered = ops[i].ret.is_some_and(|ret| ret <= until);
+        i != candidate
+            && answered
+            && match &ops[i].op {
+                RegisterOp::Read(Some(Some(seen))) => seen == written,
+                RegisterOp::Cas {
+                    expected: Some(e),
+                    swapped: Some(true),
+                    ..
+                } => e == written,
+                _ => false,
+            }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +490,25 @@ mod tests {
             "{}",
             violation.detail
         );
+    }
+
+    #[test]
+    fn the_operations_contradicting_a_blamed_answer() {
+        // Client 3 reads "a" after "b" overwrote it: the write of "b" and
+        // the write of "a" it saw contradict it; the reads do not matter.
+        let history = [
+            op(1, 0, Some(1), w("a")),
+            op(2, 2, Some(3), r(Some("a"))),
+            op(1, 4, Some(5), w("b")),
+            op(2, 6, Some(7), r(Some("b"))),
+            op(3, 8, Some(9), r(Some("a"))),
+        ];
+        assert_eq!(contradicting(&history, 4), [0, 2]);
+        // A read of an absent key after a write: the write alone.
+        let history = [op(1, 0, Some(1), w("a")), op(2, 2, Some(3), r(None))];
+        assert_eq!(contradicting(&history, 1), [0]);
+        // Nothing contradicts an answer that is fine.
+        assert_eq!(contradicting(&history, 0), Vec::<usize>::new());
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! History views: what a run's clients did and what went wrong, as a
 //! plain-text summary for terminals and as a self-contained HTML timeline
 //! (one lane per client, faults as bands, the operations the checkers blamed
-//! in red) for a browser.
+//! in red) for a browser. For a linearizability violation the page opens
+//! with the blamed key's own view ([`key`]): its operations zoomed to the
+//! contradiction, the blamed answer and the operations contradicting it
+//! highlighted.
+
+pub mod key;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -143,9 +148,11 @@ const AXIS_H: f64 = 24.0;
 
 /// One operation's bar in its lane at height `y`, spanning `from` to `to`
 /// pixels; blamed operations are red and outlined.
-fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, blamed: &BTreeSet<OpId>) {
-    let (class, fill) = match (blamed.contains(&op.id), op.acked) {
+fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, marked: &Marked) {
+    let (class, fill) = match (marked.blamed.contains(&op.id), op.acked) {
         (true, _) => ("op blamed", "#d0021b"),
+        _ if marked.source.contains(&op.id) => ("op source", "#4a90e2"),
+        _ if marked.contradicting.contains(&op.id) => ("op contradicting", "#f5a623"),
         (false, true) => ("op", "#7ed321"),
         (false, false) => ("op unacked", "#9b9b9b"),
     };
@@ -156,7 +163,7 @@ fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, blamed: &B
         // A pixel's gap between one operation and the next.
         (to - from - 1.0).max(1.5),
         LANE_H - 6.0,
-        if class == "op blamed" {
+        if class != "op" && class != "op unacked" {
             r#" stroke="black" stroke-width="1.5""#
         } else {
             ""
@@ -165,9 +172,16 @@ fn op_rect(svg: &mut String, op: &Op, (from, to): (f64, f64), y: f64, blamed: &B
     );
 }
 
+/// The operations the timeline marks.
+struct Marked {
+    blamed: BTreeSet<OpId>,
+    source: BTreeSet<OpId>,
+    contradicting: BTreeSet<OpId>,
+}
+
 /// The timeline as SVG: a time axis, faults as bands over every lane, and
 /// one lane of operations per client.
-fn timeline(report: &Report) -> String {
+fn timeline(report: &Report, (source, contradicting): (BTreeSet<OpId>, BTreeSet<OpId>)) -> String {
     let lanes = lanes(report);
     let span = report.simulated.max(Duration::from_millis(1)).as_secs_f64();
     let px_per_s = PX_PER_S.max(WIDTH_MIN / span);
@@ -201,7 +215,7 @@ fn timeline(report: &Report) -> String {
         } else {
             (
                 (event.fault.duration().as_secs_f64() * px_per_s).max(2.0),
-                "#f5a623",
+                "#f8e71c",
             )
         };
         let _ = write!(
@@ -210,7 +224,11 @@ fn timeline(report: &Report) -> String {
             height - AXIS_H
         );
     }
-    let blamed = blamed(report);
+    let marked = Marked {
+        blamed: blamed(report),
+        source,
+        contradicting,
+    };
     for (lane, (client, ops)) in lanes.iter().enumerate() {
         let y = AXIS_H + LANE_H * lane as f64;
         let _ = write!(
@@ -225,7 +243,7 @@ fn timeline(report: &Report) -> String {
                 op,
                 (x(op.id.call), x(op.end.unwrap_or(report.simulated))),
                 y,
-                &blamed,
+                &marked,
             );
         }
     }
@@ -233,9 +251,34 @@ fn timeline(report: &Report) -> String {
     svg
 }
 
+/// The key view's section of the page, if the run broke linearizability.
+fn key_section(view: &key::KeyView) -> String {
+    format!(
+        r#"<h2>Why: key {}</h2>
+<p class="caption">{}</p>
+<p class="key">Zoomed to the contradiction; one lane per client; time runs left to right in the order of events, not to scale; hover for details.
+<span style="background:#d0021b"></span>blamed answer
+<span style="background:#f5a623"></span>contradicts it
+<span style="background:#4a90e2"></span>wrote the value it saw
+<span style="background:#e4e4e4"></span>other operations on the key
+&nbsp; dashed bars: indeterminate; dashed lines: when the blamed operation was called and the others returned</p>
+<div class="timeline">{}</div>"#,
+        escape(&String::from_utf8_lossy(&view.key)),
+        escape(&key::caption(view)),
+        key::svg(view)
+    )
+}
+
 /// The HTML timeline, one self-contained page.
 pub fn html(report: &Report, scenario: &str, seed: u64) -> String {
-    let svg = timeline(report);
+    let view = key::key_view(report);
+    let svg = timeline(
+        report,
+        view.as_ref()
+            .map(key::KeyView::contradicting_ids)
+            .unwrap_or_default(),
+    );
+    let why = view.as_ref().map(key_section).unwrap_or_default();
     let summary = text(report, scenario, seed);
     format!(
         r#"<!DOCTYPE html>
@@ -244,15 +287,20 @@ pub fn html(report: &Report, scenario: &str, seed: u64) -> String {
 body {{ font-family: sans-serif; margin: 1em; }}
 .timeline {{ overflow-x: auto; border: 1px solid #ccc; }}
 .key span {{ display: inline-block; width: 1em; height: 1em; vertical-align: middle; margin: 0 .3em 0 1em; }}
+.caption {{ font-size: 1.15em; }}
 pre {{ background: #f7f7f7; padding: .5em; overflow-x: auto; }}
 </style></head>
 <body>
 <h1>{scenario}, seed {seed}</h1>
+{why}
+<h2>Timeline</h2>
 <p class="key">One lane per client; hover for details.
 <span style="background:#7ed321"></span>acknowledged
 <span style="background:#9b9b9b"></span>not acknowledged (indeterminate)
 <span style="background:#d0021b"></span>blamed by a checker
-<span style="background:#f5a623;opacity:.4"></span>fault in force
+<span style="background:#f5a623"></span>contradicts the blamed answer
+<span style="background:#4a90e2"></span>wrote the value it saw
+<span style="background:#f8e71c;opacity:.4"></span>fault in force
 <span style="background:#6b5bd6;opacity:.4"></span>membership change</p>
 <div class="timeline">{svg}</div>
 <h2>Summary</h2>
