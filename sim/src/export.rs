@@ -364,24 +364,7 @@ pub fn parse_json_lines(text: &str) -> Result<Vec<Event>, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(client: u32, call_ms: u64, ret_ms: Option<u64>, op: RegisterOp) -> KeyedOp {
-        KeyedOp {
-            client,
-            key: Bytes::from("k"),
-            op,
-            call: Duration::from_millis(call_ms),
-            ret: ret_ms.map(Duration::from_millis),
-        }
-    }
-
-    fn write(v: &'static str) -> RegisterOp {
-        RegisterOp::Write(Some(Bytes::from(v)))
-    }
-
-    fn read(v: Option<&'static str>) -> RegisterOp {
-        RegisterOp::Read(Some(v.map(Bytes::from)))
-    }
+    use crate::history::build::{op, r, w};
 
     fn history(ops: Vec<KeyedOp>) -> History {
         History {
@@ -402,8 +385,8 @@ mod tests {
     fn at_equal_times_completions_come_before_invocations() {
         // Client 1's read is called at the instant client 0's write returns.
         let events = events(&history(vec![
-            op(1, 10, Some(12), read(Some("a"))),
-            op(0, 5, Some(10), write("a")),
+            op(1, 10, Some(12), r(Some("a"))),
+            op(0, 5, Some(10), w("a")),
         ]));
         use Type::*;
         assert_eq!(
@@ -420,9 +403,9 @@ mod tests {
     fn a_client_that_gave_up_goes_on_as_a_new_process() {
         // Two clients (threads); client 0 gives up on a write at 1 ms.
         let events = events(&history(vec![
-            op(0, 1, None, write("a")),
-            op(1, 2, Some(3), read(None)),
-            op(0, 4, Some(6), read(Some("a"))),
+            op(0, 1, None, w("a")),
+            op(1, 2, Some(3), r(None)),
+            op(0, 4, Some(6), r(Some("a"))),
         ]));
         use Type::*;
         assert_eq!(
@@ -443,12 +426,12 @@ mod tests {
     fn the_reads_of_one_scan_run_as_processes_of_their_own() {
         let scan = |key: &'static str| KeyedOp {
             key: Bytes::from(key),
-            ..op(0, 1, Some(2), read(None))
+            ..op(0, 1, Some(2), r(None))
         };
         let events = events(&history(vec![
             scan("a"),
             scan("b"),
-            op(0, 2, Some(3), write("x")),
+            op(0, 2, Some(3), w("x")),
         ]));
         let processes: Vec<u64> = events.iter().map(|e| e.process).collect();
         assert_eq!(processes, [0, 1, 0, 1, 1, 1]);
@@ -474,7 +457,7 @@ mod tests {
     #[test]
     fn edn_and_json_lines_forms() {
         let events = events(&history(vec![
-            op(0, 1, Some(2), write("say \"hi\"")),
+            op(0, 1, Some(2), w("say \"hi\"")),
             op(1, 3, Some(4), RegisterOp::Write(None)),
         ]));
         let edn = edn(&events);

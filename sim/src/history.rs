@@ -210,6 +210,39 @@ pub fn describe(op: &KeyedOp) -> String {
     format!("client {:>4} {interval:<32} {what}", client_name(op.client))
 }
 
+/// Builders of small register histories, for the checkers' and exporters'
+/// unit tests.
+#[cfg(test)]
+pub(crate) mod build {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::{KeyedOp, RegisterOp};
+
+    /// `op` by `client` on key `k`, called and returned (if it did) at these
+    /// milliseconds.
+    pub fn op(client: u32, call_ms: u64, ret_ms: Option<u64>, op: RegisterOp) -> KeyedOp {
+        KeyedOp {
+            client,
+            key: Bytes::from("k"),
+            op,
+            call: Duration::from_millis(call_ms),
+            ret: ret_ms.map(Duration::from_millis),
+        }
+    }
+
+    /// A write of `v`.
+    pub fn w(v: &'static str) -> RegisterOp {
+        RegisterOp::Write(Some(Bytes::from(v)))
+    }
+
+    /// A read that saw `v` (`None`: absent).
+    pub fn r(v: Option<&'static str>) -> RegisterOp {
+        RegisterOp::Read(Some(v.map(Bytes::from)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

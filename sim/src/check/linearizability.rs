@@ -379,24 +379,7 @@ fn wrote_a_seen_value(ops: &[KeyedOp], keep: &[usize], candidate: usize, until: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(client: u32, call_ms: u64, ret_ms: Option<u64>, op: RegisterOp) -> KeyedOp {
-        KeyedOp {
-            client,
-            key: Bytes::from("k"),
-            op,
-            call: Duration::from_millis(call_ms),
-            ret: ret_ms.map(Duration::from_millis),
-        }
-    }
-
-    fn w(v: &'static str) -> RegisterOp {
-        RegisterOp::Write(Some(Bytes::from(v)))
-    }
-
-    fn r(v: Option<&'static str>) -> RegisterOp {
-        RegisterOp::Read(Some(v.map(Bytes::from)))
-    }
+    use crate::history::build::{op, r, w};
 
     #[test]
     fn sequential_and_concurrent_histories() {
