@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=target/py-venv
+venv=target/venv
 if ! "$venv/bin/python" -c 'import grpc, grpc_tools, grpc_status' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet grpcio grpcio-tools grpcio-status protobuf
