@@ -57,6 +57,7 @@ cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read 
 cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
 cargo sim run scenarios/snapshot-restarts.toml --seeds 1..=20 --plant snapshot-drops-dedup --expect-failure
 cargo sim run scenarios/leader-bounce.toml --seeds 1..=10 --plant leader-survives-restart --expect-failure
+cargo sim run scenarios/throughput.toml --seeds 1..=3 --plant scan-includes-end --expect-failure
 
 step "reproduction: a planted bug's replay command gives the same failure three times; shrinking makes it smaller"
 bash ci/reproduce.sh skip-dedup scenarios/register-leader-kill.toml 1..=10

@@ -148,11 +148,14 @@ pub enum PlantedBug {
     /// from its log: it then serves reads from a state missing committed
     /// writes, and may hand out a log position its followers already hold.
     LeaderSurvivesRestart,
+    /// A scan's end bound is taken as inclusive: a scan of `[start, end)`
+    /// also returns `end`.
+    ScanIncludesEnd,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::AckBeforeFsync,
         PlantedBug::SkipDedup,
         PlantedBug::StaleRead,
@@ -160,6 +163,7 @@ impl PlantedBug {
         PlantedBug::SnapshotDropsDedup,
         PlantedBug::ProcessDependent,
         PlantedBug::LeaderSurvivesRestart,
+        PlantedBug::ScanIncludesEnd,
     ];
 
     /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
@@ -172,6 +176,7 @@ impl PlantedBug {
             PlantedBug::SnapshotDropsDedup => "snapshot-drops-dedup",
             PlantedBug::ProcessDependent => "process-dependent",
             PlantedBug::LeaderSurvivesRestart => "leader-survives-restart",
+            PlantedBug::ScanIncludesEnd => "scan-includes-end",
         }
     }
 

@@ -123,6 +123,20 @@ pub struct History {
     pub ops: Vec<KeyedOp>,
     /// Faults in the order they were injected.
     pub faults: Vec<FaultEvent>,
+    /// Answers that broke the API's contract whatever the order of events
+    /// (a scan returning a key outside its range, say), in completion order.
+    pub breaches: Vec<Breach>,
+}
+
+/// An answer that broke the API's contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breach {
+    /// The client that got it.
+    pub client: u32,
+    /// Simulated time of the call.
+    pub call: Duration,
+    /// What was wrong.
+    pub what: String,
 }
 
 /// 64-bit FNV-1a over length-prefixed fields: a small, stable hash for

@@ -210,6 +210,7 @@ pub async fn run(scenario: &Scenario) -> Report {
         end.workload,
         shard_safety.check(&cluster),
         check::linearizability::check(&end.history.ops),
+        check::contract::check(&end.history),
         check::durability::check(&end.history, &end.reads),
         end.replicas
             .iter()

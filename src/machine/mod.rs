@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
 use crate::ids::{GroupKey, NodeId, ShardId};
+use crate::runtime::{planted, PlantedBug};
 use command::{Command, CommandResult};
 use kv::{KvState, Session};
 use shard::controller::ControllerState;
@@ -126,10 +127,10 @@ impl Applied {
                 .filter(|s| group.serves(*s))
                 .collect(),
         };
-        let upper = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end)
+        let upper = match (end.is_empty(), planted(PlantedBug::ScanIncludesEnd)) {
+            (true, _) => Bound::Unbounded,
+            (false, false) => Bound::Excluded(end),
+            (false, true) => Bound::Included(end),
         };
         let entries = self
             .kv

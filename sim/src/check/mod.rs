@@ -1,6 +1,7 @@
 //! Checkers: each guards one property and reports a [`Violation`] naming it
 //! by its [`Checker`].
 
+pub mod contract;
 pub mod convergence;
 pub mod durability;
 pub mod linearizability;
@@ -29,6 +30,9 @@ pub enum Checker {
     ListAppend,
     /// No replica finds damage the simulated disk never causes.
     Recovery,
+    /// Every answer keeps the API's contract (scans: in range, ordered,
+    /// unique, within the limit).
+    ApiContract,
     /// Some replica installed a snapshot sent by a leader. Not chosen in
     /// `[checks] run`: it runs when the scenario demands a snapshot install
     /// (`[checks] snapshot_installed`), and then always counts.
@@ -47,6 +51,7 @@ impl Checker {
             Checker::ShardSafety,
             Checker::ListAppend,
             Checker::Recovery,
+            Checker::ApiContract,
         ]
     }
 
@@ -60,6 +65,7 @@ impl Checker {
             Checker::ShardSafety => "shard-safety",
             Checker::ListAppend => "list-append",
             Checker::Recovery => "recovery",
+            Checker::ApiContract => "api-contract",
             Checker::SnapshotInstall => "snapshot-install",
         }
     }

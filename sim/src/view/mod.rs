@@ -340,6 +340,7 @@ mod tests {
                     at: Duration::from_millis(25),
                     what: "kill replicas [2]".into(),
                 }],
+                breaches: Vec::new(),
             },
             violations: vec![Violation {
                 checker: Checker::Linearizability,

@@ -127,6 +127,21 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Records an answer that broke the API's contract, for the call made
+    /// at `call`.
+    pub fn breach(&self, call: Duration, what: String) {
+        let breach = crate::history::Breach {
+            client: self.index,
+            call,
+            what,
+        };
+        self.history
+            .lock()
+            .expect("history lock")
+            .breaches
+            .push(breach);
+    }
+
     /// Whether the client starts another operation, having done `done`: not
     /// past `ops_per_client` nor past `duration_ms` of simulated time.
     pub fn keep_going(&self, done: u32) -> bool {

@@ -143,9 +143,12 @@ async fn scan(
     last_seen: &mut BTreeMap<u32, Bytes>,
 ) {
     let (start, end) = (name(from), name(from + count));
-    let result = worker.client.scan(start, end, count).await;
+    let result = worker.client.scan(start.clone(), end.clone(), count).await;
     worker.progress.finish(result.is_ok());
     let Ok(entries) = result else { return };
+    if let Some(what) = scan_breach(&entries, &start, &end, count) {
+        worker.breach(call, what);
+    }
     let ret = worker.now();
     let found: BTreeMap<Bytes, Bytes> = entries.into_iter().collect();
     for i in from..from + count {
@@ -160,6 +163,42 @@ async fn scan(
             ret: Some(ret),
         });
     }
+}
+
+/// What a scan's answer breaks of its contract, if anything: every key in
+/// `[start, end)`, in increasing order (so no key twice), at most `limit`.
+pub fn scan_breach(
+    entries: &[(Bytes, Bytes)],
+    start: &[u8],
+    end: &[u8],
+    limit: u32,
+) -> Option<String> {
+    if entries.len() > limit as usize {
+        return Some(format!(
+            "scan returned {} keys past its limit of {limit}",
+            entries.len()
+        ));
+    }
+    if let Some((key, _)) = entries
+        .iter()
+        .find(|(k, _)| &k[..] < start || (!end.is_empty() && &k[..] >= end))
+    {
+        let show = String::from_utf8_lossy;
+        return Some(format!(
+            "scan of [{}, {}) returned {}",
+            show(start),
+            show(end),
+            show(key)
+        ));
+    }
+    let unordered = entries.windows(2).find(|pair| pair[0].0 >= pair[1].0);
+    unordered.map(|pair| {
+        format!(
+            "scan returned {} before {}",
+            String::from_utf8_lossy(&pair[0].0),
+            String::from_utf8_lossy(&pair[1].0)
+        )
+    })
 }
 
 /// Compare-and-swaps key number `k` from the value last seen there to
