@@ -16,7 +16,10 @@
 //! - [`serve_http`], the HTTP gateway's listener: a real socket in real mode;
 //!   the simulator has none to offer, so there it refuses;
 //! - [`planted`], the switch for deliberately planted bugs, which exist only in
-//!   simulation builds (in real builds it is the constant `false`).
+//!   simulation builds (in real builds it is the constant `false`);
+//! - [`buggify`] and [`reached`]: fault sites inside the nodes that a
+//!   simulation run may fire, and rare situations it counts (both nothing in
+//!   real builds).
 //!
 //! **Architecture invariant:** no other file under `src/` mentions `cfg(madsim)`;
 //! `tests/tidy.rs` fails if one does.
@@ -120,69 +123,89 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
     }
 }
 
-/// A deliberate bug, compiled into simulation builds only and switched on by
-/// name, so that the simulator can be shown to catch what it exists to catch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PlantedBug {
-    /// The log acknowledges writes before they are synced to disk.
-    AckBeforeFsync,
-    /// The state machine applies a retried write again instead of answering
-    /// it from the de-duplication table.
-    SkipDedup,
-    /// A leader serves reads on its own belief that it leads, without the
-    /// read index's quorum check: a deposed leader serves stale reads.
-    StaleRead,
-    /// A group goes on serving a shard it has given away, until the new
-    /// owner has it (ignoring that the configuration moved on).
-    ServeWhileLeaving,
-    /// Snapshots leave out the de-duplication table, so a replica restored
-    /// from one applies a retried write again.
-    SnapshotDropsDedup,
-    /// Clients pause before each call for a time taken from a heap address,
-    /// an input from outside the simulation that differs between processes
-    /// (address randomisation): the kind of hidden non-determinism, like
-    /// iterating a map keyed by pointers, that breaks replay.
-    ProcessDependent,
-    /// A replica that led before a restart leads again at once, in the same
-    /// term, though entries it had sent out but not yet synced may be gone
-    /// from its log: it then serves reads from a state missing committed
-    /// writes, and may hand out a log position its followers already hold.
-    LeaderSurvivesRestart,
-    /// A scan's end bound is taken as inclusive: a scan of `[start, end)`
-    /// also returns `end`.
-    ScanIncludesEnd,
+/// Declares a fieldless enum whose variants have names (as written in
+/// environment variables, scenario files and reports): `ALL`, `name` and
+/// `from_name`.
+macro_rules! named {
+    (
+        $(#[$meta:meta])*
+        pub enum $enum:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $name:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $enum {
+            $( $(#[$vmeta])* $variant, )*
+        }
+
+        impl $enum {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$enum] = &[$( $enum::$variant, )*];
+
+            /// The variant's name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( $enum::$variant => $name, )*
+                }
+            }
+
+            /// The variant with this name.
+            pub fn from_name(name: &str) -> Option<$enum> {
+                $enum::ALL.iter().copied().find(|v| v.name() == name)
+            }
+        }
+    };
 }
 
-impl PlantedBug {
-    /// Every planted bug.
-    pub const ALL: [PlantedBug; 8] = [
-        PlantedBug::AckBeforeFsync,
-        PlantedBug::SkipDedup,
-        PlantedBug::StaleRead,
-        PlantedBug::ServeWhileLeaving,
-        PlantedBug::SnapshotDropsDedup,
-        PlantedBug::ProcessDependent,
-        PlantedBug::LeaderSurvivesRestart,
-        PlantedBug::ScanIncludesEnd,
-    ];
-
-    /// The bug's name, as given in `SHOAL_PLANTED_BUGS`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PlantedBug::AckBeforeFsync => "ack-before-fsync",
-            PlantedBug::SkipDedup => "skip-dedup",
-            PlantedBug::StaleRead => "stale-read",
-            PlantedBug::ServeWhileLeaving => "serve-while-leaving",
-            PlantedBug::SnapshotDropsDedup => "snapshot-drops-dedup",
-            PlantedBug::ProcessDependent => "process-dependent",
-            PlantedBug::LeaderSurvivesRestart => "leader-survives-restart",
-            PlantedBug::ScanIncludesEnd => "scan-includes-end",
-        }
-    }
-
-    /// The bug with this name.
-    pub fn from_name(name: &str) -> Option<PlantedBug> {
-        PlantedBug::ALL.into_iter().find(|bug| bug.name() == name)
+named! {
+    /// A deliberate bug, compiled into simulation builds only and switched on
+    /// by name, so that the simulator can be shown to catch what it exists to
+    /// catch.
+    pub enum PlantedBug {
+        /// The log acknowledges writes before they are synced to disk.
+        AckBeforeFsync = "ack-before-fsync",
+        /// The state machine applies a retried write again instead of
+        /// answering it from the de-duplication table.
+        SkipDedup = "skip-dedup",
+        /// A leader serves reads on its own belief that it leads, without the
+        /// read index's quorum check: a deposed leader serves stale reads.
+        StaleRead = "stale-read",
+        /// A group goes on serving a shard it has given away, until the new
+        /// owner has it (ignoring that the configuration moved on).
+        ServeWhileLeaving = "serve-while-leaving",
+        /// Snapshots leave out the de-duplication table, so a replica restored
+        /// from one applies a retried write again.
+        SnapshotDropsDedup = "snapshot-drops-dedup",
+        /// Clients pause before each call for a time taken from a heap address,
+        /// an input from outside the simulation that differs between processes
+        /// (address randomisation): the kind of hidden non-determinism, like
+        /// iterating a map keyed by pointers, that breaks replay.
+        ProcessDependent = "process-dependent",
+        /// A replica that led before a restart leads again at once, in the same
+        /// term, though entries it had sent out but not yet synced may be gone
+        /// from its log: it then serves reads from a state missing committed
+        /// writes, and may hand out a log position its followers already hold.
+        LeaderSurvivesRestart = "leader-survives-restart",
+        /// A scan's end bound is taken as inclusive: a scan of `[start, end)`
+        /// also returns `end`.
+        ScanIncludesEnd = "scan-includes-end",
+        /// A read answers as soon as the read index is confirmed, without
+        /// waiting for the state machine to apply up to it: a new leader whose
+        /// state machine lags serves a state missing acknowledged writes.
+        ReadBeforeApply = "read-before-apply",
+        /// A delete answers "existed" whether or not the key was there.
+        DeleteAlwaysExisted = "delete-always-existed",
+        /// A compare-and-swap that swapped answers the new value as the
+        /// current one, instead of the value it replaced.
+        CasAnswersNewValue = "cas-answers-new-value",
+        /// A group hands a moving shard over without its keys (its sessions
+        /// go along): the new owner starts the shard empty.
+        ShardHandedOverEmpty = "shard-handed-over-empty",
+        /// Recovery keeps a torn record at the end of the log instead of
+        /// cutting it off, and appends after it: the next recovery finds the
+        /// log corrupt in the middle.
+        TornTailKept = "torn-tail-kept",
     }
 }
 
@@ -211,6 +234,182 @@ pub fn planted(bug: PlantedBug) -> bool {
     {
         let _ = bug;
         false
+    }
+}
+
+named! {
+    /// A place in product code where a simulation run may inject a fault
+    /// (BUGGIFY): a delay where timing is usually kind, or a transient error
+    /// the code must tolerate. Activation has two stages: a run enables each
+    /// site or not (the seed decides; see [`enable_buggify`]), and an enabled
+    /// site then fires with some probability each time it is reached. Real
+    /// builds compile every site away: [`buggify`] is the constant `false`.
+    pub enum FaultSite {
+        /// The state machine waits before applying committed entries, so it
+        /// lags the commit index (and a new leader's reads must wait for it).
+        ApplyDelay = "apply-delay",
+        /// A write is committed and applied, but its answer waits before it
+        /// is sent (the client may give up and retry).
+        ReplyDelay = "reply-delay",
+        /// Building a snapshot takes a while.
+        SnapshotBuildDelay = "snapshot-build-delay",
+        /// Installing a snapshot sent by the leader takes a while.
+        SnapshotInstallDelay = "snapshot-install-delay",
+        /// The shard mover waits before pulling a shard.
+        ShardPullDelay = "shard-pull-delay",
+        /// The shard mover waits between receiving a shard and proposing its
+        /// installation.
+        ShardInstallDelay = "shard-install-delay",
+        /// A Raft message waits before it is sent.
+        RaftSendDelay = "raft-send-delay",
+        /// A Raft message fails to send (a transient network error).
+        RaftSendError = "raft-send-error",
+        /// A replica fails to serve a shard pull (a transient error).
+        ShardPullError = "shard-pull-error",
+    }
+}
+
+named! {
+    /// A rare situation a good simulation run must reach now and then (a
+    /// "sometimes" assertion). Product code counts it where it happens
+    /// ([`reached`]); the simulator reports the counts and a sweep fails if
+    /// a situation its scenario requires was never reached.
+    pub enum Situation {
+        /// A read on a leader whose state machine lagged the read index: the
+        /// read waited for it to apply.
+        ReadWaitedForApply = "read-waited-for-apply",
+        /// A follower truncated a conflicting suffix of its log.
+        LogSuffixTruncated = "log-suffix-truncated",
+        /// A replica installed a snapshot sent by its leader.
+        SnapshotInstalled = "snapshot-installed",
+        /// A replica restarted on a log whose newest segment ended in a torn
+        /// record, and cut it off.
+        TornTailCut = "torn-tail-cut",
+        /// A retried write was answered from the de-duplication table.
+        RetryDeduplicated = "retry-deduplicated",
+        /// A moved shard brought sessions newer than the new owner's: a retry
+        /// of those writes is answered from them.
+        SessionsMovedWithShard = "sessions-moved-with-shard",
+        /// A replica became leader of a group in the middle of a shard move
+        /// and carried the move on.
+        ShardMoveResumedByNewLeader = "shard-move-resumed-by-new-leader",
+        /// The shard mover failed to pull a shard and will try again.
+        ShardPullRetried = "shard-pull-retried",
+        /// A write was refused because the key's shard is not served here.
+        WrongGroupRefused = "wrong-group-refused",
+        /// A node forwarded a client's request to the group serving its key.
+        RequestForwarded = "request-forwarded",
+    }
+}
+
+impl FaultSite {
+    /// How often the site fires, as a share of the run's fire rate. Sites
+    /// reached on every commit or message fire less often, or their delays
+    /// would pile up into a cluster that does nothing else.
+    pub fn fire_scale(self) -> f64 {
+        match self {
+            FaultSite::ApplyDelay => 0.04,
+            FaultSite::ReplyDelay => 0.4,
+            FaultSite::RaftSendDelay | FaultSite::RaftSendError => 0.2,
+            FaultSite::SnapshotBuildDelay
+            | FaultSite::SnapshotInstallDelay
+            | FaultSite::ShardPullDelay
+            | FaultSite::ShardInstallDelay
+            | FaultSite::ShardPullError => 1.0,
+        }
+    }
+}
+
+/// What this simulation run's fault sites and situations are doing.
+#[cfg(madsim)]
+#[derive(Default)]
+struct Sim {
+    enabled: Vec<FaultSite>,
+    fire_rate: f64,
+    quiet: bool,
+    counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+#[cfg(madsim)]
+thread_local! {
+    // The simulator runs every node of a run on one thread: the run's
+    // state lives there.
+    static SIM: std::cell::RefCell<Sim> = std::cell::RefCell::default();
+}
+
+/// Starts a simulation run's fault sites and situation counts afresh:
+/// `sites` are enabled, each firing with probability `fire_rate` (scaled by
+/// [`FaultSite::fire_scale`]) when reached. In real builds this does
+/// nothing.
+pub fn enable_buggify(sites: &[FaultSite], fire_rate: f64) {
+    #[cfg(madsim)]
+    SIM.with(|sim| {
+        *sim.borrow_mut() = Sim {
+            enabled: sites.to_vec(),
+            fire_rate,
+            ..Sim::default()
+        }
+    });
+    #[cfg(not(madsim))]
+    let _ = (sites, fire_rate);
+}
+
+/// Stops every fault site from firing (the run's faults are over).
+pub fn quiesce_buggify() {
+    #[cfg(madsim)]
+    SIM.with(|sim| sim.borrow_mut().quiet = true);
+}
+
+/// Whether the fault at `site` strikes now. Draws randomness only when the
+/// site is enabled, so a run without BUGGIFY draws exactly what it did
+/// before the sites existed.
+pub fn buggify(site: FaultSite) -> bool {
+    #[cfg(madsim)]
+    {
+        let fire_rate = SIM.with(|sim| {
+            let sim = sim.borrow();
+            (!sim.quiet && sim.enabled.contains(&site)).then_some(sim.fire_rate * site.fire_scale())
+        });
+        let fires = fire_rate.is_some_and(|rate| rand::Rng::gen_bool(&mut rng(), rate));
+        if fires {
+            SIM.with(|sim| *sim.borrow_mut().counts.entry(site.name()).or_default() += 1);
+        }
+        fires
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = site;
+        false
+    }
+}
+
+/// Waits up to `max` (a random while) if the fault at `site` strikes.
+pub async fn buggify_delay(site: FaultSite, max: Duration) {
+    if buggify(site) {
+        let millis = rand::Rng::gen_range(&mut rng(), 1..=max.as_millis().max(1) as u64);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+    }
+}
+
+/// Counts that `situation` happened (simulation builds; nothing in real
+/// builds).
+pub fn reached(situation: Situation) {
+    #[cfg(madsim)]
+    SIM.with(|sim| *sim.borrow_mut().counts.entry(situation.name()).or_default() += 1);
+    #[cfg(not(madsim))]
+    let _ = situation;
+}
+
+/// How often, in this simulation run, each situation was reached and each
+/// fault site fired, by name (empty in real builds).
+pub fn reached_counts() -> std::collections::BTreeMap<&'static str, u64> {
+    #[cfg(madsim)]
+    {
+        SIM.with(|sim| sim.borrow().counts.clone())
+    }
+    #[cfg(not(madsim))]
+    {
+        std::collections::BTreeMap::new()
     }
 }
 

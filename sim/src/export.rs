@@ -131,10 +131,13 @@ fn register_op(op: &KeyedOp) -> Op {
             (F::Read, Value::One(None), Value::One(seen), Type::Ok)
         }
         RegisterOp::Write(v) => (F::Write, Value::One(text(v)), Value::One(text(v)), Type::Ok),
+        // The outside register models know no delete: a write of nothing.
+        RegisterOp::Delete { .. } => (F::Write, Value::One(None), Value::One(None), Type::Ok),
         RegisterOp::Cas {
             expected,
             new,
             swapped,
+            ..
         } => {
             let pair = Value::Cas(text(expected), text(new));
             let end = if *swapped == Some(false) {
@@ -443,6 +446,7 @@ mod tests {
             expected: None,
             new: Some(Bytes::from("n")),
             swapped,
+            current: None,
         };
         let events = events(&history(vec![
             op(0, 1, Some(2), cas(Some(true))),

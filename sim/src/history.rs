@@ -51,10 +51,17 @@ pub struct WriteOp {
 pub enum RegisterOp {
     /// A read that returned `Some(value)` (or saw no value: `None`).
     Read(Option<Option<Bytes>>),
-    /// A write of a value (`None`: a delete). The answer carries nothing.
+    /// A write of a value (`None`: a delete whose answer is not known).
+    /// The answer carries nothing.
     Write(Option<Bytes>),
+    /// A delete. The answer: whether the key existed, if the client heard
+    /// back.
+    Delete {
+        /// Whether the key existed.
+        existed: Option<bool>,
+    },
     /// Compare-and-swap: if the register holds `expected`, set it to `new`.
-    /// The answer: whether it swapped.
+    /// The answer: whether it swapped, and the value the register held.
     Cas {
         /// The value the register must hold (`None`: absent).
         expected: Option<Bytes>,
@@ -62,6 +69,9 @@ pub enum RegisterOp {
         new: Option<Bytes>,
         /// Whether it swapped, if the client heard back.
         swapped: Option<bool>,
+        /// The value the register held, if the client heard back (and the
+        /// history records it: `None` leaves it unchecked).
+        current: Option<Option<Bytes>>,
     },
 }
 
@@ -210,15 +220,23 @@ pub fn describe(op: &KeyedOp) -> String {
         RegisterOp::Read(Some(seen)) => format!("read -> {}", value(seen)),
         RegisterOp::Read(None) => "read -> ?".to_string(),
         RegisterOp::Write(v) => format!("write {}", value(v)),
+        RegisterOp::Delete { existed } => format!(
+            "delete : {}",
+            existed.map_or("?", |e| if e { "existed" } else { "absent" })
+        ),
         RegisterOp::Cas {
             expected,
             new,
             swapped,
+            current,
         } => format!(
-            "cas {} -> {} : {}",
+            "cas {} -> {} : {}{}",
             value(expected),
             value(new),
-            swapped.map_or("?".to_string(), |s| s.to_string())
+            swapped.map_or("?".to_string(), |s| s.to_string()),
+            current
+                .as_ref()
+                .map_or(String::new(), |c| format!(", held {}", value(c)))
         ),
     };
     format!("client {:>4} {interval:<32} {what}", client_name(op.client))

@@ -90,6 +90,11 @@ mod runner {
         /// Succeed only if some seed fails (for planted-bug self-tests).
         #[arg(long)]
         expect_failure: bool,
+        /// Require a rare situation to be reached by some seed, on top of
+        /// the scenario's `checks.must_reach` (repeatable; names: see
+        /// `Situation` in src/runtime.rs).
+        #[arg(long)]
+        must_reach: Vec<String>,
         /// Write a JUnit XML report here: one test case per seed.
         #[arg(long)]
         junit: Option<PathBuf>,
@@ -103,7 +108,8 @@ mod runner {
         let args = Args::parse();
         let result = match args.command {
             Cmd::Run(run) => plant_bugs(&run.plant).and_then(|()| {
-                let passed = sweep(&run)?;
+                let summary = sweep(&run)?;
+                let passed = summary.passed();
                 if run.expect_failure {
                     println!(
                         "{}",
@@ -115,7 +121,7 @@ mod runner {
                     );
                     return Ok(!passed);
                 }
-                Ok(passed)
+                Ok(passed && summary.unreached().is_empty())
             }),
             Cmd::Seed { scenario, seed } => one_seed(&scenario, seed),
             Cmd::Merge {
@@ -177,9 +183,16 @@ mod runner {
         wall: Duration,
     }
 
-    fn sweep(args: &RunArgs) -> anyhow::Result<bool> {
+    fn sweep(args: &RunArgs) -> anyhow::Result<Summary> {
         let scenario = args.scenario.as_path();
         let loaded = Scenario::load(scenario)?;
+        let mut must_reach = loaded.checks.must_reach.clone();
+        for name in &args.must_reach {
+            if shoal::runtime::Situation::from_name(name).is_none() {
+                bail!("unknown situation {name:?} (see `Situation` in src/runtime.rs)");
+            }
+            must_reach.push(name.clone());
+        }
         let range = parse_seeds(&args.seeds)?;
         let seeds = match args.partition {
             Some(p) => p.slice(&range),
@@ -216,6 +229,7 @@ mod runner {
             partitions: args.partition.iter().map(Partition::to_string).collect(),
             planted: args.plant.clone(),
             check_determinism: twice,
+            must_reach,
             wall_s: started.elapsed().as_secs_f64(),
             results: runs
                 .chunk_by(|a, b| a.seed == b.seed)
@@ -223,7 +237,7 @@ mod runner {
                 .collect(),
         };
         report(&summary, args.junit.as_deref(), args.json.as_deref())?;
-        Ok(summary.passed())
+        Ok(summary)
     }
 
     /// Prints a sweep's failures and closing line, and writes its JUnit
@@ -241,6 +255,15 @@ mod runner {
                 print!("{}", result.output.as_deref().unwrap_or(""));
                 println!("replay: {}", result.replay.as_deref().unwrap_or(""));
             }
+        }
+        print!("\n{}", summary.reached_table());
+        let unreached = summary.unreached();
+        if !unreached.is_empty() {
+            println!(
+                "\nnever reached in {} seeds, though required: {} (grow the scenario's faults, seeds or swarm ranges)",
+                summary.results.len(),
+                unreached.join(", ")
+            );
         }
         println!("\n{}", summary.line());
         if let Some(path) = junit {
@@ -297,6 +320,7 @@ mod runner {
                 ),
             },
             output: failed.then(|| failure_text(&shown.process)),
+            reached: result.reached,
         }
     }
 
@@ -413,7 +437,8 @@ mod runner {
                 }
             );
             report(summary, None, json)?;
-            passed &= summary.passed() && coverage.missing.is_empty();
+            passed &=
+                summary.passed() && coverage.missing.is_empty() && summary.unreached().is_empty();
         }
         if let Some(path) = junit {
             write_junit(path, &merged.iter().map(|(s, _)| s).collect::<Vec<_>>())?;

@@ -32,6 +32,9 @@ pub struct Report {
     pub simulated: Duration,
     /// The faults applied, as a schedule that can be replayed.
     pub schedule: Vec<ScheduledFault>,
+    /// How often each rare situation was reached and each fault site
+    /// fired, by name.
+    pub reached: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -91,8 +94,13 @@ impl Report {
     pub fn print(&self, scenario: &Scenario, seed: u64, trace: (u64, usize)) {
         print!("{}", crate::view::text(self, &scenario.name, seed));
         let checkers: Vec<&str> = self.violations.iter().map(|v| v.checker.name()).collect();
+        let reached: Vec<String> = self
+            .reached
+            .iter()
+            .map(|(n, c)| format!("{n}:{c}"))
+            .collect();
         println!(
-            "RESULT verdict={} digest={:016x} trace={:016x} events={} simulated_s={:.3} acked={} operations={} faults={} checkers={}",
+            "RESULT verdict={} digest={:016x} trace={:016x} events={} simulated_s={:.3} acked={} operations={} faults={} checkers={} reached={}",
             if self.passed() { "pass" } else { "fail" },
             self.digest(),
             trace.0,
@@ -101,7 +109,8 @@ impl Report {
             self.acked(),
             self.operations(),
             self.schedule.len(),
-            if checkers.is_empty() { "-".to_string() } else { checkers.join(",") }
+            if checkers.is_empty() { "-".to_string() } else { checkers.join(",") },
+            if reached.is_empty() { "-".to_string() } else { reached.join(",") }
         );
     }
 
@@ -146,6 +155,8 @@ pub struct ResultLine {
     pub faults: u64,
     /// The checkers that tripped.
     pub checkers: Vec<String>,
+    /// Situations reached and fault sites fired, with their counts.
+    pub reached: BTreeMap<String, u64>,
 }
 
 impl ResultLine {
@@ -171,6 +182,13 @@ impl ResultLine {
                 .filter(|c| *c != "-")
                 .map(str::to_string)
                 .collect(),
+            reached: fields
+                .get("reached")
+                .into_iter()
+                .flat_map(|list| list.split(','))
+                .filter_map(|pair| pair.split_once(':'))
+                .filter_map(|(name, count)| Some((name.to_string(), count.parse().ok()?)))
+                .collect(),
         })
     }
 }
@@ -180,6 +198,11 @@ impl ResultLine {
 /// faults, heals everything, observes the end state and checks it.
 pub async fn run(scenario: &Scenario) -> Report {
     let t0 = tokio::time::Instant::now();
+    let buggify = scenario.buggify.as_ref();
+    shoal::runtime::enable_buggify(
+        &buggify.map(|b| b.enabled()).unwrap_or_default(),
+        buggify.map_or(0.0, |b| b.fire_rate),
+    );
     let disk_faults = scenario.faults.disk.clone().unwrap_or_default();
     let mut cluster = Cluster::start(&scenario.cluster, &disk_faults);
     let history = Arc::new(Mutex::new(History::default()));
@@ -194,6 +217,7 @@ pub async fn run(scenario: &Scenario) -> Report {
     let first_fault = nemesis.run(scenario, &progress).await;
     let healed_at = t0.elapsed();
     cluster.heal_disks();
+    shoal::runtime::quiesce_buggify();
     if scenario.faults != Default::default() {
         nemesis.record(format!(
             "all faults healed ({:?} torn files, bit flips, I/O errors injected)",
@@ -233,6 +257,10 @@ pub async fn run(scenario: &Scenario) -> Report {
         history: end.history,
         simulated: t0.elapsed(),
         schedule: nemesis.schedule(),
+        reached: shoal::runtime::reached_counts()
+            .into_iter()
+            .map(|(name, count)| (name.to_string(), count))
+            .collect(),
     }
 }
 

@@ -116,7 +116,9 @@ fn reference(ops: &[KeyedOp]) -> bool {
             (RegisterOp::Read(seen), false) => {
                 drop(tester.on_return(op.client, RegisterRet::ReadOk(seen.clone().unwrap())))
             }
-            (RegisterOp::Cas { .. }, _) => unreachable!("the reference register has no CAS"),
+            (RegisterOp::Cas { .. } | RegisterOp::Delete { .. }, _) => {
+                unreachable!("the reference register has no CAS and no delete answer")
+            }
         }
     }
     tester.is_consistent()

@@ -67,6 +67,7 @@ fn indeterminate_operations_scans_and_cas_are_judged_like_shoal_judges_them() {
         expected: Some(Bytes::from(expected)),
         new: Some(Bytes::from(new)),
         swapped,
+        current: None,
     };
     let fine = [
         op(0, "k", (0, Some(5)), write("a")),

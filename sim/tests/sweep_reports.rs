@@ -29,6 +29,12 @@ fn seed(seed: u64, verdict: Verdict) -> SeedSummary {
         acked: 100,
         replay: failed.then(|| format!("cargo replay scenarios/x.toml --seed {seed}")),
         output: failed.then(|| "  VIOLATION <a & b>\n".into()),
+        // Even seeds cut a torn tail; every seed fires apply-delay twice.
+        reached: [("torn-tail-cut", (seed + 1) % 2), ("apply-delay", 2)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.to_string(), n))
+            .collect(),
     }
 }
 
@@ -40,6 +46,7 @@ fn summary(partition: Option<&str>, seeds: &[(u64, Verdict)]) -> Summary {
         partitions: partition.into_iter().map(str::to_string).collect(),
         planted: Vec::new(),
         check_determinism: true,
+        must_reach: vec!["torn-tail-cut".into()],
         wall_s: 2.0,
         results: seeds.iter().map(|(s, v)| seed(*s, *v)).collect(),
     }
@@ -272,4 +279,53 @@ fn the_kubernetes_indexed_job_covers_the_seed_range_once() {
     // Pod i runs K = i + 1.
     let ks: Vec<u64> = (0..completions).map(|i| i + 1).collect();
     covers_exactly_once(seeds, &ks, n);
+}
+
+#[test]
+fn the_coverage_table_counts_seeds_and_hits_and_names_what_was_never_reached() {
+    let odd_only = summary(None, &[(1, Verdict::Pass), (3, Verdict::Pass)]);
+    assert_eq!(odd_only.unreached(), ["torn-tail-cut"]);
+    let table = odd_only.reached_table();
+    assert!(
+        table.contains("torn-tail-cut") && table.contains("NEVER REACHED"),
+        "{table}"
+    );
+    assert!(
+        table.contains("log-suffix-truncated"),
+        "every situation has a row: {table}"
+    );
+    let apply = table.lines().find(|l| l.contains("apply-delay")).unwrap();
+    assert!(apply.contains("2/2") && apply.contains(" 4 "), "{apply}");
+
+    let mixed = summary(
+        None,
+        &[(1, Verdict::Pass), (2, Verdict::Pass), (4, Verdict::Pass)],
+    );
+    assert!(mixed.unreached().is_empty());
+    assert_eq!(mixed.reached()["torn-tail-cut"], (2, 2));
+    // A merge of slices counts across them.
+    let merged = shoal_sim::sweep::report::merge(vec![
+        summary(
+            Some("1/2"),
+            &[
+                (1, Verdict::Pass),
+                (2, Verdict::Pass),
+                (3, Verdict::Pass),
+                (4, Verdict::Pass),
+                (5, Verdict::Pass),
+            ],
+        ),
+        summary(
+            Some("2/2"),
+            &[
+                (6, Verdict::Pass),
+                (7, Verdict::Pass),
+                (8, Verdict::Pass),
+                (9, Verdict::Pass),
+                (10, Verdict::Pass),
+            ],
+        ),
+    ])
+    .unwrap();
+    assert_eq!(merged[0].0.reached()["torn-tail-cut"], (5, 5));
 }

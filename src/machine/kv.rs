@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{CommandResult, DataOp, WriteId};
 use super::shard::shard_of;
 use crate::ids::ShardId;
-use crate::runtime::{planted, PlantedBug};
+use crate::runtime::{planted, reached, PlantedBug, Situation};
 
 /// The latest write of one client and its answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,7 @@ impl KvState {
                 .get(client)
                 .is_none_or(|mine| mine.seq < session.seq);
             if newer {
+                reached(Situation::SessionsMovedWithShard);
                 self.sessions.insert(*client, session.clone());
             }
         }
@@ -77,6 +78,7 @@ impl KvState {
         };
         if let Some(session) = self.sessions.get(&client_id) {
             if seq == session.seq && !planted(PlantedBug::SkipDedup) {
+                reached(Situation::RetryDeduplicated);
                 return session.result.clone();
             }
             if seq < session.seq {
@@ -101,7 +103,8 @@ impl KvState {
                 CommandResult::Put
             }
             DataOp::Delete { key } => CommandResult::Delete {
-                existed: self.data.remove(key).is_some(),
+                existed: self.data.remove(key).is_some()
+                    || planted(PlantedBug::DeleteAlwaysExisted),
             },
             DataOp::Cas { key, expected, new } => {
                 let current = self.data.get(key).cloned();
@@ -112,6 +115,11 @@ impl KvState {
                         None => self.data.remove(key),
                     };
                 }
+                let current = if swapped && planted(PlantedBug::CasAnswersNewValue) {
+                    new.clone()
+                } else {
+                    current
+                };
                 CommandResult::Cas { swapped, current }
             }
         }

@@ -159,7 +159,10 @@ impl Applied {
                 group.config.num
             )));
         }
-        let data = self.kv.shard_data(shard, group.config.shard_count());
+        let mut data = self.kv.shard_data(shard, group.config.shard_count());
+        if planted(PlantedBug::ShardHandedOverEmpty) {
+            data.clear();
+        }
         Ok((data, self.kv.sessions.clone()))
     }
 

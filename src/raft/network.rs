@@ -27,10 +27,14 @@ use crate::ids::NodeId;
 use crate::limits::RAFT_MESSAGE_SIZE_MAX;
 use crate::proto::peer_client::PeerClient;
 use crate::proto::RaftMessage;
+use crate::runtime::{buggify, buggify_delay, FaultSite};
 
 /// How long replication to a peer pauses after the peer proved unreachable;
 /// well under the election timeout, so a brief blip costs no election.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest pause the `raft-send-delay` fault site puts before a message.
+const BUGGIFY_SEND_DELAY_MAX: Duration = Duration::from_millis(150);
 
 /// Connections to peers, shared by every [`Peer`] this node makes: openraft
 /// asks for a new client for each leadership check, and each must not dial
@@ -125,6 +129,11 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        buggify_delay(FaultSite::RaftSendDelay, BUGGIFY_SEND_DELAY_MAX).await;
+        if buggify(FaultSite::RaftSendError) {
+            let error = std::io::Error::other("message lost (injected)");
+            return Err(RPCError::Network(NetworkError::new(&error)));
+        }
         let payload = codec::encode(request).map_err(|e| NetworkError::new(&e))?;
         let message = RaftMessage {
             payload: payload.into(),

@@ -57,6 +57,7 @@ impl KvService {
         F: FnMut(tonic::transport::Channel) -> Fut,
         Fut: std::future::Future<Output = Result<Response<T>, Status>>,
     {
+        crate::runtime::reached(crate::runtime::Situation::RequestForwarded);
         let reply = self
             .replica
             .clients

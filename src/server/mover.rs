@@ -17,12 +17,16 @@ use crate::machine::shard::ShardOp;
 use crate::machine::{Role, ShardData};
 use crate::proto::ShardRequest;
 use crate::raft::codec;
+use crate::runtime::{buggify_delay, reached, FaultSite, Situation};
 
 /// How often a data group's leader looks for shard work.
 const SHARD_WORK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long one step's call to another group may take.
 const STEP_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Longest pause the shard pull and install fault sites put in.
+const BUGGIFY_MOVE_DELAY_MAX: Duration = Duration::from_millis(1000);
 
 /// Calls to another data group: pulling a shard from it and telling it to
 /// drop one.
@@ -86,14 +90,21 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
             }
         }
     };
+    let mut led = false;
     loop {
         tokio::time::sleep(SHARD_WORK_INTERVAL).await;
-        if !replica.is_leader() {
+        let leads = replica.is_leader();
+        let took_over = leads && !led;
+        led = leads;
+        if !leads {
             continue;
         }
         let Role::Data(group) = replica.state_machine.read().role.clone() else {
             return;
         };
+        if took_over && !group.settled() {
+            reached(Situation::ShardMoveResumedByNewLeader);
+        }
         if group.settled() {
             if let Ok(next) = controller.query(Some(group.config.num + 1)).await {
                 if next.num == group.config.num + 1 {
@@ -114,15 +125,20 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
                 .entry(from)
                 .or_insert_with(|| PeerGroup::new(group.members_of(from)));
             if pulling {
-                if let Ok((data, sessions)) = peer.pull_shard(num, *shard).await {
-                    tracing::info!(num, shard, from, keys = data.len(), "shard received");
-                    propose(ShardOp::Install {
-                        num,
-                        shard: *shard,
-                        data,
-                        sessions,
-                    })
-                    .await;
+                buggify_delay(FaultSite::ShardPullDelay, BUGGIFY_MOVE_DELAY_MAX).await;
+                match peer.pull_shard(num, *shard).await {
+                    Ok((data, sessions)) => {
+                        tracing::info!(num, shard, from, keys = data.len(), "shard received");
+                        buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
+                        propose(ShardOp::Install {
+                            num,
+                            shard: *shard,
+                            data,
+                            sessions,
+                        })
+                        .await;
+                    }
+                    Err(_) => reached(Situation::ShardPullRetried),
                 }
             } else if peer.drop_shard(num, *shard).await.is_ok() {
                 propose(ShardOp::HandedOver { num, shard: *shard }).await;

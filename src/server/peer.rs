@@ -14,6 +14,7 @@ use crate::machine::Role;
 use crate::proto::peer_server::Peer;
 use crate::proto::{DropShardResponse, PullShardResponse, RaftMessage, ShardRequest};
 use crate::raft::codec;
+use crate::runtime::{buggify, FaultSite};
 
 /// Serves the `Peer` gRPC service from one replica.
 #[derive(Clone)]
@@ -65,6 +66,9 @@ impl Peer for PeerService {
         request: Request<ShardRequest>,
     ) -> Result<Response<PullShardResponse>, Status> {
         let ShardRequest { num, shard } = request.into_inner();
+        if buggify(FaultSite::ShardPullError) {
+            return Err(KvError::Unavailable("shard pull failed (injected)".into()).into());
+        }
         self.replica.read_barrier().await?;
         let data = self
             .replica

@@ -14,12 +14,15 @@ use crate::ids::NodeId;
 use crate::machine::command::{Command, CommandResult};
 use crate::proto::StatusResponse;
 use crate::raft::ShoalRaft;
-use crate::runtime::{planted, PlantedBug};
+use crate::runtime::{buggify_delay, planted, reached, FaultSite, PlantedBug, Situation};
 use crate::storage::StateMachineStore;
 
 /// How long a read waits for the local state machine to catch up with the
 /// commit index it must reflect before answering "unavailable".
 const READ_APPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// Longest pause the `reply-delay` fault site puts before a write's answer.
+const BUGGIFY_REPLY_DELAY_MAX: Duration = Duration::from_millis(1500);
 
 /// One replica as the services see it. Clones share it.
 #[derive(Clone)]
@@ -46,6 +49,12 @@ impl Replica {
             }
         }
         let (read_log_id, _) = self.raft.get_read_log_id().await.map_err(from_read_error)?;
+        if self.state_machine.read().last_applied < read_log_id {
+            reached(Situation::ReadWaitedForApply);
+            if planted(PlantedBug::ReadBeforeApply) {
+                return Ok(());
+            }
+        }
         let deadline = tokio::time::Instant::now() + READ_APPLY_WAIT;
         while self.state_machine.read().last_applied < read_log_id {
             let now = tokio::time::Instant::now();
@@ -70,9 +79,13 @@ impl Replica {
             .client_write(command)
             .await
             .map_err(from_write_error)?;
+        buggify_delay(FaultSite::ReplyDelay, BUGGIFY_REPLY_DELAY_MAX).await;
         match response.data {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),
-            CommandResult::WrongGroup { config_num } => Err(KvError::WrongGroup { config_num }),
+            CommandResult::WrongGroup { config_num } => {
+                reached(Situation::WrongGroupRefused);
+                Err(KvError::WrongGroup { config_num })
+            }
             result => Ok(result),
         }
     }

@@ -37,7 +37,7 @@ use super::wal::{Wal, WalError};
 use super::{StorageMetrics, StorageOpenError};
 use crate::ids::NodeId;
 use crate::raft::{codec, TypeConfig};
-use crate::runtime::{planted, PlantedBug};
+use crate::runtime::{planted, reached, PlantedBug, Situation};
 
 /// Directory of the write-ahead log on the disk.
 pub const WAL_DIR: &str = "wal";
@@ -498,6 +498,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        reached(Situation::LogSuffixTruncated);
         self.submit_durable(Record::Truncate { from: log_id.index })
             .await
             .map_err(write_error)

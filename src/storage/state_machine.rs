@@ -9,6 +9,7 @@
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -23,7 +24,12 @@ use crate::ids::{GroupKey, NodeId};
 use crate::machine::command::CommandResult;
 use crate::machine::Applied;
 use crate::raft::{codec, TypeConfig};
-use crate::runtime::{planted, PlantedBug};
+use crate::runtime::{buggify_delay, planted, reached, FaultSite, PlantedBug, Situation};
+
+/// Longest pause the `apply-delay` fault site puts before an apply.
+const BUGGIFY_APPLY_DELAY_MAX: Duration = Duration::from_millis(3000);
+/// Longest pause the snapshot build and install fault sites put in.
+const BUGGIFY_SNAPSHOT_DELAY_MAX: Duration = Duration::from_millis(800);
 
 #[derive(Debug, Clone)]
 struct StoredSnapshot {
@@ -159,6 +165,7 @@ fn io_error(
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        buggify_delay(FaultSite::SnapshotBuildDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
         let (data, last_applied, membership) = {
             let applied = self.read();
             let data = if planted(PlantedBug::SnapshotDropsDedup) {
@@ -207,6 +214,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        buggify_delay(FaultSite::ApplyDelay, BUGGIFY_APPLY_DELAY_MAX).await;
         let mut applied = self.applied.write().expect("state machine lock poisoned");
         let mut results = Vec::new();
         for entry in entries {
@@ -246,6 +254,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        buggify_delay(FaultSite::SnapshotInstallDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
         let data = snapshot.into_inner();
         let applied: Applied = codec::decode(&data).map_err(|e| io_error(Some(meta), &e))?;
         if applied.last_applied != meta.last_log_id {
@@ -260,6 +269,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.metrics
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);
+        reached(Situation::SnapshotInstalled);
         self.replace(applied);
         Ok(())
     }

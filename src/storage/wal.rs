@@ -17,6 +17,7 @@ use std::io;
 
 use super::disk::{read_stable, DiskRef, StableReadError};
 use super::frame::{self, Tail};
+use crate::runtime::{planted, reached, PlantedBug, Situation};
 
 /// Extension of segment files.
 const SEGMENT_SUFFIX: &str = ".wal";
@@ -231,8 +232,10 @@ async fn recover_segment(
     let mut len = bytes.len() as u64;
     match scan.tail {
         Tail::Clean => {}
+        Tail::Torn { .. } if newest && planted(PlantedBug::TornTailKept) => {}
         Tail::Torn { at } if newest => {
             tracing::warn!(path, offset = at, "cutting off a torn tail");
+            reached(Situation::TornTailCut);
             disk.truncate(path, at as u64)
                 .await
                 .map_err(io_error(path))?;

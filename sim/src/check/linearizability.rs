@@ -34,14 +34,20 @@ impl RegisterOp {
                 _ => Some(state.clone()),
             },
             RegisterOp::Write(value) => Some(value.clone()),
+            RegisterOp::Delete { existed } => match existed {
+                Some(existed) if *existed != state.is_some() => None,
+                _ => Some(None),
+            },
             RegisterOp::Cas {
                 expected,
                 new,
                 swapped,
+                current,
             } => {
                 let swaps = state == expected;
-                match swapped {
-                    Some(answer) if *answer != swaps => None,
+                match (swapped, current) {
+                    (Some(answer), _) if *answer != swaps => None,
+                    (_, Some(held)) if held != state => None,
                     _ => Some(if swaps { new.clone() } else { state.clone() }),
                 }
             }
@@ -276,7 +282,10 @@ fn prefix_at(ops: &[KeyedOp], time: Duration) -> Vec<KeyedOp> {
                 op.ret = None;
                 match &mut op.op {
                     RegisterOp::Read(seen) => *seen = None,
-                    RegisterOp::Cas { swapped, .. } => *swapped = None,
+                    RegisterOp::Cas {
+                        swapped, current, ..
+                    } => (*swapped, *current) = (None, None),
+                    RegisterOp::Delete { existed } => *existed = None,
                     RegisterOp::Write(_) => {}
                 }
             }
@@ -439,6 +448,7 @@ mod tests {
             expected: expected.map(Bytes::from),
             new: Some(Bytes::from(new)),
             swapped: Some(swapped),
+            current: None,
         };
         let base = op(1, 0, Some(1), w("a"));
         assert_eq!(
@@ -456,6 +466,63 @@ mod tests {
             op(3, 2, Some(5), cas(Some("a"), "c", true)),
         ];
         assert_eq!(check_key(&history), NotLinearizable);
+    }
+
+    #[test]
+    fn delete_and_compare_and_swap_report_what_the_register_held() {
+        use Verdict::*;
+        let delete = |existed| RegisterOp::Delete {
+            existed: Some(existed),
+        };
+        let cas = |swapped, held: Option<&'static str>| RegisterOp::Cas {
+            expected: Some(Bytes::from("a")),
+            new: Some(Bytes::from("b")),
+            swapped: Some(swapped),
+            current: Some(held.map(Bytes::from)),
+        };
+        let base = op(1, 0, Some(1), w("a"));
+        let after = |second: RegisterOp| check_key(&[base.clone(), op(2, 2, Some(3), second)]);
+        assert_eq!(after(delete(true)), Linearizable);
+        assert_eq!(after(delete(false)), NotLinearizable, "the key was there");
+        let deleted_twice = [
+            base.clone(),
+            op(2, 2, Some(3), delete(true)),
+            op(3, 4, Some(5), delete(true)),
+        ];
+        assert_eq!(check_key(&deleted_twice), NotLinearizable);
+        assert_eq!(after(cas(true, Some("a"))), Linearizable);
+        assert_eq!(
+            after(cas(true, Some("b"))),
+            NotLinearizable,
+            "a swap answers the value it replaced"
+        );
+        let failed = RegisterOp::Cas {
+            expected: Some(Bytes::from("x")),
+            new: Some(Bytes::from("b")),
+            swapped: Some(false),
+            current: Some(Some(Bytes::from("a"))),
+        };
+        assert_eq!(after(failed.clone()), Linearizable);
+        let RegisterOp::Cas {
+            expected,
+            new,
+            swapped,
+            ..
+        } = failed
+        else {
+            unreachable!()
+        };
+        let wrong = RegisterOp::Cas {
+            expected,
+            new,
+            swapped,
+            current: Some(None),
+        };
+        assert_eq!(
+            after(wrong),
+            NotLinearizable,
+            "a failed swap reports the value held"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod buggify;
 mod faults;
 pub mod limits;
 mod validate;
@@ -10,6 +11,7 @@ mod workload;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::buggify::BuggifySpec;
 pub use self::faults::{
     Chaos, FaultSpec, KillEvent, KillTarget, MembershipAction, MembershipEvent, NetworkFault,
     PartitionEvent, PartitionKind,
@@ -35,6 +37,9 @@ pub struct Scenario {
     /// What goes wrong.
     #[serde(default)]
     pub faults: FaultSpec,
+    /// Fault sites inside the nodes (none unless the scenario asks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buggify: Option<BuggifySpec>,
     /// What must hold.
     #[serde(default)]
     pub checks: CheckSpec,
@@ -105,6 +110,10 @@ pub struct CheckSpec {
     /// client still at work must have an operation acknowledged.
     #[serde(default = "default_recover_within_ms")]
     pub recover_within_ms: u64,
+    /// Rare situations (by name: see `shoal::runtime::Situation`) that a
+    /// sweep of the scenario must reach in at least one seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_reach: Vec<String>,
 }
 
 impl CheckSpec {
@@ -123,6 +132,7 @@ impl Default for CheckSpec {
             snapshot_installed: false,
             liveness_writes: default_liveness_writes(),
             recover_within_ms: default_recover_within_ms(),
+            must_reach: Vec::new(),
         }
     }
 }
@@ -167,15 +177,29 @@ pub enum ScenarioError {
 }
 
 impl Scenario {
-    /// The scenario a seed runs: itself, or in swarm mode, with knobs drawn
-    /// from the seed. Returns a line describing the drawn knobs (if any).
+    /// The scenario a seed runs: itself with the fault sites it enables
+    /// written out, and in swarm mode, with knobs drawn from the seed.
+    /// Returns lines describing what was drawn (if anything).
     pub fn for_seed(&self, seed: u64) -> (Scenario, Option<String>) {
+        let mut s = self.clone();
+        s.buggify = self.buggify.as_ref().map(|b| b.for_seed(&self.name, seed));
+        let buggify = s.buggify.as_ref().map(BuggifySpec::describe);
         if !self.swarm {
-            return (self.clone(), None);
+            return (s, buggify);
         }
+        let (s, knobs) = s.swarm_knobs(seed);
+        (
+            s,
+            Some(knobs + &buggify.map_or(String::new(), |b| format!("\n{b}"))),
+        )
+    }
+
+    /// This scenario with the swarm's knobs drawn for `seed`, and the line
+    /// describing them.
+    fn swarm_knobs(mut self, seed: u64) -> (Scenario, String) {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5357_4152_4d00_0000);
-        let mut s = self.clone();
+        let s = &mut self;
         let chaos_rates = s.faults.chaos.as_mut().map(Chaos::rates_mut);
         let disk_rates = s.faults.disk.as_mut().map(DiskFaults::rates_mut);
         for (_, r) in chaos_rates.into_iter().chain(disk_rates).flatten() {
@@ -188,14 +212,18 @@ impl Scenario {
             chaos.down_ms = rng.gen_range(chaos.down_ms / 2..=chaos.down_ms * 2);
         }
         s.workload.clients = rng.gen_range(1..=s.workload.clients);
+        if !s.workload.swarm_kinds.is_empty() {
+            let kinds = std::mem::take(&mut s.workload.swarm_kinds);
+            s.workload.kind = kinds[rng.gen_range(0..kinds.len())];
+        }
         if s.workload.kind == WorkloadKind::WriteOnce {
             s.workload.keys = s.workload.keys.max(s.workload.clients);
         }
         let knobs = format!(
-            "swarm knobs: clients={} chaos={:?} disk={:?}",
-            s.workload.clients, s.faults.chaos, s.faults.disk
+            "swarm knobs: workload={:?} clients={} chaos={:?} disk={:?}",
+            s.workload.kind, s.workload.clients, s.faults.chaos, s.faults.disk
         );
-        (s, Some(knobs))
+        (self, knobs)
     }
 
     /// This scenario as one run of it ran: with the swarm's knobs as drawn
@@ -340,6 +368,25 @@ mod tests {
             }
         }
         assert!(count > 0, "no scenarios found");
+    }
+
+    #[test]
+    fn every_situation_is_required_by_a_shipped_scenario() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut required = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                required.extend(Scenario::load(&path).unwrap().checks.must_reach);
+            }
+        }
+        for situation in shoal::runtime::Situation::ALL {
+            assert!(
+                required.contains(situation.name()),
+                "no scenario must reach {}",
+                situation.name()
+            );
+        }
     }
 
     #[test]

@@ -18,10 +18,17 @@ pub(super) fn validate(scenario: &Scenario) -> Result<(), Invalid> {
     cluster(&scenario.cluster)?;
     workload(&scenario.workload)?;
     triggers(scenario)?;
+    if !scenario.swarm && !scenario.workload.swarm_kinds.is_empty() {
+        return Err(("workload.swarm_kinds", "needs swarm = true".into()));
+    }
     if let Some(events) = &scenario.faults.schedule {
         schedule(scenario, events)?;
     }
     faults(&scenario.faults)?;
+    if let Some(spec) = &scenario.buggify {
+        super::buggify::validate(spec)?;
+    }
+    super::buggify::validate_must_reach(&scenario.checks.must_reach)?;
     if scenario.time_limit_s == 0 {
         return Err(("time_limit_s", "must be positive".into()));
     }
@@ -58,6 +65,18 @@ fn workload(workload: &WorkloadSpec) -> Result<(), Invalid> {
         ));
     }
     keys(workload)?;
+    let hot_keys = [WorkloadKind::Register, WorkloadKind::ListAppend];
+    if workload
+        .swarm_kinds
+        .iter()
+        .chain(workload.swarm_kinds.first().map(|_| &workload.kind))
+        .any(|kind| !hot_keys.contains(kind))
+    {
+        return Err((
+            "workload.swarm_kinds",
+            "draws only among register and list-append, and `kind` must be one of them".into(),
+        ));
+    }
     if workload.ops_per_client == Some(0) {
         return Err(("workload.ops_per_client", "must be positive".into()));
     }

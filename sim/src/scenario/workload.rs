@@ -34,6 +34,9 @@ pub struct WorkloadSpec {
     /// default) or the nodes, which the clients then reach at random.
     #[serde(default, skip_serializing_if = "ClientRouting::is_default")]
     pub routing: ClientRouting,
+    /// Swarm mode: the workloads a seed draws from (empty: always `kind`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub swarm_kinds: Vec<WorkloadKind>,
 }
 
 /// Who routes the workload's requests.

@@ -12,6 +12,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
 use super::{parse_seeds, Partition};
+use shoal::runtime::{FaultSite, Situation};
 
 /// How a seed ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,9 @@ pub struct SeedSummary {
     pub replay: Option<String>,
     /// Its report and last log lines (failures only).
     pub output: Option<String>,
+    /// How often it reached each rare situation and fired each fault site.
+    #[serde(default)]
+    pub reached: BTreeMap<String, u64>,
 }
 
 /// A sweep, or the merge of several: the scenario, which seeds ran, and
@@ -68,6 +72,10 @@ pub struct Summary {
     pub planted: Vec<String>,
     /// Whether every seed ran twice and was compared.
     pub check_determinism: bool,
+    /// Situations some seed must reach (the scenario's `must_reach`, and
+    /// `--must-reach`).
+    #[serde(default)]
+    pub must_reach: Vec<String>,
     /// Wall seconds (summed over the slices of a merge).
     pub wall_s: f64,
     /// Every seed run, in order.
@@ -111,6 +119,61 @@ impl Summary {
             if wall > 0.0 { simulated / wall } else { 0.0 },
             acked
         )
+    }
+
+    /// For each situation and fault site some seed reached: in how many
+    /// seeds, and how often in all.
+    pub fn reached(&self) -> BTreeMap<&str, (usize, u64)> {
+        let mut reached: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+        for (name, count) in self.results.iter().flat_map(|r| &r.reached) {
+            let entry = reached.entry(name).or_default();
+            entry.0 += 1;
+            entry.1 += count;
+        }
+        reached
+    }
+
+    /// The situations this sweep must reach that no seed reached.
+    pub fn unreached(&self) -> Vec<&str> {
+        let reached = self.reached();
+        self.must_reach
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !reached.contains_key(name))
+            .collect()
+    }
+
+    /// The coverage table: every situation (reached or not) and every
+    /// fault site that fired, with the seeds that reached it and its hits.
+    pub fn reached_table(&self) -> String {
+        let reached = self.reached();
+        let seeds = self.results.len();
+        let row = |name: &str| {
+            let (hit_seeds, hits) = reached.get(name).copied().unwrap_or_default();
+            let required = self.must_reach.iter().any(|n| n == name);
+            let mark = match (required, hits) {
+                (true, 0) => "required, NEVER REACHED",
+                (true, _) => "required",
+                _ => "",
+            };
+            format!("  {name:<34} {hit_seeds:>4}/{seeds:<4} {hits:>8}  {mark}\n")
+        };
+        let mut table = String::from("situations reached (seeds, hits):\n");
+        for situation in Situation::ALL {
+            table += &row(situation.name());
+        }
+        let fired: Vec<&str> = FaultSite::ALL
+            .iter()
+            .map(|site| site.name())
+            .filter(|name| reached.contains_key(name))
+            .collect();
+        if !fired.is_empty() {
+            table += "fault sites fired (seeds, times):\n";
+            for name in fired {
+                table += &row(name);
+            }
+        }
+        table
     }
 
     /// Writes the summary as pretty JSON.

@@ -127,12 +127,16 @@ fn label(op: &KeyedOp) -> String {
     match &op.op {
         RegisterOp::Read(Some(seen)) => format!("read → {}", short(seen)),
         RegisterOp::Read(None) => "read → ?".to_string(),
-        RegisterOp::Write(None) => "delete".to_string(),
+        RegisterOp::Write(None) | RegisterOp::Delete { existed: None } => "delete".to_string(),
+        RegisterOp::Delete {
+            existed: Some(existed),
+        } => format!("delete {}", if *existed { "✓" } else { "✗" }),
         RegisterOp::Write(v) => format!("write {}", short(v)),
         RegisterOp::Cas {
             expected,
             new,
             swapped,
+            ..
         } => format!(
             "cas {}→{} {}",
             short(expected),
@@ -479,6 +483,7 @@ mod tests {
             }],
             simulated: Duration::from_millis(60),
             schedule: Vec::new(),
+            reached: Default::default(),
         };
         let view = key_view(&report).expect("a key view");
         assert_eq!(view.ops[view.blamed].client, 2);

@@ -358,6 +358,7 @@ mod tests {
                     down_ms: 10,
                 },
             }],
+            reached: Default::default(),
         }
     }
 

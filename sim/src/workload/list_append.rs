@@ -52,9 +52,11 @@ pub async fn run_client(mut worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
                 .client
                 .compare_and_swap(key.clone(), current.clone(), Some(new.clone()))
                 .await;
-            let (swapped, ret) = match &result {
-                Ok(CasOutcome { swapped, .. }) => (Some(*swapped), Some(worker.now())),
-                Err(_) => (None, None),
+            let (swapped, held, ret) = match result {
+                Ok(CasOutcome { swapped, current }) => {
+                    (Some(swapped), Some(current), Some(worker.now()))
+                }
+                Err(_) => (None, None, None),
             };
             worker.record(KeyedOp {
                 client: worker.index,
@@ -63,6 +65,7 @@ pub async fn run_client(mut worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
                     expected: current,
                     new: Some(new),
                     swapped,
+                    current: held,
                 },
                 call,
                 ret,

@@ -115,8 +115,8 @@ pub(super) async fn run_ops(mut worker: Worker, mut space: KeySpace) {
                 (RegisterOp::Write(Some(fresh)), ok)
             }
             Choice::Delete => {
-                let ok = worker.client.delete(key.clone()).await.is_ok();
-                (RegisterOp::Write(None), ok)
+                let existed = worker.client.delete(key.clone()).await.ok();
+                (RegisterOp::Delete { existed }, existed.is_some())
             }
             Choice::Cas => cas(&mut worker, (k, key.clone()), fresh, &mut last_seen).await,
         };
@@ -222,13 +222,14 @@ async fn cas(
                 if swapped {
                     Some(fresh.clone())
                 } else {
-                    current
+                    current.clone()
                 },
             );
             let op = RegisterOp::Cas {
                 expected,
                 new: Some(fresh),
                 swapped: Some(swapped),
+                current: Some(current),
             };
             (op, true)
         }
@@ -237,6 +238,7 @@ async fn cas(
                 expected,
                 new: Some(fresh),
                 swapped: None,
+                current: None,
             };
             (op, false)
         }
