@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 scenario=scenarios/register-leader-kill.toml
 passing="1 3 5"
-planted_bug=skip-dedup planted_seed=2
+planted_bug=skip-dedup planted_seed=1
 out=target/outside
 rm -rf "$out"
 mkdir -p "$out"

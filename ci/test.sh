@@ -33,7 +33,7 @@ done
 rm -f /tmp/shoal-leader-kill-$$.log
 echo "leader-kill test: 50 seeds passed, deterministic"
 
-step "seed sweeps ($seeds) over every scenario, each seed run twice in separate processes, histories and traces compared"
+step "seed sweeps ($seeds) over every scenario, each seed run twice in separate processes, histories and traces compared, required situations reached"
 for scenario in scenarios/*.toml; do
   cargo sim run "$scenario" --seeds "$seeds" --jobs 2 --check-determinism
 done
@@ -45,19 +45,19 @@ for scenario in scenarios/*.toml; do
   done
 done
 
-step "planted-bug self-test: each planted bug must be caught within its stated seeds"
-cargo sim run scenarios/leader-kill.toml --seeds 1..=3 --check-determinism --plant process-dependent --expect-failure
+step "planted-bug self-test: each planted bug must be caught within its stated seeds (ci/planted-bugs.sh)"
+bash ci/planted-bugs.sh
 if SHOAL_PLANTED_BUGS=process-dependent cargo replay --check-determinism scenarios/leader-kill.toml --seed 3; then
   echo "replay --check-determinism missed the planted process-dependent non-determinism"
   exit 1
 fi
-cargo sim run scenarios/crash-majority.toml --seeds 1..=40 --plant ack-before-fsync --expect-failure
-cargo sim run scenarios/register-leader-kill.toml --seeds 1..=10 --plant skip-dedup --expect-failure
-cargo sim run scenarios/leader-isolation.toml --seeds 1..=10 --plant stale-read --expect-failure
-cargo sim run scenarios/sharding.toml --seeds 1..=5 --plant serve-while-leaving --expect-failure
-cargo sim run scenarios/snapshot-restarts.toml --seeds 1..=20 --plant snapshot-drops-dedup --expect-failure
-cargo sim run scenarios/leader-bounce.toml --seeds 1..=10 --plant leader-survives-restart --expect-failure
-cargo sim run scenarios/throughput.toml --seeds 1..=3 --plant scan-includes-end --expect-failure
+
+step "coverage self-test: a sweep fails when a situation it requires is never reached"
+if coverage=$(cargo sim run scenarios/happy-path.toml --seeds 1..=3 --must-reach torn-tail-cut); then
+  echo "happy-path (no crashes, no disk faults) cannot cut a torn tail, yet the sweep passed"
+  exit 1
+fi
+grep -F "never reached in 3 seeds, though required: torn-tail-cut" <<<"$coverage"
 
 step "reproduction: a planted bug's replay command gives the same failure three times; shrinking makes it smaller"
 bash ci/reproduce.sh skip-dedup scenarios/register-leader-kill.toml 1..=10

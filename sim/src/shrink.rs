@@ -17,8 +17,8 @@ pub struct Candidate {
 
 /// Simpler variants of `s`, the most promising first: fewer fault events
 /// (halves, then quarters, ... then single events), fewer clients and
-/// operations, a shorter run, no disk faults, fewer keys and liveness
-/// writes, shorter faults. Each differs from `s`.
+/// operations, a shorter run, no disk faults, fault sites one by one, fewer
+/// keys and liveness writes, shorter faults. Each differs from `s`.
 pub fn candidates(s: &Scenario) -> Vec<Candidate> {
     let mut out = Candidates {
         base: s,
@@ -27,6 +27,13 @@ pub fn candidates(s: &Scenario) -> Vec<Candidate> {
     out.without_faults();
     out.smaller_workload();
     out.push("no disk faults".to_string(), |c| c.faults.disk = None);
+    for site in s.buggify.iter().flat_map(|b| &b.sites) {
+        out.push(format!("without fault site {site}"), |c| {
+            if let Some(b) = &mut c.buggify {
+                b.sites.retain(|s| s != site);
+            }
+        });
+    }
     if s.workload.kind != WorkloadKind::WriteOnce && s.workload.keys > 1 {
         out.push(format!("{} keys", s.workload.keys / 2), |c| {
             c.workload.keys /= 2;
@@ -228,6 +235,19 @@ mod tests {
             k.fault.halve_duration();
             k
         });
+    }
+
+    #[test]
+    fn fault_sites_are_dropped_one_at_a_time() {
+        let s = scenario(&format!(
+            "{REGISTER}\n[buggify]\nsites = [\"apply-delay\", \"reply-delay\"]"
+        ));
+        let without: Vec<Vec<String>> = candidates(&s)
+            .into_iter()
+            .filter(|c| c.what.starts_with("without fault site"))
+            .map(|c| c.scenario.buggify.unwrap().sites)
+            .collect();
+        assert_eq!(without, [vec!["reply-delay"], vec!["apply-delay"]]);
     }
 
     #[test]
