@@ -3,7 +3,8 @@
 # sweeps. Real and simulation builds use separate target directories
 # (target/ and target/sim/) so neither rebuilds the other.
 #
-#   SHOAL_SEEDS   seed range for the scenario sweeps (default 1..=50)
+#   SHOAL_SEEDS   seed range for the scenario sweeps (default 1..=50; the
+#                 situations scenarios require are sized for 50 seeds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
