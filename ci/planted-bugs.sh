@@ -23,6 +23,7 @@ catalogue=(
   "delete-always-existed register-leader-kill 3"
   "cas-answers-new-value register-leader-kill 3"
   "shard-handed-over-empty sharding 3"
+  "controller-ignores-move sharding 3"
   "torn-tail-kept crash-majority 20"
   "process-dependent leader-kill 3 --check-determinism"
 )

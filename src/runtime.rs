@@ -202,6 +202,9 @@ named! {
         /// A group hands a moving shard over without its keys (its sessions
         /// go along): the new owner starts the shard empty.
         ShardHandedOverEmpty = "shard-handed-over-empty",
+        /// The shard controller answers a move with a new configuration
+        /// that leaves the shard where it was.
+        ControllerIgnoresMove = "controller-ignores-move",
         /// Recovery keeps a torn record at the end of the log instead of
         /// cutting it off, and appends after it: the next recovery finds the
         /// log corrupt in the middle.

@@ -19,13 +19,16 @@ pub enum Outcome {
 /// is over.
 pub const LIVENESS_CLIENT: u32 = u32::MAX;
 
-/// How reports name a client: its number, or "live" for the liveness
-/// phase's.
+/// The client number of the nemesis's calls to the shard controller.
+pub const NEMESIS_CLIENT: u32 = u32::MAX - 1;
+
+/// How reports name a client: its number, "live" for the liveness phase's,
+/// "nemesis" for the nemesis.
 pub fn client_name(client: u32) -> String {
-    if client == LIVENESS_CLIENT {
-        "live".to_string()
-    } else {
-        client.to_string()
+    match client {
+        LIVENESS_CLIENT => "live".to_string(),
+        NEMESIS_CLIENT => "nemesis".to_string(),
+        client => client.to_string(),
     }
 }
 
@@ -176,6 +179,12 @@ impl Digest {
 }
 
 impl History {
+    /// Records an answer that broke the API's contract, to `client`'s call
+    /// at `call`.
+    pub fn breach(&mut self, client: u32, call: Duration, what: String) {
+        self.breaches.push(Breach { client, call, what });
+    }
+
     /// A digest of the whole history: equal digests mean the same operations
     /// with the same outcomes at the same simulated times.
     pub fn digest(&self) -> u64 {

@@ -1,10 +1,57 @@
 //! The API's contract on each answer, whatever the order of events: what
 //! no interleaving can explain (a scan returning a key outside its range,
-//! out of order, twice, or past its limit). The workloads check each answer
-//! as it arrives and record breaches in the history.
+//! out of order, twice, or past its limit; a configuration answering a
+//! change without it). The workloads and the nemesis check each answer as
+//! it arrives and record breaches in the history.
+
+use shoal::machine::shard::config::Config;
+use shoal::machine::shard::controller::ControllerOp;
 
 use super::{Checker, OpId, Violation};
-use crate::history::History;
+use crate::history::{client_name, History};
+
+/// What the configuration answering `op` breaks of its contract, if
+/// anything: the change must be in it (joined groups with their members,
+/// left groups gone and owning nothing, a moved shard with its new group),
+/// every shard must belong to a group of it, and its number must follow
+/// `previous`, the number of the configuration the last change answered.
+pub fn config_breach(op: &ControllerOp, answer: &Config, previous: u64) -> Option<String> {
+    if answer.num <= previous {
+        return Some(format!(
+            "{op:?} answered configuration {} after configuration {previous}",
+            answer.num
+        ));
+    }
+    let missing = match op {
+        ControllerOp::Join(groups) => groups
+            .iter()
+            .find(|(g, members)| answer.groups.get(g) != Some(members))
+            .map(|(g, _)| format!("group {g} with its members")),
+        ControllerOp::Leave(groups) => groups
+            .iter()
+            .find(|g| answer.groups.contains_key(g) || !answer.shards_of(**g).is_empty())
+            .map(|g| format!("group {g} gone")),
+        ControllerOp::Move { shard, group } => (answer.owner(*shard) != Some(*group))
+            .then(|| format!("shard {shard} owned by group {group}")),
+    };
+    if let Some(missing) = missing {
+        return Some(format!(
+            "{op:?} answered configuration {} without {missing}",
+            answer.num
+        ));
+    }
+    let orphan = (0..answer.shard_count()).find(|s| {
+        answer
+            .owner(*s)
+            .is_none_or(|g| !answer.groups.contains_key(&g))
+    });
+    orphan.map(|s| {
+        format!(
+            "{op:?} answered configuration {} with shard {s} owned by no group of it",
+            answer.num
+        )
+    })
+}
 
 /// Fails on the first recorded breach, blaming every breaching call.
 pub fn check(history: &History) -> Result<(), Violation> {
@@ -15,7 +62,7 @@ pub fn check(history: &History) -> Result<(), Violation> {
         checker: Checker::ApiContract,
         detail: format!(
             "client {} at {:?}: {} ({} answers broke the contract)",
-            first.client,
+            client_name(first.client),
             first.call,
             first.what,
             history.breaches.len()
@@ -36,6 +83,7 @@ mod tests {
     use super::*;
     use crate::workload::register::scan_breach;
     use bytes::Bytes;
+    use shoal::machine::shard::controller::ControllerState;
 
     fn entries(keys: &[&str]) -> Vec<(Bytes, Bytes)> {
         keys.iter()
@@ -75,5 +123,48 @@ mod tests {
         let violation = check(&history).unwrap_err();
         assert_eq!(violation.checker, Checker::ApiContract);
         assert_eq!(violation.blamed.len(), 1);
+    }
+
+    #[test]
+    fn a_configuration_must_carry_the_change_it_answers() {
+        let members = |n: u64| [(n, format!("n{n}"))].into_iter().collect();
+        let mut controller = ControllerState::new(4);
+        let join = ControllerOp::Join([(1, members(1)), (2, members(2))].into());
+        controller.apply(&join).unwrap();
+        let joined = controller.latest().clone();
+        assert_eq!(config_breach(&join, &joined, 0), None);
+        let stale = config_breach(&join, &joined, joined.num).unwrap();
+        assert!(stale.contains("after configuration"), "{stale}");
+
+        let shard = joined.shards_of(1)[0];
+        let moved = ControllerOp::Move { shard, group: 2 };
+        controller.apply(&moved).unwrap();
+        assert_eq!(config_breach(&moved, controller.latest(), joined.num), None);
+        let ignored = config_breach(
+            &moved,
+            &Config {
+                num: 2,
+                ..joined.clone()
+            },
+            1,
+        )
+        .unwrap();
+        assert!(
+            ignored.contains(&format!("shard {shard} owned by group 2")),
+            "{ignored}"
+        );
+
+        let leave = ControllerOp::Leave([2].into());
+        controller.apply(&leave).unwrap();
+        assert_eq!(config_breach(&leave, controller.latest(), 2), None);
+        let mut kept = controller.latest().clone();
+        kept.shards[0] = 2;
+        assert!(config_breach(&leave, &kept, 2)
+            .unwrap()
+            .contains("group 2 gone"));
+        let mut orphaned = controller.latest().clone();
+        orphaned.shards[1] = 7;
+        let orphan = config_breach(&leave, &orphaned, 2).unwrap();
+        assert!(orphan.contains("owned by no group"), "{orphan}");
     }
 }

@@ -9,7 +9,10 @@ use shoal::ids::NodeId;
 use shoal::ids::{GroupId, GroupKey};
 use shoal::machine::shard::controller::ControllerOp;
 
+use std::sync::atomic::Ordering;
+
 use super::Nemesis;
+use crate::check::contract::config_breach;
 use crate::scenario::MembershipAction;
 use crate::schedule::FaultAction;
 
@@ -102,12 +105,20 @@ impl Nemesis<'_> {
             other => unreachable!("not a membership change: {other:?}"),
         };
         let what = format!("{op:?}");
+        let call = self.t0.elapsed();
+        let asked = op.clone();
         let result = self
             .cluster
-            .observe(move |mut client| async move { client.reconfigure(&op).await })
+            .observe(move |mut client| async move { client.reconfigure(&asked).await })
             .await;
         match result {
-            Ok(config) => self.record(format!("controller {what} -> configuration {}", config.num)),
+            Ok(config) => {
+                let previous = self.config_num.swap(config.num, Ordering::Relaxed);
+                if let Some(what) = config_breach(&op, &config, previous) {
+                    self.breach(call, what);
+                }
+                self.record(format!("controller {what} -> configuration {}", config.num))
+            }
             Err(e) => self.record(format!("controller {what} failed: {e}")),
         }
     }

@@ -15,7 +15,7 @@ mod membership;
 mod network;
 mod partition;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use shoal::ids::{GroupId, GroupKey};
 
 use crate::cluster::Cluster;
-use crate::history::{FaultEvent, History};
+use crate::history::{FaultEvent, History, NEMESIS_CLIENT};
 use crate::scenario::{KillTarget, MembershipAction, NetworkFault, PartitionKind, Scenario};
 use crate::schedule::{FaultAction, ScheduledFault};
 use crate::workload::Progress;
@@ -51,6 +51,8 @@ pub struct Nemesis<'a> {
     t0: tokio::time::Instant,
     rng: Mutex<ChaCha8Rng>,
     schedule: Mutex<Vec<ScheduledFault>>,
+    /// The number of the configuration the last controller change answered.
+    config_num: AtomicU64,
 }
 
 impl<'a> Nemesis<'a> {
@@ -70,6 +72,7 @@ impl<'a> Nemesis<'a> {
             t0,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(shoal::runtime::rng().gen())),
             schedule: Mutex::default(),
+            config_num: AtomicU64::new(0),
         }
     }
 
@@ -82,6 +85,13 @@ impl<'a> Nemesis<'a> {
             .expect("history lock")
             .faults
             .push(FaultEvent { at, what });
+    }
+
+    /// Records an answer that broke the API's contract, to a call the
+    /// nemesis made at `call`.
+    pub fn breach(&self, call: Duration, what: String) {
+        let mut history = self.history.lock().expect("history lock");
+        history.breach(NEMESIS_CLIENT, call, what);
     }
 
     /// The faults applied so far.

@@ -130,16 +130,8 @@ impl Worker {
     /// Records an answer that broke the API's contract, for the call made
     /// at `call`.
     pub fn breach(&self, call: Duration, what: String) {
-        let breach = crate::history::Breach {
-            client: self.index,
-            call,
-            what,
-        };
-        self.history
-            .lock()
-            .expect("history lock")
-            .breaches
-            .push(breach);
+        let mut history = self.history.lock().expect("history lock");
+        history.breach(self.index, call, what);
     }
 
     /// Whether the client starts another operation, having done `done`: not

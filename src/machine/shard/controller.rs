@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::assign::rebalance;
 use super::config::Config;
 use crate::ids::{GroupId, NodeId, ShardId};
+use crate::runtime::{planted, PlantedBug};
 
 /// An operation on the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +132,9 @@ impl ControllerState {
                 if !next.groups.contains_key(group) {
                     return Err(ControllerError::UnknownGroup(*group));
                 }
-                next.shards[*shard as usize] = *group;
+                if !planted(PlantedBug::ControllerIgnoresMove) {
+                    next.shards[*shard as usize] = *group;
+                }
             }
         }
         let num = next.num;
