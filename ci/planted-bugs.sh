@@ -24,6 +24,7 @@ catalogue=(
   "cas-answers-new-value register-leader-kill 3"
   "shard-handed-over-empty sharding 3"
   "controller-ignores-move sharding 3"
+  "shard-moves-without-sessions sharding 10"
   "torn-tail-kept crash-majority 20"
   "process-dependent leader-kill 3 --check-determinism"
 )

@@ -202,6 +202,10 @@ named! {
         /// A group hands a moving shard over without its keys (its sessions
         /// go along): the new owner starts the shard empty.
         ShardHandedOverEmpty = "shard-handed-over-empty",
+        /// A moved shard's new owner installs its keys but not the previous
+        /// owner's sessions: a retry of a write the old owner applied is
+        /// applied again.
+        ShardMovesWithoutSessions = "shard-moves-without-sessions",
         /// The shard controller answers a move with a new configuration
         /// that leaves the shard where it was.
         ControllerIgnoresMove = "controller-ignores-move",
@@ -293,6 +297,9 @@ named! {
         /// A moved shard brought sessions newer than the new owner's: a retry
         /// of those writes is answered from them.
         SessionsMovedWithShard = "sessions-moved-with-shard",
+        /// A retried write was answered from a session that arrived with a
+        /// moved shard (its first attempt applied in the shard's old group).
+        RetryDeduplicatedAfterMove = "retry-deduplicated-after-move",
         /// A replica became leader of a group in the middle of a shard move
         /// and carried the move on.
         ShardMoveResumedByNewLeader = "shard-move-resumed-by-new-leader",

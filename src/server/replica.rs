@@ -22,7 +22,7 @@ use crate::storage::StateMachineStore;
 const READ_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest pause the `reply-delay` fault site puts before a write's answer.
-const BUGGIFY_REPLY_DELAY_MAX: Duration = Duration::from_millis(1500);
+const BUGGIFY_REPLY_DELAY_MAX: Duration = Duration::from_millis(4000);
 
 /// One replica as the services see it. Clones share it.
 #[derive(Clone)]
