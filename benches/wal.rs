@@ -16,7 +16,6 @@ fn main() {
 
 #[cfg(not(madsim))]
 mod bench {
-    use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -90,8 +89,8 @@ mod bench {
         latencies.sort_unstable();
         let at =
             |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
-        let syncs = metrics.wal_syncs.load(Ordering::Relaxed).max(1);
-        let records = metrics.wal_records.load(Ordering::Relaxed);
+        let syncs = metrics.wal_syncs.get().max(1);
+        let records = metrics.wal_records.get();
         println!(
             "{:>8} {:>12.0} {:>14.1} {:>10.2} {:>10.2} {:>10.2}",
             writers,

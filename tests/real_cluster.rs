@@ -18,6 +18,8 @@ use shoal::proto::PutRequest;
 struct Node {
     id: u64,
     addr: String,
+    /// Its metrics address (`/metrics`, `/health`, `/ready`).
+    metrics: String,
     args: Vec<String>,
     process: Option<Child>,
 }
@@ -100,12 +102,15 @@ fn start_group(replicas: u64) -> Group {
     let mut nodes: Vec<Node> = (1..=replicas)
         .map(|id| {
             let addr = addrs[id as usize - 1].clone();
+            let metrics = format!("127.0.0.1:{}", free_port());
             let data_dir = dir.join(id.to_string()).display().to_string();
             let args = [
                 "--id",
                 &id.to_string(),
                 "--listen",
                 &addr,
+                "--metrics-listen",
+                &metrics,
                 "--peers",
                 &peers.join(","),
                 "--data-dir",
@@ -115,6 +120,7 @@ fn start_group(replicas: u64) -> Group {
             Node {
                 id,
                 addr,
+                metrics,
                 args,
                 process: None,
             }
@@ -461,6 +467,7 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
     let mut fourth = Node {
         id: 4,
         addr: addr.clone(),
+        metrics: String::new(),
         args: args.map(String::from).to_vec(),
         process: None,
     };
@@ -547,4 +554,100 @@ fn a_data_directory_in_use_is_refused() {
     let (ok, stderr) = node_exit(&args, Duration::from_secs(30));
     assert!(!ok, "a second process must not open the directory");
     assert!(stderr.contains("is in use by another process"), "{stderr}");
+}
+
+/// `GET path` over plain HTTP/1.1: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics address");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// One node's metrics, parsed with a Prometheus text-format parser: each
+/// sample's value by metric name and labels (`name{k="v"}`), a histogram's
+/// as its count.
+fn scrape(node: &Node) -> std::collections::BTreeMap<String, f64> {
+    let (status, text) = http_get(&node.metrics, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .map(|sample| {
+            let mut labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            labels.sort();
+            let value = match sample.value {
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.last().map_or(0.0, |b| b.count)
+                }
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Summary(_) => f64::NAN,
+            };
+            (format!("{}{{{}}}", sample.metric, labels.join(",")), value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format_and_move_under_load() {
+    let group = start_group(3);
+    let mut client = client(&group);
+    client
+        .put(Bytes::from("metrics-0"), Bytes::from("v"))
+        .await
+        .unwrap();
+    let before: Vec<_> = group.nodes.iter().map(scrape).collect();
+    for i in 1..=40 {
+        let key = Bytes::from(format!("metrics-{i}"));
+        client.put(key, Bytes::from(vec![b'x'; 100])).await.unwrap();
+    }
+    client.get(Bytes::from("metrics-7")).await.unwrap();
+    let after: Vec<_> = group.nodes.iter().map(scrape).collect();
+
+    let fsyncs = "shoal_wal_fsync_duration_seconds{}";
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a[fsyncs] > b[fsyncs],
+            "every replica syncs its log: {b:?} -> {a:?}"
+        );
+        assert_eq!(a["shoal_raft_term{}"], after[0]["shoal_raft_term{}"]);
+    }
+    let leaders: Vec<usize> = (0..after.len())
+        .filter(|&i| after[i]["shoal_raft_is_leader{}"] == 1.0)
+        .collect();
+    assert_eq!(leaders.len(), 1, "one leader: {after:?}");
+    let leader = &after[leaders[0]];
+    let puts = "shoal_requests_total{method=\"put\",outcome=\"ok\"}";
+    let before_puts = before[leaders[0]].get(puts).copied().unwrap_or(0.0);
+    assert!(leader[puts] - before_puts >= 40.0, "{leader:?}");
+    let timed = "shoal_request_duration_seconds{method=\"put\",outcome=\"ok\"}";
+    assert_eq!(leader[timed], leader[puts], "every request is timed");
+    assert_eq!(leader["shoal_keys{}"], 41.0);
+    assert!(leader["shoal_key_value_bytes{}"] >= 4000.0);
+    assert!(leader["shoal_sessions{}"] >= 1.0);
+    assert!(leader["shoal_raft_applied_index{}"] >= 41.0);
+
+    for node in &group.nodes {
+        assert_eq!(
+            http_get(&node.metrics, "/health"),
+            (200, "ok\n".to_string())
+        );
+        assert_eq!(http_get(&node.metrics, "/ready").0, 200);
+    }
 }

@@ -47,6 +47,10 @@ struct Args {
     /// (none if absent).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Address to serve metrics on: Prometheus text at /metrics, and
+    /// /health and /ready (none if absent).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Group members as ID=HOST:PORT, comma-separated, this node included.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
@@ -120,6 +124,10 @@ impl Args {
             "http_listen",
             self.http_listen.map(|a| a.to_string().into()),
         );
+        set(
+            "metrics_listen",
+            self.metrics_listen.map(|a| a.to_string().into()),
+        );
         set("peers", list(&self.peers));
         set(
             "data_dir",
@@ -174,6 +182,8 @@ async fn open_storage(config: &NodeConfig, data_dir: &Path) -> anyhow::Result<St
 /// One group of a `--dev` cluster: `nodes` replicas on consecutive ports.
 /// A `--dev` replica's HTTP gateway listens this far above its gRPC port.
 const DEV_HTTP_PORT_OFFSET: u64 = 1000;
+/// A `--dev` replica's metrics endpoint listens this far above its gRPC port.
+const DEV_METRICS_PORT_OFFSET: u64 = 2000;
 
 fn dev_group(
     group: GroupKey,
@@ -188,6 +198,11 @@ fn dev_group(
             let mut config = NodeConfig::new(id, addr(id).parse()?, peers.clone());
             let http = format!("127.0.0.1:{}", first_port + id - 1 + DEV_HTTP_PORT_OFFSET);
             config.http_listen = Some(http.parse()?);
+            let metrics = format!(
+                "127.0.0.1:{}",
+                first_port + id - 1 + DEV_METRICS_PORT_OFFSET
+            );
+            config.metrics_listen = Some(metrics.parse()?);
             config.cluster_name = "shoal-dev".to_string();
             config.group = group;
             config.controller = controller.to_vec();
@@ -270,6 +285,8 @@ impl DevCluster {
         let (_, first) = &self.replicas[0];
         let http = first.http_listen.expect("dev replicas serve HTTP");
         println!("Or over HTTP: curl -X PUT --data-binary world http://{http}/v1/kv/hello");
+        let metrics = first.metrics_listen.expect("dev replicas serve metrics");
+        println!("Metrics: curl http://{metrics}/metrics (and /health, /ready)");
         for (group, members) in self.members.range(args.dev_groups + 1..) {
             let list: Vec<String> = members.iter().map(|(id, a)| format!("{id}={a}")).collect();
             println!(

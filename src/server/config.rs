@@ -28,6 +28,10 @@ pub struct NodeConfig {
     /// Address of the HTTP/JSON gateway (none if absent).
     #[serde(default)]
     pub http_listen: Option<SocketAddr>,
+    /// Address of the metrics endpoint: `/metrics`, `/health`, `/ready`
+    /// (none if absent).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Every member of the group, this node included: id → address that
     /// peers and clients dial.
     #[serde(deserialize_with = "peer_entries")]
@@ -125,6 +129,7 @@ impl NodeConfig {
             id,
             listen,
             http_listen: None,
+            metrics_listen: None,
             peers,
             data_dir: None,
             cluster_name: default_cluster_name(),

@@ -93,9 +93,66 @@ macro_rules! resend {
     }};
 }
 
+/// Answers a request with `$serve`, counting it in the node's metrics
+/// under `$method`.
+macro_rules! timed {
+    ($self:ident, $method:literal, $serve:expr) => {{
+        let started = tokio::time::Instant::now();
+        let result = $serve.await;
+        let outcome = result.as_ref().err().map(Status::code);
+        $self
+            .replica
+            .metrics
+            .observe_request($method, outcome, started.elapsed());
+        result
+    }};
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        timed!(self, "get", self.serve_get(request))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        timed!(self, "put", self.serve_put(request))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        timed!(self, "delete", self.serve_delete(request))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        request: Request<CasRequest>,
+    ) -> Result<Response<CasResponse>, Status> {
+        timed!(
+            self,
+            "compare_and_swap",
+            self.serve_compare_and_swap(request)
+        )
+    }
+
+    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        timed!(self, "scan", self.serve_scan(request))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(self.replica.status()))
+    }
+}
+
+impl KvService {
+    async fn serve_get(
+        &self,
+        request: Request<GetRequest>,
+    ) -> Result<Response<GetResponse>, Status> {
         let thin = from_thin_client(&request);
         let request = request.into_inner();
         check_key(&request.key)?;
@@ -110,7 +167,10 @@ impl Kv for KvService {
         Ok(Response::new(GetResponse { value: value? }))
     }
 
-    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+    async fn serve_put(
+        &self,
+        request: Request<PutRequest>,
+    ) -> Result<Response<PutResponse>, Status> {
         let thin = from_thin_client(&request);
         let request = request.into_inner();
         let PutRequest { key, value, id } = request.clone();
@@ -128,7 +188,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete(
+    async fn serve_delete(
         &self,
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
@@ -148,7 +208,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn compare_and_swap(
+    async fn serve_compare_and_swap(
         &self,
         request: Request<CasRequest>,
     ) -> Result<Response<CasResponse>, Status> {
@@ -182,7 +242,10 @@ impl Kv for KvService {
         }
     }
 
-    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+    async fn serve_scan(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<ScanResponse>, Status> {
         let thin = from_thin_client(&request);
         let ScanRequest {
             start,
@@ -226,12 +289,5 @@ impl Kv for KvService {
             entries,
             served: part.served,
         }))
-    }
-
-    async fn status(
-        &self,
-        _request: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
-        Ok(Response::new(self.replica.status()))
     }
 }

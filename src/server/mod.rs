@@ -5,13 +5,16 @@
 //! - [`peer::PeerService`], the Raft transport and shard transfer between
 //!   groups;
 //!
-//! the node's [`config`], the data group leader's shard [`mover`], and
-//! [`node::run`], which wires storage, consensus and services together.
+//! the node's [`config`], the data group leader's shard [`mover`], its
+//! [`metrics`] (Prometheus, with `/health` and `/ready`, on an HTTP address
+//! of their own), and [`node::run`], which wires storage, consensus and
+//! services together.
 
 pub mod admin;
 pub mod config;
 pub mod http;
 pub mod kv;
+pub mod metrics;
 pub mod mover;
 pub mod node;
 pub mod peer;

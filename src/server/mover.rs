@@ -4,7 +4,7 @@
 //! shards once received. Every step goes through the group's Raft log; a
 //! step that fails is simply tried again on the next round.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::replica::Replica;
@@ -82,12 +82,16 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
         ..ClientConfig::new(controller)
     });
     let mut peers: BTreeMap<GroupId, PeerGroup> = BTreeMap::new();
+    // Incoming shards this replica has counted as started, by configuration.
+    let mut started: BTreeSet<(u64, ShardId)> = BTreeSet::new();
     let propose = |op: ShardOp| {
         let raft = replica.raft.clone();
         async move {
-            if let Err(e) = raft.client_write(Command::Shard(op)).await {
+            let committed = raft.client_write(Command::Shard(op)).await;
+            if let Err(e) = &committed {
                 tracing::debug!(error = %e, "shard step not committed; will retry");
             }
+            committed.is_ok()
         }
     };
     let mut led = false;
@@ -125,18 +129,23 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
                 .entry(from)
                 .or_insert_with(|| PeerGroup::new(group.members_of(from)));
             if pulling {
+                if started.insert((num, *shard)) {
+                    replica.metrics.shard_moves_started.inc();
+                }
                 buggify_delay(FaultSite::ShardPullDelay, BUGGIFY_MOVE_DELAY_MAX).await;
                 match peer.pull_shard(num, *shard).await {
                     Ok((data, sessions)) => {
                         tracing::info!(num, shard, from, keys = data.len(), "shard received");
                         buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
-                        propose(ShardOp::Install {
+                        let install = ShardOp::Install {
                             num,
                             shard: *shard,
                             data,
                             sessions,
-                        })
-                        .await;
+                        };
+                        if propose(install).await {
+                            replica.metrics.shard_moves_finished.inc();
+                        }
                     }
                     Err(_) => reached(Situation::ShardPullRetried),
                 }

@@ -14,6 +14,7 @@ use super::admin::AdminService;
 use super::config::{ConfigError, NodeConfig};
 use super::http;
 use super::kv::KvService;
+use super::metrics::{self, NodeMetrics};
 use super::mover::move_shards;
 use super::peer::PeerService;
 use super::pool::ClientPool;
@@ -72,6 +73,7 @@ pub async fn run(
         raft: raft.clone(),
         state_machine: storage.state_machine.clone(),
         clients: Arc::new(ClientPool::new(routing_clients(&config))),
+        metrics: Arc::new(NodeMetrics::new(&storage.metrics)),
     };
     let kv = KvServer::new(KvService::new(replica.clone()))
         .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
@@ -86,18 +88,17 @@ pub async fn run(
     let mut gateway = Gateway::start(&config, &replica);
     let gateway_error = std::sync::Mutex::new(None);
     let stop = async {
-        let mut metrics = raft.metrics();
         tokio::select! {
             biased;
             () = shutdown => {}
-            error = fatal_error(&mut metrics) => *fatal.lock().expect("fatal lock") = Some(error),
+            error = fatal_error(&replica) => *fatal.lock().expect("fatal lock") = Some(error),
             error = gateway.failure() => {
                 *gateway_error.lock().expect("gateway lock") = Some(error);
             }
         }
     };
     let mover = matches!(config.group, GroupKey::Data(_))
-        .then(|| tokio::spawn(move_shards(replica, config.controller.clone())));
+        .then(|| tokio::spawn(move_shards(replica.clone(), config.controller.clone())));
     let served = tonic::transport::Server::builder()
         .add_service(kv)
         .add_service(admin)
@@ -118,7 +119,7 @@ pub async fn run(
     if let Some(error) = fatal.into_inner().expect("fatal lock") {
         return Err(NodeError::Raft(error));
     }
-    if let (Some(addr), Some(error)) = (config.http_listen, gateway_error) {
+    if let Some((addr, error)) = gateway_error {
         return Err(NodeError::Http { addr, error });
     }
     served.map_err(|error| NodeError::Serve {
@@ -140,57 +141,100 @@ fn routing_clients(config: &NodeConfig) -> ClientConfig {
 
 /// The HTTP gateway, when the node has an address for it.
 struct Gateway {
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Each HTTP listener (the gateway's, the metrics') and its task.
+    tasks: Vec<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
     fn start(config: &NodeConfig, replica: &Replica) -> Gateway {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = config.http_listen.map(|addr| {
-            let router = http::router(replica.clone());
-            let mut stopped = stopped.clone();
-            let stopped = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            tracing::info!(id = config.id, %addr, "HTTP gateway serving");
-            tokio::spawn(crate::runtime::serve_http(addr, router, stopped))
-        });
-        Gateway { task, stop }
+        let listeners = [
+            (
+                config.http_listen,
+                "HTTP gateway",
+                http::router as fn(Replica) -> axum::Router,
+            ),
+            (config.metrics_listen, "metrics", metrics::router),
+        ];
+        let tasks = listeners
+            .into_iter()
+            .filter_map(|(addr, what, router)| {
+                let addr = addr?;
+                let mut stopped = stopped.clone();
+                let stopped = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                tracing::info!(id = config.id, %addr, "{what} serving");
+                let router = router(replica.clone());
+                Some((
+                    addr,
+                    tokio::spawn(crate::runtime::serve_http(addr, router, stopped)),
+                ))
+            })
+            .collect();
+        Gateway { tasks, stop }
     }
 
-    /// Resolves when the gateway stops with an error; never without one.
-    async fn failure(&mut self) -> std::io::Error {
-        match &mut self.task {
-            Some(task) => match task.await {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => std::future::pending().await,
-                Err(panic) => std::io::Error::other(panic.to_string()),
-            },
-            None => std::future::pending().await,
-        }
+    /// Resolves when a listener stops with an error (its address and the
+    /// error); never without one.
+    async fn failure(&mut self) -> (SocketAddr, std::io::Error) {
+        let mut waits: Vec<_> = self
+            .tasks
+            .iter_mut()
+            .map(|(addr, task)| {
+                Box::pin(async move {
+                    match task.await {
+                        Ok(Err(error)) => (*addr, error),
+                        Ok(Ok(())) => std::future::pending().await,
+                        Err(panic) => (*addr, std::io::Error::other(panic.to_string())),
+                    }
+                })
+            })
+            .collect();
+        // The first to fail, polled in listener order (a deterministic
+        // choice when two are ready at once).
+        std::future::poll_fn(|cx| {
+            waits
+                .iter_mut()
+                .find_map(|wait| match wait.as_mut().poll(cx) {
+                    std::task::Poll::Ready(failed) => Some(failed),
+                    std::task::Poll::Pending => None,
+                })
+                .map_or(std::task::Poll::Pending, std::task::Poll::Ready)
+        })
+        .await
     }
 
-    /// Stops the gateway; returns its error, or `failed`, the one
-    /// [`Gateway::failure`] already took from it.
-    async fn stop(self, failed: Option<std::io::Error>) -> Option<std::io::Error> {
+    /// Stops every listener; returns the first error, or `failed`, the one
+    /// [`Gateway::failure`] already took.
+    async fn stop(
+        self,
+        failed: Option<(SocketAddr, std::io::Error)>,
+    ) -> Option<(SocketAddr, std::io::Error)> {
         let _ = self.stop.send(true);
-        match (self.task, failed) {
-            (Some(task), None) => task.await.ok().and_then(Result::err),
-            (_, failed) => failed,
+        let mut first = failed;
+        for (addr, task) in self.tasks {
+            let error = task.await.ok().and_then(Result::err);
+            if first.is_none() {
+                first = error.map(|e| (addr, e));
+            }
         }
+        first
     }
 }
 
-/// Resolves when consensus reports a fatal error.
-async fn fatal_error(
-    metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
-) -> String {
+/// Resolves when consensus reports a fatal error. Until then, keeps the
+/// consensus metrics current as consensus reports changes (so leader
+/// changes are counted as they happen, not only when scraped).
+async fn fatal_error(replica: &Replica) -> String {
+    let mut view = replica.raft.metrics();
     loop {
-        if let Err(fatal) = &metrics.borrow().running_state {
+        replica.metrics.observe_raft(replica);
+        if let Err(fatal) = &view.borrow().running_state {
             return fatal.to_string();
         }
-        if metrics.changed().await.is_err() {
+        if view.changed().await.is_err() {
             return "consensus stopped".to_string();
         }
     }

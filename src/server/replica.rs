@@ -8,6 +8,7 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::BasicNode;
 
+use super::metrics::NodeMetrics;
 use super::pool::ClientPool;
 use crate::error::KvError;
 use crate::ids::NodeId;
@@ -34,6 +35,8 @@ pub struct Replica {
     /// Clients for requests this replica routes to the group that serves
     /// them (the HTTP gateway's, and forwarded gRPC requests).
     pub clients: Arc<ClientPool>,
+    /// The node's metrics.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl Replica {
@@ -74,11 +77,10 @@ impl Replica {
     /// Commits a command and returns its result; a stale sequence number or
     /// a key of a shard this group does not serve is an error.
     pub async fn write(&self, command: Command) -> Result<CommandResult, KvError> {
-        let response = self
-            .raft
-            .client_write(command)
-            .await
-            .map_err(from_write_error)?;
+        self.metrics.proposals_pending.inc();
+        let response = self.raft.client_write(command).await;
+        self.metrics.proposals_pending.dec();
+        let response = response.map_err(from_write_error)?;
         buggify_delay(FaultSite::ReplyDelay, BUGGIFY_REPLY_DELAY_MAX).await;
         match response.data {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),

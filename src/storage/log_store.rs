@@ -367,8 +367,9 @@ async fn flush_loop(
         if planted(PlantedBug::AckBeforeFsync) {
             dones.drain(..).for_each(|done| done.complete(&Ok(())));
         }
+        let started = tokio::time::Instant::now();
         let mut result = write_and_sync(&mut wal, &buffer).await;
-        metrics.record_wal_batch(dones.len(), buffer.len());
+        metrics.record_wal_batch(dones.len(), buffer.len(), started.elapsed());
         if result.is_ok() {
             result = maintain(&mut wal, &mut written, &mut buffer).await;
         }

@@ -17,13 +17,16 @@ pub mod state_machine;
 pub mod vote;
 pub mod wal;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use log_store::LogStore;
 pub use state_machine::StateMachineStore;
 
 use disk::DiskRef;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
 use crate::ids::GroupKey;
 use crate::machine::shard::SHARD_COUNT_DEFAULT;
@@ -49,27 +52,93 @@ impl Default for StorageOptions {
     }
 }
 
-/// Counters of storage activity, shared with whoever watches the replica.
-#[derive(Debug, Default)]
+/// Storage activity, shared with whoever watches the replica: the node's
+/// metrics registry registers these same handles (cloning one shares it).
+#[derive(Debug, Clone)]
 pub struct StorageMetrics {
+    /// Seconds each write-ahead log batch took to write and sync.
+    pub wal_fsync_seconds: Histogram,
     /// Write-ahead log syncs (one per group-committed batch).
-    pub wal_syncs: AtomicU64,
+    pub wal_syncs: Counter,
     /// Records written to the write-ahead log.
-    pub wal_records: AtomicU64,
+    pub wal_records: Counter,
     /// Bytes written to the write-ahead log.
-    pub wal_bytes: AtomicU64,
-    /// Snapshots this replica built from its own state.
-    pub snapshots_built: AtomicU64,
+    pub wal_bytes: Counter,
+    /// Seconds each snapshot this replica built from its own state took.
+    pub snapshot_build_seconds: Histogram,
+    /// Seconds each snapshot installed from a leader took.
+    pub snapshot_install_seconds: Histogram,
+    /// Sizes of snapshots built or installed, in bytes.
+    pub snapshot_bytes: Histogram,
     /// Snapshots this replica installed from a leader.
-    pub snapshots_installed: AtomicU64,
+    pub snapshots_installed: Counter,
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        StorageMetrics {
+            wal_fsync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            wal_syncs: Counter::default(),
+            wal_records: Counter::default(),
+            wal_bytes: Counter::default(),
+            snapshot_build_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            snapshot_install_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            snapshot_bytes: Histogram::new(exponential_buckets(1024.0, 4.0, 12)),
+            snapshots_installed: Counter::default(),
+        }
+    }
 }
 
 impl StorageMetrics {
-    pub(crate) fn record_wal_batch(&self, records: usize, bytes: usize) {
-        self.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        self.wal_records
-            .fetch_add(records as u64, Ordering::Relaxed);
-        self.wal_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    pub(crate) fn record_wal_batch(&self, records: usize, bytes: usize, took: Duration) {
+        self.wal_fsync_seconds.observe(took.as_secs_f64());
+        self.wal_syncs.inc();
+        self.wal_records.inc_by(records as u64);
+        self.wal_bytes.inc_by(bytes as u64);
+    }
+
+    /// Adds these metrics to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "wal_fsync_duration_seconds",
+            "Time to write and sync one write-ahead log batch",
+            self.wal_fsync_seconds.clone(),
+        );
+        registry.register(
+            "wal_syncs",
+            "Write-ahead log syncs, one per group-committed batch",
+            self.wal_syncs.clone(),
+        );
+        registry.register(
+            "wal_records",
+            "Records written to the write-ahead log",
+            self.wal_records.clone(),
+        );
+        registry.register(
+            "wal_bytes",
+            "Bytes written to the write-ahead log",
+            self.wal_bytes.clone(),
+        );
+        registry.register(
+            "snapshot_build_duration_seconds",
+            "Time to build a snapshot of this replica's state",
+            self.snapshot_build_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_install_duration_seconds",
+            "Time to install a snapshot sent by the leader",
+            self.snapshot_install_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_size_bytes",
+            "Sizes of snapshots built or installed",
+            self.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "snapshots_installed",
+            "Snapshots installed from a leader",
+            self.snapshots_installed.clone(),
+        );
     }
 }
 

@@ -165,6 +165,7 @@ fn io_error(
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotBuildDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
         let (data, last_applied, membership) = {
             let applied = self.read();
@@ -189,7 +190,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         };
         let _writing = self.snapshot_writes.lock().await;
         if self.persist_snapshot(&meta, &data).await? {
-            self.metrics.snapshots_built.fetch_add(1, Ordering::Relaxed);
+            let metrics = &self.metrics;
+            metrics
+                .snapshot_build_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.snapshot_bytes.observe(data.len() as f64);
         }
         Ok(Snapshot {
             meta,
@@ -254,6 +259,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotInstallDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
         let data = snapshot.into_inner();
         let applied: Applied = codec::decode(&data).map_err(|e| io_error(Some(meta), &e))?;
@@ -266,9 +272,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let _writing = self.snapshot_writes.lock().await;
         self.persist_snapshot(meta, &data).await?;
-        self.metrics
-            .snapshots_installed
-            .fetch_add(1, Ordering::Relaxed);
+        let metrics = &self.metrics;
+        metrics
+            .snapshot_install_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.snapshot_bytes.observe(data.len() as f64);
+        metrics.snapshots_installed.inc();
         reached(Situation::SnapshotInstalled);
         self.replace(applied);
         Ok(())

@@ -528,7 +528,7 @@ impl Cluster {
     pub fn snapshots_installed(&self) -> u64 {
         self.replicas
             .values()
-            .map(|r| r.metrics.snapshots_installed.load(Ordering::Relaxed))
+            .map(|r| r.metrics.snapshots_installed.get())
             .sum()
     }
 
