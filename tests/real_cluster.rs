@@ -109,12 +109,12 @@ fn start_group(replicas: u64) -> Group {
                 &id.to_string(),
                 "--listen",
                 &addr,
-                "--metrics-listen",
-                &metrics,
                 "--peers",
                 &peers.join(","),
                 "--data-dir",
                 &data_dir,
+                "--metrics-listen",
+                &metrics,
             ];
             let args = args.map(String::from).to_vec();
             Node {
