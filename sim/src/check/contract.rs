@@ -10,6 +10,28 @@ use shoal::machine::shard::controller::ControllerOp;
 use super::{Checker, OpId, Violation};
 use crate::history::{client_name, History};
 
+/// Whether the controller must accept `op` when `latest` is its newest
+/// configuration: a join of groups not in it, a leave of some of its groups
+/// (not all), a move of one of its shards to one of its groups.
+pub fn valid_change(op: &ControllerOp, latest: &Config) -> bool {
+    match op {
+        ControllerOp::Join(groups) => {
+            !groups.is_empty()
+                && groups.iter().all(|(g, members)| {
+                    *g != 0 && !members.is_empty() && !latest.groups.contains_key(g)
+                })
+        }
+        ControllerOp::Leave(groups) => {
+            !groups.is_empty()
+                && groups.iter().all(|g| latest.groups.contains_key(g))
+                && groups.len() < latest.groups.len()
+        }
+        ControllerOp::Move { shard, group } => {
+            *shard < latest.shard_count() && latest.groups.contains_key(group)
+        }
+    }
+}
+
 /// What the configuration answering `op` breaks of its contract, if
 /// anything: the change must be in it (joined groups with their members,
 /// left groups gone and owning nothing, a moved shard with its new group),
@@ -166,5 +188,27 @@ mod tests {
         orphaned.shards[1] = 7;
         let orphan = config_breach(&leave, &orphaned, 2).unwrap();
         assert!(orphan.contains("owned by no group"), "{orphan}");
+    }
+
+    #[test]
+    fn a_valid_change_is_one_the_controller_accepts() {
+        let members = |n: u64| [(n, format!("n{n}"))].into_iter().collect();
+        let mut controller = ControllerState::new(4);
+        let ops = [
+            ControllerOp::Join([(1, members(1))].into()),
+            ControllerOp::Join([(1, members(1))].into()),
+            ControllerOp::Join([(2, members(2))].into()),
+            ControllerOp::Move { shard: 3, group: 2 },
+            ControllerOp::Move { shard: 4, group: 2 },
+            ControllerOp::Move { shard: 0, group: 9 },
+            ControllerOp::Leave([9].into()),
+            ControllerOp::Leave([1, 2].into()),
+            ControllerOp::Leave([1].into()),
+            ControllerOp::Leave([2].into()),
+        ];
+        for op in ops {
+            let valid = valid_change(&op, controller.latest());
+            assert_eq!(controller.apply(&op).is_ok(), valid, "{op:?}");
+        }
     }
 }

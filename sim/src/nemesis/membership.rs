@@ -4,7 +4,8 @@
 //! membership change).
 
 use rand::Rng;
-use shoal::client::{Client, ClientConfig};
+use shoal::client::{Client, ClientConfig, ClientError};
+use shoal::error::KvError;
 use shoal::ids::NodeId;
 use shoal::ids::{GroupId, GroupKey};
 use shoal::machine::shard::controller::ControllerOp;
@@ -12,7 +13,7 @@ use shoal::machine::shard::controller::ControllerOp;
 use std::sync::atomic::Ordering;
 
 use super::Nemesis;
-use crate::check::contract::config_breach;
+use crate::check::contract::{config_breach, valid_change};
 use crate::scenario::MembershipAction;
 use crate::schedule::FaultAction;
 
@@ -119,7 +120,30 @@ impl Nemesis<'_> {
                 }
                 self.record(format!("controller {what} -> configuration {}", config.num))
             }
-            Err(e) => self.record(format!("controller {what} failed: {e}")),
+            Err(e) => {
+                if let ClientError::Rejected(KvError::Refused(why)) = &e {
+                    self.refused(&op, call, why).await;
+                }
+                self.record(format!("controller {what} failed: {e}"))
+            }
+        }
+    }
+
+    /// A change the controller refused must be one it may refuse: invalid
+    /// against its newest configuration, asked for after the refusal.
+    async fn refused(&self, op: &ControllerOp, call: std::time::Duration, why: &str) {
+        let latest = self
+            .cluster
+            .observe(|mut client| async move { client.query(None).await })
+            .await;
+        if let Ok(latest) = latest {
+            if valid_change(op, &latest) {
+                let what = format!(
+                    "{op:?} refused ({why}) though valid against configuration {}",
+                    latest.num
+                );
+                self.breach(call, what);
+            }
         }
     }
 
