@@ -246,6 +246,7 @@ pub async fn run(scenario: &Scenario) -> Report {
             scenario.checks.all_writes_succeed,
             first_fault,
         ),
+        check::progress::every_kind_answered(&end.history),
         check::progress::every_client_recovers(
             &end.history,
             healed_at,

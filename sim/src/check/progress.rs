@@ -1,12 +1,13 @@
 //! Progress: once every fault is over, the group accepts writes again (all
-//! liveness-phase writes succeed); writes continue through faults; and, where
+//! liveness-phase writes succeed); writes continue through faults; every
+//! kind of operation clients try often is answered at least once; and, where
 //! a scenario demands it, no client ever gives up.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Checker, OpId, Violation};
-use crate::history::{History, Outcome, LIVENESS_CLIENT};
+use crate::history::{History, Outcome, RegisterOp, LIVENESS_CLIENT};
 
 /// Checks progress. `all_writes_succeed`: every write must be acknowledged.
 /// `first_fault`: when the first fault struck, after which some workload write
@@ -121,6 +122,39 @@ pub fn every_client_recovers(
         }
     }
     Ok(())
+}
+
+/// Attempts of one kind of operation after which at least one must have
+/// been answered.
+const ATTEMPTS_BEFORE_AN_ANSWER: usize = 20;
+
+/// Every kind of register operation (read, write, delete, compare-and-swap)
+/// tried at least [`ATTEMPTS_BEFORE_AN_ANSWER`] times was answered at least
+/// once: an operation the cluster always fails is broken, faults or not.
+pub fn every_kind_answered(history: &History) -> Result<(), Violation> {
+    let mut kinds: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for op in &history.ops {
+        let kind = match op.op {
+            RegisterOp::Read(_) => "read",
+            RegisterOp::Write(_) => "write",
+            RegisterOp::Delete { .. } => "delete",
+            RegisterOp::Cas { .. } => "compare-and-swap",
+        };
+        let tally = kinds.entry(kind).or_default();
+        tally.0 += 1;
+        tally.1 += usize::from(op.ret.is_some());
+    }
+    match kinds
+        .into_iter()
+        .find(|(_, (tried, answered))| *tried >= ATTEMPTS_BEFORE_AN_ANSWER && *answered == 0)
+    {
+        None => Ok(()),
+        Some((kind, (tried, _))) => Err(Violation {
+            blamed: Vec::new(),
+            checker: Checker::Progress,
+            detail: format!("no {kind} was answered in {tried} attempts"),
+        }),
+    }
 }
 
 /// Checks that the snapshot path ran: some replica installed a snapshot sent
@@ -245,5 +279,43 @@ mod tests {
         );
         // Recovery that comes, but too late, is not recovery.
         assert!(every_client_recovers(&history(true), 2 * second, 5 * second).is_err());
+    }
+
+    #[test]
+    fn an_operation_kind_never_answered_is_caught() {
+        use crate::history::KeyedOp;
+        let op = |n: u64, op: RegisterOp, answered: bool| KeyedOp {
+            client: 0,
+            key: "k".into(),
+            op,
+            call: Duration::from_millis(n),
+            ret: answered.then(|| Duration::from_millis(n + 1)),
+        };
+        let cas = || RegisterOp::Cas {
+            expected: None,
+            new: Some("v".into()),
+            swapped: None,
+            current: None,
+        };
+        let mut history = History::default();
+        for n in 0..ATTEMPTS_BEFORE_AN_ANSWER as u64 {
+            history
+                .ops
+                .push(op(2 * n, RegisterOp::Read(Some(None)), true));
+            history.ops.push(op(2 * n + 1, cas(), false));
+        }
+        let violation = every_kind_answered(&history).unwrap_err();
+        assert!(
+            violation.detail.contains("no compare-and-swap"),
+            "{violation:?}"
+        );
+        history.ops.pop();
+        assert_eq!(
+            every_kind_answered(&history),
+            Ok(()),
+            "too few attempts to tell"
+        );
+        history.ops.push(op(99, cas(), true));
+        assert_eq!(every_kind_answered(&history), Ok(()));
     }
 }
