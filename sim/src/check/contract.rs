@@ -35,8 +35,10 @@ pub fn valid_change(op: &ControllerOp, latest: &Config) -> bool {
 /// What the configuration answering `op` breaks of its contract, if
 /// anything: the change must be in it (joined groups with their members,
 /// left groups gone and owning nothing, a moved shard with its new group),
-/// every shard must belong to a group of it, and its number must follow
-/// `previous`, the number of the configuration the last change answered.
+/// every shard must belong to a group of it, a join or leave must leave the
+/// groups balanced (shard counts differing by at most one), and its number
+/// must follow `previous`, the number of the configuration the last change
+/// answered.
 pub fn config_breach(op: &ControllerOp, answer: &Config, previous: u64) -> Option<String> {
     if answer.num <= previous {
         return Some(format!(
@@ -67,9 +69,22 @@ pub fn config_breach(op: &ControllerOp, answer: &Config, previous: u64) -> Optio
             .owner(*s)
             .is_none_or(|g| !answer.groups.contains_key(&g))
     });
-    orphan.map(|s| {
-        format!(
+    if let Some(s) = orphan {
+        return Some(format!(
             "{op:?} answered configuration {} with shard {s} owned by no group of it",
+            answer.num
+        ));
+    }
+    let counts: Vec<usize> = answer
+        .groups
+        .keys()
+        .map(|g| answer.shards_of(*g).len())
+        .collect();
+    let (least, most) = (counts.iter().min()?, counts.iter().max()?);
+    let rebalanced = !matches!(op, ControllerOp::Move { .. });
+    (rebalanced && most - least > 1).then(|| {
+        format!(
+            "{op:?} answered configuration {} with groups holding {least} to {most} shards",
             answer.num
         )
     })
@@ -184,6 +199,12 @@ mod tests {
         assert!(config_breach(&leave, &kept, 2)
             .unwrap()
             .contains("group 2 gone"));
+        let mut lopsided = controller.latest().clone();
+        lopsided.groups.insert(3, members(3));
+        lopsided.shards[1] = 3;
+        let join = ControllerOp::Join([(3, members(3))].into());
+        let unbalanced = config_breach(&join, &lopsided, 2).unwrap();
+        assert!(unbalanced.contains("holding 1 to 3 shards"), "{unbalanced}");
         let mut orphaned = controller.latest().clone();
         orphaned.shards[1] = 7;
         let orphan = config_breach(&leave, &orphaned, 2).unwrap();
