@@ -144,6 +144,16 @@ impl SimDisk {
         self.state().faults_on = on;
     }
 
+    /// How many files `dir` holds now (live, synced or not).
+    pub fn file_count(&self, dir: &str) -> usize {
+        let state = self.state();
+        state
+            .live_names
+            .keys()
+            .filter(|path| split(path).0 == dir)
+            .count()
+    }
+
     /// What this disk has seen.
     pub fn stats(&self) -> DiskStats {
         self.state().stats.clone()

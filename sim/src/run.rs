@@ -389,6 +389,16 @@ fn violations(
             cluster.snapshots_installed(),
         ));
     }
+    let snapshots = cluster.file_counts(shoal::storage::snapshot::SNAPSHOT_DIR);
+    // A crash between writing a new snapshot and removing the old one leaves
+    // both until the next snapshot: two files are fine, more are a leak.
+    if let Some((id, files)) = snapshots.iter().find(|(_, files)| **files > 2) {
+        checks.push(Err(Violation {
+            blamed: Vec::new(),
+            checker: Checker::DiskUse,
+            detail: format!("replica {id} keeps {files} snapshot files; old ones must go"),
+        }));
+    }
     if let Some(report) = cluster.corruption_reports().first() {
         checks.push(Err(Violation {
             blamed: Vec::new(),

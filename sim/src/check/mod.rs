@@ -33,6 +33,9 @@ pub enum Checker {
     /// Every answer keeps the API's contract (scans: in range, ordered,
     /// unique, within the limit).
     ApiContract,
+    /// Replicas clean up after themselves: none keeps more than two snapshot
+    /// files (the newest, and one a crash interrupted the removal of).
+    DiskUse,
     /// Some replica installed a snapshot sent by a leader. Not chosen in
     /// `[checks] run`: it runs when the scenario demands a snapshot install
     /// (`[checks] snapshot_installed`), and then always counts.
@@ -52,6 +55,7 @@ impl Checker {
             Checker::ListAppend,
             Checker::Recovery,
             Checker::ApiContract,
+            Checker::DiskUse,
         ]
     }
 
@@ -66,6 +70,7 @@ impl Checker {
             Checker::ListAppend => "list-append",
             Checker::Recovery => "recovery",
             Checker::ApiContract => "api-contract",
+            Checker::DiskUse => "disk-use",
             Checker::SnapshotInstall => "snapshot-install",
         }
     }

@@ -540,6 +540,14 @@ impl Cluster {
             .collect()
     }
 
+    /// How many files each replica's `dir` holds now.
+    pub fn file_counts(&self, dir: &str) -> BTreeMap<ReplicaId, usize> {
+        self.replicas
+            .iter()
+            .map(|(id, r)| (*id, r.disk.file_count(dir)))
+            .collect()
+    }
+
     /// Switches disk faults off on every replica.
     pub fn heal_disks(&self) {
         for replica in self.replicas.values() {
