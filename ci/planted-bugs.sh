@@ -19,7 +19,7 @@ catalogue=(
   "snapshot-drops-dedup snapshot-restarts 20"
   "leader-survives-restart leader-bounce 10"
   "scan-includes-end throughput 3"
-  "read-before-apply apply-lag 50"
+  "read-before-apply apply-lag 20"
   "delete-always-existed register-leader-kill 3"
   "cas-answers-new-value register-leader-kill 3"
   "shard-handed-over-empty sharding 3"
