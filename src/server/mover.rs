@@ -119,6 +119,7 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
             continue;
         }
         let num = group.config.num;
+        started.retain(|(n, _)| *n >= num);
         for (shard, status) in &group.status {
             let (from, pulling) = match status {
                 ShardStatus::Pulling { from } => (*from, true),
