@@ -1,7 +1,7 @@
 //! The bounded sweep `ci/mutants.sh` runs against every mutant: a few seeds
 //! of the scenarios that exercise storage, shard moves and the read and
 //! write paths, each seed in its own `shoal-sim` process, stopping at the
-//! first seed that fails. It takes about a minute, too long for every
+//! first seed that fails. It takes about 40 s, too long for every
 //! `cargo simtest`, so it does nothing unless `SHOAL_MUTANT_SWEEP` is set
 //! (the script sets it).
 #![cfg(madsim)]
