@@ -547,10 +547,21 @@ fn a_taken_port_stops_the_node_with_the_reason() {
 fn a_data_directory_in_use_is_refused() {
     let group = start_group(1);
     let node = &group.nodes[0];
+    // The first process holds the directory once it serves metrics (it
+    // opens storage before it listens): only then is the race decided.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&node.metrics).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first node never served"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut args = node.args.clone();
     let port = free_port();
     args[3] = format!("127.0.0.1:{port}");
     args[5] = format!("1=127.0.0.1:{port}");
+    *args.last_mut().unwrap() = format!("127.0.0.1:{}", free_port());
     let (ok, stderr) = node_exit(&args, Duration::from_secs(30));
     assert!(!ok, "a second process must not open the directory");
     assert!(stderr.contains("is in use by another process"), "{stderr}");
