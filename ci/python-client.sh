@@ -38,9 +38,11 @@ pids+=($!)
 
 lone_pids=()
 lone=127.0.0.1:7601,127.0.0.1:7602,127.0.0.1:7603
+echo "lone-token-$RANDOM$RANDOM" >"$work/lone.token"
 for id in 1 2 3; do
   RUST_LOG=warn "$node" --id $id --listen 127.0.0.1:760$id \
     --peers 1=127.0.0.1:7601,2=127.0.0.1:7602,3=127.0.0.1:7603 \
+    --token-file "$work/lone.token" \
     --data-dir "$work/lone-$id" >"$work/lone-$id.log" 2>&1 &
   pids+=($!)
   lone_pids+=($!)
@@ -59,6 +61,7 @@ export SHOAL_CONTROLLER=127.0.0.1:7501,127.0.0.1:7502,127.0.0.1:7503
 export SHOAL_STANDBY="3=1=127.0.0.1:7510,2=127.0.0.1:7511,3=127.0.0.1:7512"
 export SHOAL_HTTP=127.0.0.1:8504
 export SHOAL_LONE=$lone
+export SHOAL_TOKEN_FILE="$work/dev/cluster.token"
 SHOAL_LONE_PIDS=$(IFS=,; echo "${lone_pids[*]}")
 export SHOAL_LONE_PIDS
 "$venv/bin/python" ci/python/test_client.py

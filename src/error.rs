@@ -72,6 +72,10 @@ pub enum KvError {
     /// The request names a configuration this replica has not reached yet.
     #[error("not yet: {0}")]
     NotYet(String),
+    /// The caller lacks the identity the call needs (an administrator's, a
+    /// peer's); nothing changed.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl KvError {
@@ -137,6 +141,11 @@ impl KvError {
                 detail.set_kind(Kind::NotYet);
                 detail.reason = reason.clone();
                 Code::Unavailable
+            }
+            KvError::PermissionDenied(reason) => {
+                detail.set_kind(Kind::PermissionDenied);
+                detail.reason = reason.clone();
+                Code::PermissionDenied
             }
         };
         (code, detail)
@@ -217,6 +226,7 @@ impl KvError {
             },
             Kind::Refused => KvError::Refused(detail.reason),
             Kind::NotYet => KvError::NotYet(detail.reason),
+            Kind::PermissionDenied => KvError::PermissionDenied(detail.reason),
         })
     }
 }
@@ -272,6 +282,7 @@ mod tests {
             KvError::WrongGroup { config_num: 7 },
             KvError::Refused("group 1 has already joined".into()),
             KvError::NotYet("configuration 4".into()),
+            KvError::PermissionDenied("an administrator is needed".into()),
         ];
         for error in errors {
             let status = error.to_status();

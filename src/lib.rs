@@ -30,6 +30,7 @@ pub mod raft;
 pub mod runtime;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod wire;
 
 /// Code generated from `proto/shoal.proto`.

@@ -21,14 +21,21 @@
 //!   simulation run may fire, and rare situations it counts (both nothing in
 //!   real builds).
 //!
-//! **Architecture invariant:** no other file under `src/` mentions `cfg(madsim)`;
-//! `tests/tidy.rs` fails if one does.
+//! Its [`net`] part holds the listeners and signals ([`serve_grpc`],
+//! [`serve_http`], [`shutdown_signal`], [`on_hangup`]).
+//!
+//! **Architecture invariant:** no other file under `src/` mentions `cfg(madsim)`
+//! (this one and `runtime/net.rs` are the seam); `tests/tidy.rs` fails if one
+//! does.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+mod net;
+
+pub use net::{on_hangup, serve_grpc, serve_http, shutdown_signal};
 use openraft::async_runtime::TokioOneShotSender;
 use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
 
@@ -52,58 +59,6 @@ pub fn rng() -> Rng {
     #[cfg(not(madsim))]
     {
         rand::thread_rng()
-    }
-}
-
-/// Serves `router` over HTTP/1 on `addr` until `shutdown` resolves.
-///
-/// Real mode only: the HTTP stack runs on real sockets, so under madsim this
-/// refuses at once (simulated nodes are never given an HTTP address).
-pub async fn serve_http(
-    addr: std::net::SocketAddr,
-    router: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    #[cfg(madsim)]
-    {
-        let _ = (addr, router, shutdown);
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "the HTTP gateway does not run in simulation",
-        ))
-    }
-    #[cfg(not(madsim))]
-    {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }
-}
-
-/// Resolves when the process is asked to stop: SIGTERM or Ctrl-C in real mode,
-/// the simulator's `Handle::send_ctrl_c` under madsim.
-pub async fn shutdown_signal() {
-    #[cfg(madsim)]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    #[cfg(not(madsim))]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut terminate = match signal(SignalKind::terminate()) {
-            Ok(terminate) => terminate,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still stops");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The layers of `src/`, enforced: a module may use modules of its own layer
 //! or below, never above. From the bottom:
 //!
-//! 0. `runtime`, `ids`, `limits`, `error`, `proto`: the seam, names, bounds
-//!    and the wire;
+//! 0. `runtime`, `ids`, `limits`, `error`, `proto`, `tls`: the seam, names,
+//!    bounds, the wire and its encryption;
 //! 1. `machine`: the pure replicated state machine;
 //! 2. `raft`: openraft's configuration and transport; `wire`: the protobuf
 //!    forms of the state machine's public types;
@@ -23,6 +23,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("limits", 0),
     ("error", 0),
     ("proto", 0),
+    ("tls", 0),
     ("machine", 1),
     ("raft", 2),
     ("wire", 2),

@@ -3,8 +3,10 @@
 //! over real gRPC (encoding and size limits only exist in real mode).
 #![cfg(not(madsim))]
 
+mod support;
+
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,131 +15,7 @@ use shoal::error::KvError;
 use shoal::limits::{KEY_SIZE_MAX, VALUE_SIZE_MAX};
 use shoal::proto::kv_client::KvClient;
 use shoal::proto::PutRequest;
-
-/// One `shoal-node` process and how to start it again.
-struct Node {
-    id: u64,
-    addr: String,
-    /// Its metrics address (`/metrics`, `/health`, `/ready`).
-    metrics: String,
-    args: Vec<String>,
-    process: Option<Child>,
-}
-
-impl Node {
-    fn start(&mut self) {
-        assert!(self.process.is_none(), "node {} is running", self.id);
-        let child = Command::new(env!("CARGO_BIN_EXE_shoal-node"))
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start shoal-node");
-        self.process = Some(child);
-    }
-
-    /// SIGKILL: no chance to flush or say goodbye.
-    fn kill(&mut self) {
-        let mut child = self.process.take().expect("node is running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-/// Shoal node processes, killed when dropped.
-struct Group {
-    nodes: Vec<Node>,
-    _dir: TempDir,
-}
-
-impl Group {
-    fn node(&mut self, id: u64) -> &mut Node {
-        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.addr.clone()).collect()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if node.process.is_some() {
-                node.kill();
-            }
-        }
-    }
-}
-
-/// A scratch directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_group(replicas: u64) -> Group {
-    let dir =
-        std::env::temp_dir().join(format!("shoal-test-{}-{}", std::process::id(), free_port()));
-    let addrs: Vec<String> = (0..replicas)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let peers: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect();
-    let mut nodes: Vec<Node> = (1..=replicas)
-        .map(|id| {
-            let addr = addrs[id as usize - 1].clone();
-            let metrics = format!("127.0.0.1:{}", free_port());
-            let data_dir = dir.join(id.to_string()).display().to_string();
-            let args = [
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &addr,
-                "--peers",
-                &peers.join(","),
-                "--data-dir",
-                &data_dir,
-                "--metrics-listen",
-                &metrics,
-            ];
-            let args = args.map(String::from).to_vec();
-            Node {
-                id,
-                addr,
-                metrics,
-                args,
-                process: None,
-            }
-        })
-        .collect();
-    nodes.iter_mut().for_each(Node::start);
-    Group {
-        nodes,
-        _dir: TempDir(dir),
-    }
-}
-
-fn client(group: &Group) -> Client {
-    let mut config = ClientConfig::new(group.endpoints());
-    config.deadline = Duration::from_secs(20);
-    Client::new(config)
-}
+use support::cluster::{admin_client, client, free_port, start_group, Group, Node, TempDir};
 
 #[tokio::test]
 async fn writes_survive_sigkill_of_the_leader() {
@@ -442,17 +320,14 @@ async fn a_replica_with_a_corrupt_log_refuses_to_start_and_names_the_damage() {
 async fn replicas_are_added_and_removed_while_traffic_runs() {
     let mut group = start_group(3);
     let mut client = client(&group);
+    let mut admin = admin_client(&group);
     client.put("before", "1").await.unwrap();
 
     // A fourth replica, started to join rather than to form a group.
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut peers: Vec<String> = group
-        .nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.addr))
-        .collect();
+    let mut peers = group.peers();
     peers.push(format!("4={addr}"));
-    let data_dir = group._dir.0.join("4").display().to_string();
+    let data_dir = group.dir.0.join("4").display().to_string();
     let args = [
         "--id",
         "4",
@@ -462,6 +337,8 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
         &peers.join(","),
         "--data-dir",
         &data_dir,
+        "--token-file",
+        &group.token_file.display().to_string(),
         "--join",
     ];
     let mut fourth = Node {
@@ -475,9 +352,9 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
     group.nodes.push(fourth);
 
     let (stop, writer) = spawn_writer(&group, "churn");
-    let members = client.add_replica(4, addr.clone()).await.unwrap();
+    let members = admin.add_replica(4, addr.clone()).await.unwrap();
     assert_eq!(members.len(), 4, "{members:?}");
-    let members = client.remove_replica(1).await.unwrap();
+    let members = admin.remove_replica(1).await.unwrap();
     assert!(!members.contains_key(&1), "{members:?}");
     group.node(1).kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -522,7 +399,9 @@ fn node_exit(args: &[String], limit: Duration) -> (bool, String) {
 fn a_taken_port_stops_the_node_with_the_reason() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = TempDir(std::env::temp_dir().join(format!("shoal-port-{}", free_port())));
+    let dir = TempDir::new("port");
+    let token = dir.0.join("cluster.token");
+    std::fs::write(&token, "t").unwrap();
     let args = [
         "--id",
         "1",
@@ -531,7 +410,9 @@ fn a_taken_port_stops_the_node_with_the_reason() {
         "--peers",
         &format!("1={addr}"),
         "--data-dir",
-        &dir.0.display().to_string(),
+        &dir.0.join("data").display().to_string(),
+        "--token-file",
+        &token.display().to_string(),
     ]
     .map(String::from);
     // Generous: a node that hangs instead of exiting is what this catches.

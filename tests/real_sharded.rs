@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal::client::{Client, ClientConfig};
+use shoal::client::{Client, ClientConfig, ClientError};
+use shoal::error::KvError;
 use shoal::machine::shard::controller::ControllerOp;
 
 /// The dev cluster process, killed when dropped.
@@ -50,7 +51,7 @@ async fn joining_a_group_moves_shards_and_every_key_stays_readable() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _cluster = Cluster(child, dir);
+    let cluster = Cluster(child, dir);
     let controller: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
     let mut config = ClientConfig::sharded(controller.clone());
     config.deadline = Duration::from_secs(20);
@@ -81,10 +82,22 @@ async fn joining_a_group_moves_shards_and_every_key_stays_readable() {
     let members = (1..=3u64)
         .map(|id| (id, format!("127.0.0.1:{}", u64::from(base) + 8 + id)))
         .collect();
-    let joined = client
-        .reconfigure(&ControllerOp::Join([(3, members)].into()))
-        .await
-        .unwrap();
+    let join = ControllerOp::Join([(3, members)].into());
+    // Only an administrator may change the cluster: a user is refused and
+    // nothing changes.
+    let before = client.query(None).await.unwrap();
+    let refused = client.reconfigure(&join).await.unwrap_err();
+    assert!(
+        matches!(refused, ClientError::Rejected(KvError::PermissionDenied(_))),
+        "{refused}"
+    );
+    assert_eq!(client.query(None).await.unwrap(), before);
+    let token = cluster.1.join("cluster.token");
+    let mut admin = Client::new(ClientConfig {
+        credentials: shoal::tls::credentials(&Default::default(), Some(&token)).unwrap(),
+        ..ClientConfig::sharded(controller.clone())
+    });
+    let joined = admin.reconfigure(&join).await.unwrap();
     let moved = joined.shards_of(3);
     assert!(moved.len() >= 21, "group 3 got {} shards", moved.len());
 

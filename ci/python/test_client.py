@@ -10,6 +10,7 @@ and starts the cluster; it passes the addresses in the environment:
   SHOAL_LONE         a three-process standalone group, host:port,... (for
                      UNAVAILABLE: the script stops two of them)
   SHOAL_LONE_PIDS    their process ids
+  SHOAL_TOKEN_FILE   the dev cluster's token, an administrator's identity
 """
 
 import base64
@@ -33,6 +34,8 @@ import shoal_pb2_grpc as rpc
 
 KIND = pb.ErrorDetail.Kind
 ROUTED = (("shoal-routed", "1"),)
+with open(os.environ["SHOAL_TOKEN_FILE"]) as token_file:
+    ADMIN = (("authorization", "Bearer " + token_file.read().strip()),)
 
 
 # ---------------------------------------------------------------- shard function
@@ -290,13 +293,16 @@ def test_every_error_kind_decodes_with_grpc_status():
     delete = pb.DeleteRequest(key=key, id=pb.WriteId(client_id=client, seq=2))
     expect_error(lambda: leader_kv.Delete(delete, metadata=ROUTED), KIND.WRITE_ID_CONFLICT)
 
-    # Administration: refused, and not yet.
+    # Administration: only for an administrator; refused, and not yet.
     join = pb.ReconfigureRequest(join=pb.Join(groups={owner: config.groups[owner]}))
-    found = CLUSTER.on_group(
-        CLUSTER.controller, lambda a: answered_with(lambda: CLUSTER.admin(a).Reconfigure(join), KIND.REFUSED))
+    found = expect_error(lambda: CLUSTER.admin(CLUSTER.controller[0]).Reconfigure(join), KIND.PERMISSION_DENIED)
+    assert "needs an administrator" in found["shoal"].reason
+    found = CLUSTER.on_group(CLUSTER.controller, lambda a: answered_with(
+        lambda: CLUSTER.admin(a).Reconfigure(join, metadata=ADMIN), KIND.REFUSED))
     assert "already joined" in found["shoal"].reason
     peer = rpc.PeerStub(CLUSTER.channel(leader))
-    expect_error(lambda: peer.DropShard(pb.ShardRequest(num=10_000, shard=0)), KIND.NOT_YET)
+    expect_error(lambda: peer.DropShard(pb.ShardRequest(num=10_000, shard=0)), KIND.PERMISSION_DENIED)
+    expect_error(lambda: peer.DropShard(pb.ShardRequest(num=10_000, shard=0), metadata=ADMIN), KIND.NOT_YET)
 
     # Unavailable: a group that lost its majority cannot serve a read.
     lone = os.environ["SHOAL_LONE"].split(",")
@@ -312,7 +318,7 @@ def test_every_error_kind_decodes_with_grpc_status():
     assert "retry_info" in found
     assert {KIND.Name(k) for k in KIND.values()} - {"KIND_UNSPECIFIED"} == {
         "NOT_LEADER", "UNAVAILABLE", "KEY_EMPTY", "KEY_TOO_LARGE", "VALUE_TOO_LARGE",
-        "STALE_SEQUENCE", "WRITE_ID_CONFLICT", "WRONG_GROUP", "REFUSED", "NOT_YET",
+        "STALE_SEQUENCE", "WRITE_ID_CONFLICT", "WRONG_GROUP", "REFUSED", "NOT_YET", "PERMISSION_DENIED",
     }, "a new error kind needs a case here"
 
 
@@ -341,7 +347,7 @@ def test_a_shard_move_while_writing():
     thread.start()
     time.sleep(1)
     before = CLUSTER.query().num
-    reply = CLUSTER.on_group(CLUSTER.controller, lambda a: CLUSTER.admin(a).Reconfigure(join))
+    reply = CLUSTER.on_group(CLUSTER.controller, lambda a: CLUSTER.admin(a).Reconfigure(join, metadata=ADMIN))
     moved = [s for s, g in enumerate(reply.config.shards) if g == int(group)]
     assert reply.config.num > before and len(moved) >= 16, reply.config
     time.sleep(3)

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use shoal::client::{Client, ClientConfig};
+use shoal::client::{Client, ClientConfig, Credentials};
 use shoal::ids::GroupKey;
 use shoal::machine::shard::controller::ControllerOp;
 use shoal::server::config::NodeConfig;
 use shoal::server::node::run;
 use shoal::storage::disk::OsDisk;
 use shoal::storage::Storage;
+use shoal::tls::{dev, dev_certificates, TlsFiles};
 
 /// Run a Shoal node.
 ///
@@ -74,6 +75,31 @@ struct Args {
     /// (`shoal admin add-replica`) instead of forming the group.
     #[arg(long)]
     join: bool,
+    /// CA certificate (PEM) that peers' and clients' certificates must chain
+    /// to; with --cert and --key, the node serves TLS and its peers must
+    /// present certificates (mutual TLS).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// This node's certificate (PEM), served to callers and shown to peers.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Refuse clients without a certificate that chains to --cacert.
+    #[arg(long)]
+    client_cert_auth: bool,
+    /// Certificate names trusted as administrators, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    admin_names: Vec<String>,
+    /// Certificate names trusted as peers, comma-separated (default: any
+    /// certificate that chains to --cacert).
+    #[arg(long, value_delimiter = ',')]
+    peer_names: Vec<String>,
+    /// File holding the cluster token, a secret that identifies peers and
+    /// administrators (the way to do so without TLS).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Log lines as text, or as JSON objects (one per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -96,6 +122,10 @@ struct Args {
     /// First port of the `--dev` cluster.
     #[arg(long, default_value_t = 7001)]
     dev_base_port: u16,
+    /// Run the `--dev` cluster with mutual TLS, under a throw-away CA whose
+    /// certificates are written to <data dir>/tls.
+    #[arg(long, requires = "dev")]
+    tls: bool,
 }
 
 /// How log lines are written.
@@ -140,6 +170,17 @@ impl Args {
         set("shard_count", self.shard_count.map(|n| i64::from(n).into()));
         set("controller", list(&self.controller));
         set("join", self.join.then_some(true.into()));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string().into());
+        set("cacert", path(&self.cacert));
+        set("cert", path(&self.cert));
+        set("key", path(&self.key));
+        set("token_file", path(&self.token_file));
+        set(
+            "client_cert_auth",
+            self.client_cert_auth.then_some(true.into()),
+        );
+        set("admin_names", list(&self.admin_names));
+        set("peer_names", list(&self.peer_names));
         table
     }
 }
@@ -156,10 +197,13 @@ fn load(args: &Args) -> anyhow::Result<NodeConfig> {
         None => toml::Table::new(),
     };
     table.extend(args.as_table());
-    let config = NodeConfig::from_table(table).with_context(|| match &args.config {
+    let mut config = NodeConfig::from_table(table).with_context(|| match &args.config {
         Some(path) => format!("in the configuration ({} and flags)", path.display()),
         None => "in the configuration flags".to_string(),
     })?;
+    if let Some(path) = &config.token_file {
+        config.token = Some(shoal::tls::read_token(path)?);
+    }
     if config.data_dir.is_none() {
         bail!("missing --data-dir (or `data_dir` in the config file)");
     }
@@ -262,7 +306,7 @@ impl DevCluster {
     }
 
     /// Tells the person at the terminal what runs and how to talk to it.
-    fn print_banner(&self, args: &Args, data_root: &Path) {
+    fn print_banner(&self, args: &Args, data_root: &Path, (client, admin): &(String, String)) {
         let (nodes, endpoints) = (args.dev_nodes, self.endpoints.join(","));
         if self.members.is_empty() {
             println!(
@@ -270,8 +314,9 @@ impl DevCluster {
                 data_root.display()
             );
             println!(
-                "Talk to it:  cargo run --bin shoal -- --endpoints {endpoints} put hello world"
+                "Talk to it:  cargo run --bin shoal --{client} --endpoints {endpoints} put hello world"
             );
+            println!("Administration (shoal admin ...) needs:{admin}");
         } else {
             println!(
                 "Shoal dev cluster: shard controller on {endpoints}, {} data groups of {nodes} replicas, data in {}.",
@@ -279,7 +324,7 @@ impl DevCluster {
                 data_root.display()
             );
             println!(
-                "Talk to it:  cargo run --bin shoal -- --controller {endpoints} put hello world"
+                "Talk to it:  cargo run --bin shoal --{client} --controller {endpoints} put hello world"
             );
         }
         let (_, first) = &self.replicas[0];
@@ -290,11 +335,88 @@ impl DevCluster {
         for (group, members) in self.members.range(args.dev_groups + 1..) {
             let list: Vec<String> = members.iter().map(|(id, a)| format!("{id}={a}")).collect();
             println!(
-                "Standby group {group}: cargo run --bin shoal -- --controller {endpoints} admin join --group {group} --members {}",
+                "Standby group {group}: cargo run --bin shoal --{admin} --controller {endpoints} admin join --group {group} --members {}",
                 list.join(",")
             );
         }
         println!("Stop it with Ctrl-C.");
+    }
+}
+
+/// How a `--dev` cluster's nodes and administrators prove who they are: a
+/// cluster token kept in the data directory (made on first start), and with
+/// `--tls` a throw-away CA and certificates (likewise).
+struct DevSecurity {
+    token_file: PathBuf,
+    tls_dir: Option<PathBuf>,
+}
+
+impl DevSecurity {
+    fn prepare(args: &Args, data_root: &Path) -> anyhow::Result<DevSecurity> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(data_root)
+            .with_context(|| format!("creating {}", data_root.display()))?;
+        let token_file = data_root.join("cluster.token");
+        if !token_file.exists() {
+            let mut rng = shoal::runtime::rng();
+            let token: String = (0..32)
+                .map(|_| char::from_digit(rand::Rng::gen_range(&mut rng, 0..16), 16).unwrap())
+                .collect();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&token_file)
+                .with_context(|| format!("creating {}", token_file.display()))?;
+            std::io::Write::write_all(&mut file, token.as_bytes())?;
+        }
+        let tls_dir = args.tls.then(|| data_root.join("tls"));
+        if let Some(dir) = tls_dir.as_ref().filter(|d| !d.join(dev::CA).exists()) {
+            dev_certificates(dir)?;
+        }
+        Ok(DevSecurity {
+            token_file,
+            tls_dir,
+        })
+    }
+
+    fn apply(&self, config: &mut NodeConfig) -> anyhow::Result<()> {
+        config.token = Some(shoal::tls::read_token(&self.token_file)?);
+        config.token_file = Some(self.token_file.clone());
+        if let Some(dir) = &self.tls_dir {
+            config.cacert = Some(dir.join(dev::CA));
+            config.cert = Some(dir.join(dev::NODE.0));
+            config.key = Some(dir.join(dev::NODE.1));
+            config.admin_names = vec![dev::ADMIN_NAME.to_string()];
+            config.peer_names = vec![dev::NODE_NAME.to_string()];
+        }
+        Ok(())
+    }
+
+    /// The `shoal` flags a client needs, and those an administrator needs.
+    fn flags(&self) -> (String, String) {
+        let token = format!("--token-file {}", self.token_file.display());
+        match &self.tls_dir {
+            None => (String::new(), format!(" {token}")),
+            Some(dir) => {
+                let ca = format!(" --cacert {}", dir.join(dev::CA).display());
+                let (cert, key) = dev::ADMIN;
+                let admin = format!(
+                    "{ca} --cert {} --key {}",
+                    dir.join(cert).display(),
+                    dir.join(key).display()
+                );
+                (ca, admin)
+            }
+        }
+    }
+
+    fn credentials(&self) -> anyhow::Result<Credentials> {
+        let files = TlsFiles {
+            cacert: self.tls_dir.as_ref().map(|d| d.join(dev::CA)),
+            ..TlsFiles::default()
+        };
+        Ok(shoal::tls::credentials(&files, Some(&self.token_file))?)
     }
 }
 
@@ -303,15 +425,19 @@ async fn dev(args: &Args) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("shoal-dev-data"));
+    let security = DevSecurity::prepare(args, &data_root)?;
     let DevCluster {
-        replicas,
+        mut replicas,
         members,
         endpoints,
     } = {
         let cluster = DevCluster::plan(args)?;
-        cluster.print_banner(args, &data_root);
+        cluster.print_banner(args, &data_root, &security.flags());
         cluster
     };
+    for (_, config) in &mut replicas {
+        security.apply(config)?;
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (ended, mut first_end) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
@@ -330,7 +456,8 @@ async fn dev(args: &Args) -> anyhow::Result<()> {
     }
     let serve = async {
         if args.dev_groups > 0 {
-            join_dev_groups(&endpoints, &members, args.dev_groups).await?;
+            let credentials = security.credentials()?;
+            join_dev_groups(&endpoints, &members, args.dev_groups, credentials).await?;
         }
         shoal::runtime::shutdown_signal().await;
         anyhow::Ok(())
@@ -354,8 +481,12 @@ async fn join_dev_groups(
     controller: &[String],
     members: &BTreeMap<u64, BTreeMap<u64, String>>,
     count: u64,
+    credentials: Credentials,
 ) -> anyhow::Result<()> {
-    let mut client = Client::new(ClientConfig::new(controller.to_vec()));
+    let mut client = Client::new(ClientConfig {
+        credentials,
+        ..ClientConfig::new(controller.to_vec())
+    });
     let latest = client
         .query(None)
         .await

@@ -3,12 +3,14 @@
 //! Exit status: 0 on success, 1 when `get` finds no value or `cas` does not
 //! swap, 2 on an error.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use shoal::client::{Client, ClientConfig};
+use shoal::tls::TlsFiles;
 
 /// Talk to a Shoal group.
 #[derive(Debug, Parser)]
@@ -38,6 +40,20 @@ struct Args {
     /// Give up on an operation after this many milliseconds.
     #[arg(long, default_value_t = 10_000)]
     deadline_ms: u64,
+    /// CA certificate (PEM) the nodes' certificates chain to: talk TLS.
+    #[arg(long, env = "SHOAL_CACERT")]
+    cacert: Option<PathBuf>,
+    /// This client's certificate (PEM), for nodes that require one or that
+    /// trust its name as an administrator's.
+    #[arg(long, env = "SHOAL_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, env = "SHOAL_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// File holding the cluster token, which administration accepts in
+    /// place of an administrator's certificate.
+    #[arg(long, env = "SHOAL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -135,7 +151,7 @@ enum Admin {
 impl Args {
     /// How the client reaches the cluster: through nodes that route, a
     /// shard controller, or one group's members.
-    fn client_config(&self) -> ClientConfig {
+    fn client_config(&self) -> Result<ClientConfig, shoal::tls::TlsError> {
         let mut config = if !self.via.is_empty() {
             ClientConfig::by_nodes(self.via.clone())
         } else if self.controller.is_empty() {
@@ -144,7 +160,13 @@ impl Args {
             ClientConfig::sharded(self.controller.clone())
         };
         config.deadline = Duration::from_millis(self.deadline_ms);
-        config
+        let files = TlsFiles {
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        };
+        config.credentials = shoal::tls::credentials(&files, self.token_file.as_deref())?;
+        Ok(config)
     }
 }
 
@@ -182,7 +204,10 @@ async fn endpoint(
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut client = Client::new(args.client_config());
+    let Ok(config) = args.client_config().map_err(|e| eprintln!("error: {e}")) else {
+        return ExitCode::from(2);
+    };
+    let mut client = Client::new(config);
     let result = match args.command {
         Command::Get { key } => client.get(key).await.map(|value| match value {
             Some(value) => {

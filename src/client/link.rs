@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 use super::retry::Retry;
@@ -153,7 +153,7 @@ impl GroupLink {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let limit = config.attempt_timeout.min(remaining);
         let result = crate::runtime::timeout(limit, async {
-            let channel = self.connect(target).await?;
+            let channel = self.connect(config, target).await?;
             send(channel).await
         })
         .await;
@@ -182,12 +182,14 @@ impl GroupLink {
         }
     }
 
-    async fn connect(&mut self, target: &str) -> Result<Channel, Status> {
+    async fn connect(&mut self, config: &ClientConfig, target: &str) -> Result<Channel, Status> {
         if let Some(channel) = self.connections.get(target) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{target}"))
-            .map_err(|e| Status::invalid_argument(format!("bad endpoint {target:?}: {e}")))?;
+        let endpoint = config
+            .credentials
+            .endpoint(target)
+            .map_err(Status::invalid_argument)?;
         let channel = endpoint
             .connect()
             .await

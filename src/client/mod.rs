@@ -32,6 +32,7 @@ use crate::proto::{
     CasRequest, DeleteRequest, GetRequest, MembershipRequest, PutRequest, QueryRequest,
     ReconfigureRequest, ScanRequest, StatusRequest, StatusResponse, WriteId,
 };
+pub use crate::tls::Credentials;
 pub use link::GroupLink;
 use link::{admin, kv};
 
@@ -50,6 +51,8 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Longest pause between attempts.
     pub backoff_max: Duration,
+    /// What the client presents to nodes (TLS, the cluster token).
+    pub credentials: Credentials,
 }
 
 /// Who routes a client's requests, and so what its endpoints are.
@@ -95,6 +98,7 @@ impl ClientConfig {
             attempt_timeout: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(500),
+            credentials: Credentials::default(),
         }
     }
 }
@@ -333,10 +337,11 @@ impl Client {
     pub async fn reconfigure(&mut self, op: &ControllerOp) -> Result<Config, ClientError> {
         let deadline = self.deadline();
         let request = ReconfigureRequest::from(op);
+        let credentials = &self.config.credentials.clone();
         let reply = self
             .home
             .call(&self.config, deadline, |ch| {
-                let request = request.clone();
+                let request = credentials.request(request.clone());
                 async move { admin(ch).reconfigure(request).await }
             })
             .await?;
@@ -373,10 +378,11 @@ impl Client {
         request: MembershipRequest,
     ) -> Result<BTreeMap<u64, String>, ClientError> {
         let deadline = self.deadline();
+        let credentials = &self.config.credentials.clone();
         let reply = self
             .home
             .call(&self.config, deadline, |ch| {
-                let request = request.clone();
+                let request = credentials.request(request.clone());
                 async move { admin(ch).change_membership(request).await }
             })
             .await?;

@@ -19,7 +19,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::codec;
 use super::TypeConfig;
@@ -28,6 +28,7 @@ use crate::limits::RAFT_MESSAGE_SIZE_MAX;
 use crate::proto::peer_client::PeerClient;
 use crate::proto::RaftMessage;
 use crate::runtime::{buggify, buggify_delay, FaultSite};
+use crate::tls::Credentials;
 
 /// How long replication to a peer pauses after the peer proved unreachable;
 /// well under the election timeout, so a brief blip costs no election.
@@ -46,14 +47,17 @@ type Connections = Arc<Mutex<BTreeMap<(NodeId, String), PeerClient<Channel>>>>;
 pub struct Network {
     id: NodeId,
     connections: Connections,
+    credentials: Credentials,
 }
 
 impl Network {
-    /// The transport of replica `id`.
-    pub fn new(id: NodeId) -> Network {
+    /// The transport of replica `id`, which proves itself to its peers with
+    /// `credentials`.
+    pub fn new(id: NodeId, credentials: Credentials) -> Network {
         Network {
             id,
             connections: Connections::default(),
+            credentials,
         }
     }
 }
@@ -67,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             connections: self.connections.clone(),
+            credentials: self.credentials.clone(),
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Peer {
     target: NodeId,
     addr: String,
     connections: Connections,
+    credentials: Credentials,
 }
 
 type RemoteResult<T, E> = Result<T, RaftError<NodeId, E>>;
@@ -104,8 +110,10 @@ impl Peer {
         {
             return Ok(client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| Unreachable::new(&e))?;
+        let endpoint = self
+            .credentials
+            .endpoint(&self.addr)
+            .map_err(|e| Unreachable::new(&std::io::Error::other(e)))?;
         let channel = endpoint.connect().await.map_err(|e| Unreachable::new(&e))?;
         let client = PeerClient::new(channel)
             .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
@@ -135,9 +143,9 @@ impl Peer {
             return Err(RPCError::Network(NetworkError::new(&error)));
         }
         let payload = codec::encode(request).map_err(|e| NetworkError::new(&e))?;
-        let message = RaftMessage {
+        let message = self.credentials.request(RaftMessage {
             payload: payload.into(),
-        };
+        });
         let mut client = self.client().await?;
         let ttl = option.hard_ttl();
         let call = async {

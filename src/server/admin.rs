@@ -8,6 +8,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::BasicNode;
 use tonic::{Request, Response, Status};
 
+use super::auth::Needs;
 use super::replica::{from_write_error, Replica};
 use crate::error::KvError;
 use crate::ids::NodeId;
@@ -109,6 +110,7 @@ impl Admin for AdminService {
         &self,
         request: Request<ReconfigureRequest>,
     ) -> Result<Response<ConfigResponse>, Status> {
+        self.replica.access.admit(&request, Needs::Admin)?;
         let op = ControllerOp::try_from(request.into_inner())?;
         let command = Command::Shard(ShardOp::Controller(op));
         match self.replica.write(command).await? {
@@ -122,6 +124,7 @@ impl Admin for AdminService {
         &self,
         request: Request<MembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.replica.access.admit(&request, Needs::Admin)?;
         let MembershipRequest {
             add_id,
             add_addr,

@@ -12,6 +12,7 @@ use crate::ids::{GroupKey, NodeId};
 use crate::machine::shard::SHARD_COUNT_DEFAULT;
 use crate::raft::RaftSettings;
 use crate::storage::StorageOptions;
+use crate::tls::TlsFiles;
 
 /// What a node needs to know to run.
 ///
@@ -66,6 +67,38 @@ pub struct NodeConfig {
     /// `shoal admin add-replica`), instead of forming the group from `peers`.
     #[serde(default)]
     pub join: bool,
+    /// TLS on the node's listener and towards its peers (PEM files). With
+    /// them, peers authenticate each other with certificates that chain to
+    /// `cacert` (mutual TLS).
+    #[serde(default)]
+    pub cacert: Option<PathBuf>,
+    /// This node's certificate (served to callers, and presented to peers).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Refuse callers that present no certificate chaining to `cacert` (by
+    /// default a client may connect without one and be an anonymous user of
+    /// the data).
+    #[serde(default)]
+    pub client_cert_auth: bool,
+    /// Certificate names (subject common name, else first DNS name) trusted
+    /// as administrators: shard-controller changes, replica changes.
+    #[serde(default)]
+    pub admin_names: Vec<String>,
+    /// Certificate names trusted as peers (Raft, shard transfer). Empty: any
+    /// certificate that chains to `cacert`.
+    #[serde(default)]
+    pub peer_names: Vec<String>,
+    /// A file holding the cluster token, a secret that identifies peers and
+    /// administrators as a bearer token (the way to do so without TLS).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The cluster token itself (read from `token_file` by the node binary,
+    /// set directly by code that builds a configuration).
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 fn default_shard_count() -> u32 {
@@ -117,6 +150,15 @@ pub enum ConfigError {
     /// A data group must know where the shard controller is.
     #[error("a data group needs the shard controller's addresses")]
     NoController,
+    /// Nothing tells peers and administrators apart from anyone else.
+    #[error(
+        "a node needs a way to recognise its peers and administrators: \
+         mutual TLS (--cacert, --cert, --key) or a cluster token (--token-file)"
+    )]
+    NoIdentity,
+    /// Some TLS files are given, not all.
+    #[error("TLS needs all of --cacert, --cert and --key")]
+    PartialTls,
 }
 
 /// Settings without which no node runs.
@@ -140,6 +182,14 @@ impl NodeConfig {
             shard_count: default_shard_count(),
             controller: Vec::new(),
             join: false,
+            cacert: None,
+            cert: None,
+            key: None,
+            client_cert_auth: false,
+            admin_names: Vec::new(),
+            peer_names: Vec::new(),
+            token_file: None,
+            token: None,
         }
     }
 
@@ -169,7 +219,23 @@ impl NodeConfig {
         if matches!(self.group, GroupKey::Data(_)) && self.controller.is_empty() {
             return Err(ConfigError::NoController);
         }
+        let tls = self.tls_files();
+        if tls.any() && (tls.cacert.is_none() || tls.cert.is_none() || tls.key.is_none()) {
+            return Err(ConfigError::PartialTls);
+        }
+        if !tls.any() && self.token.is_none() && self.token_file.is_none() {
+            return Err(ConfigError::NoIdentity);
+        }
         Ok(())
+    }
+
+    /// The node's TLS files (none given: plaintext).
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
     }
 
     /// The Raft settings this node runs with.
@@ -236,6 +302,7 @@ mod tests {
             data_dir = "data/g1-2"
             group = 1
             controller = ["127.0.0.1:7001"]
+            token_file = "cluster.token"
             "#,
         )
         .unwrap();
@@ -247,6 +314,7 @@ mod tests {
         expect.data_dir = Some("data/g1-2".into());
         expect.group = GroupKey::Data(1);
         expect.controller = vec!["127.0.0.1:7001".into()];
+        expect.token_file = Some("cluster.token".into());
         assert_eq!(config, expect);
         assert_eq!(config.storage_options().group, GroupKey::Data(1));
         assert_eq!(config.raft_settings().snapshot_every_entries, 10_000);
@@ -254,7 +322,8 @@ mod tests {
 
     #[test]
     fn group_zero_is_the_controller_and_absent_is_standalone() {
-        let base = "id = 1\nlisten = \"127.0.0.1:7001\"\npeers = [\"1=127.0.0.1:7001\"]\n";
+        let base = "id = 1\nlisten = \"127.0.0.1:7001\"\npeers = [\"1=127.0.0.1:7001\"]\n\
+                    token_file = \"t\"\n";
         assert_eq!(read(base).unwrap().group, GroupKey::Standalone);
         let controller = read(&format!("{base}group = 0\n")).unwrap();
         assert_eq!(controller.group, GroupKey::Controller);
@@ -288,6 +357,14 @@ mod tests {
         check(
             "id = 1\nlisten = \"127.0.0.1:1\"\npeers = [\"1=127.0.0.1:1\"]\ngroup = 2",
             "needs the shard controller's addresses",
+        );
+        check(
+            "id = 1\nlisten = \"127.0.0.1:1\"\npeers = [\"1=127.0.0.1:1\"]",
+            "mutual TLS (--cacert, --cert, --key) or a cluster token (--token-file)",
+        );
+        check(
+            "id = 1\nlisten = \"127.0.0.1:1\"\npeers = [\"1=127.0.0.1:1\"]\ncert = \"c.pem\"",
+            "TLS needs all of --cacert, --cert and --key",
         );
     }
 }

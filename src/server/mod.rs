@@ -11,6 +11,7 @@
 //! services together.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod kv;

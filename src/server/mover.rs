@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::replica::Replica;
 use crate::client::link::{peer, GroupLink};
-use crate::client::{Client, ClientConfig, ClientError};
+use crate::client::{Client, ClientConfig, ClientError, Credentials};
 use crate::ids::{GroupId, ShardId};
 use crate::machine::command::Command;
 use crate::machine::shard::group::ShardStatus;
@@ -36,9 +36,8 @@ struct PeerGroup {
 }
 
 impl PeerGroup {
-    fn new(endpoints: Vec<String>) -> PeerGroup {
-        let mut config = ClientConfig::new(endpoints);
-        config.deadline = STEP_DEADLINE;
+    fn new(endpoints: Vec<String>, credentials: &Credentials) -> PeerGroup {
+        let config = step_config(endpoints, credentials);
         // Drawn as a client's identity would be, though this link sends no
         // writes: the draw keeps every run's random sequence as it was.
         let mut rng = crate::runtime::rng();
@@ -51,10 +50,12 @@ impl PeerGroup {
     async fn pull_shard(&mut self, num: u64, shard: ShardId) -> Result<ShardData, ClientError> {
         let deadline = tokio::time::Instant::now() + self.config.deadline;
         let request = ShardRequest { num, shard };
+        let credentials = &self.config.credentials.clone();
         let reply = self
             .link
-            .call(&self.config, deadline, |ch| async move {
-                peer(ch).pull_shard(request).await
+            .call(&self.config, deadline, |ch| {
+                let request = credentials.request(request);
+                async move { peer(ch).pull_shard(request).await }
             })
             .await?;
         codec::decode(&reply.shard).map_err(|e| {
@@ -66,21 +67,30 @@ impl PeerGroup {
     async fn drop_shard(&mut self, num: u64, shard: ShardId) -> Result<(), ClientError> {
         let deadline = tokio::time::Instant::now() + self.config.deadline;
         let request = ShardRequest { num, shard };
+        let credentials = &self.config.credentials.clone();
         self.link
-            .call(&self.config, deadline, |ch| async move {
-                peer(ch).drop_shard(request).await
+            .call(&self.config, deadline, |ch| {
+                let request = credentials.request(request);
+                async move { peer(ch).drop_shard(request).await }
             })
             .await?;
         Ok(())
     }
 }
 
-/// Runs the shard mover of the data group `replica` belongs to, for ever.
-pub async fn move_shards(replica: Replica, controller: Vec<String>) {
-    let mut controller = Client::new(ClientConfig {
+/// How the mover calls the group at `endpoints`: one step at a time, as a
+/// peer.
+fn step_config(endpoints: Vec<String>, credentials: &Credentials) -> ClientConfig {
+    ClientConfig {
         deadline: STEP_DEADLINE,
-        ..ClientConfig::new(controller)
-    });
+        credentials: credentials.clone(),
+        ..ClientConfig::new(endpoints)
+    }
+}
+
+/// Runs the shard mover of the data group `replica` belongs to, for ever.
+pub async fn move_shards(replica: Replica, controller: Vec<String>, credentials: Credentials) {
+    let mut controller = Client::new(step_config(controller, &credentials));
     let mut peers: BTreeMap<GroupId, PeerGroup> = BTreeMap::new();
     // Incoming shards this replica has counted as started, by configuration.
     let mut started: BTreeSet<(u64, ShardId)> = BTreeSet::new();
@@ -128,7 +138,7 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
             };
             let peer = peers
                 .entry(from)
-                .or_insert_with(|| PeerGroup::new(group.members_of(from)));
+                .or_insert_with(|| PeerGroup::new(group.members_of(from), &credentials));
             if pulling {
                 if started.insert((num, *shard)) {
                     replica.metrics.shard_moves_started.inc();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use openraft::BasicNode;
 
 use super::admin::AdminService;
+use super::auth::Access;
 use super::config::{ConfigError, NodeConfig};
 use super::http;
 use super::kv::KvService;
@@ -19,7 +20,7 @@ use super::mover::move_shards;
 use super::peer::PeerService;
 use super::pool::ClientPool;
 use super::replica::Replica;
-use crate::client::ClientConfig;
+use crate::client::{ClientConfig, Credentials};
 use crate::ids::{GroupKey, NodeId};
 use crate::limits::{CLIENT_MESSAGE_SIZE_MAX, RAFT_MESSAGE_SIZE_MAX};
 use crate::proto::admin_server::AdminServer;
@@ -28,6 +29,7 @@ use crate::proto::peer_server::PeerServer;
 use crate::raft::network::Network;
 use crate::raft::{self, ShoalRaft};
 use crate::storage::Storage;
+use crate::tls::{ClientTls, ServerTls, TlsError};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +47,11 @@ pub enum NodeError {
         addr: SocketAddr,
         /// The transport's error.
         #[source]
-        error: tonic::transport::Error,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The TLS files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// The HTTP gateway failed (for example, its address is taken).
     #[error("serving HTTP on {addr}")]
     Http {
@@ -66,22 +71,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
     config.validate()?;
-    let raft = start_raft(&config, storage.clone()).await?;
-    tracing::info!(id = config.id, listen = %config.listen, "node serving");
+    let (server_tls, credentials) = security(&config)?;
+    let raft = start_raft(&config, storage.clone(), credentials.clone()).await?;
+    tracing::info!(
+        id = config.id,
+        listen = %config.listen,
+        tls = server_tls.is_some(),
+        "node serving"
+    );
 
     let replica = Replica {
         raft: raft.clone(),
         state_machine: storage.state_machine.clone(),
-        clients: Arc::new(ClientPool::new(routing_clients(&config))),
+        clients: Arc::new(ClientPool::new(routing_clients(&config, &credentials))),
         metrics: Arc::new(NodeMetrics::new(&storage.metrics)),
+        access: Arc::new(Access::new(&config)),
     };
-    let kv = KvServer::new(KvService::new(replica.clone()))
-        .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
-    let admin = AdminServer::new(AdminService::new(replica.clone()))
-        .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
-    let peer = PeerServer::new(PeerService::new(replica.clone()))
-        .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
-        .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
     // Serve until asked to stop, or until consensus stops on a fatal error
     // (a failed disk, say): a replica that cannot persist must not serve.
     let fatal = std::sync::Mutex::new(None);
@@ -97,16 +102,20 @@ pub async fn run(
             }
         }
     };
-    let mover = matches!(config.group, GroupKey::Data(_))
-        .then(|| tokio::spawn(move_shards(replica.clone(), config.controller.clone())));
-    let served = tonic::transport::Server::builder()
-        .add_service(kv)
-        .add_service(admin)
-        .add_service(peer)
-        .serve_with_shutdown(config.listen, stop)
-        .await;
+    let mover = matches!(config.group, GroupKey::Data(_)).then(|| {
+        let controller = config.controller.clone();
+        tokio::spawn(move_shards(
+            replica.clone(),
+            controller,
+            credentials.clone(),
+        ))
+    });
+    let reloads = reload_on_hangup(config.id, &server_tls, &credentials);
+    let router = services(&replica);
+    let served = crate::runtime::serve_grpc(router, config.listen, server_tls, stop).await;
 
     tracing::info!(id = config.id, "node stopping");
+    reloads.abort();
     if let Some(mover) = mover {
         mover.abort();
     }
@@ -128,15 +137,74 @@ pub async fn run(
     })
 }
 
+/// The gRPC services a node serves from `replica`.
+fn services(replica: &Replica) -> tonic::transport::server::Router {
+    let kv = KvServer::new(KvService::new(replica.clone()))
+        .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
+    let admin = AdminServer::new(AdminService::new(replica.clone()))
+        .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
+    let peer = PeerServer::new(PeerService::new(replica.clone()))
+        .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
+    tonic::transport::Server::builder()
+        .add_service(kv)
+        .add_service(admin)
+        .add_service(peer)
+}
+
 /// The clients a node routes requests with: to the standalone group, or
 /// through the shard controller.
-fn routing_clients(config: &NodeConfig) -> ClientConfig {
+fn routing_clients(config: &NodeConfig, credentials: &Credentials) -> ClientConfig {
     let members = config.peers.values().cloned().collect();
-    match config.group {
+    let mut clients = match config.group {
         GroupKey::Standalone => ClientConfig::new(members),
         GroupKey::Controller => ClientConfig::sharded(members),
         GroupKey::Data(_) => ClientConfig::sharded(config.controller.clone()),
-    }
+    };
+    clients.credentials = credentials.clone();
+    clients
+}
+
+/// The node's TLS (none: plaintext) and what it presents to its peers.
+fn security(config: &NodeConfig) -> Result<(Option<Arc<ServerTls>>, Credentials), NodeError> {
+    let files = config.tls_files();
+    let (server, client) = if files.any() {
+        (
+            Some(Arc::new(ServerTls::load(&files, config.client_cert_auth)?)),
+            Some(Arc::new(ClientTls::load(&files)?)),
+        )
+    } else {
+        (None, None)
+    };
+    let credentials = Credentials {
+        token: config.token.clone(),
+        tls: client,
+    };
+    Ok((server, credentials))
+}
+
+/// Starts reading the TLS files again on every SIGHUP: connections made from
+/// then on (to the node, and by it to its peers) use the new certificates.
+fn reload_on_hangup(
+    id: NodeId,
+    server: &Option<Arc<ServerTls>>,
+    credentials: &Credentials,
+) -> tokio::task::JoinHandle<()> {
+    let (server, client) = (server.clone(), credentials.tls.clone());
+    tokio::spawn(crate::runtime::on_hangup(move || {
+        let reloaded = server
+            .iter()
+            .map(|tls| tls.reload())
+            .chain(client.iter().map(|tls| tls.reload()))
+            .collect::<Result<Vec<()>, _>>();
+        match (reloaded, &server) {
+            (_, None) => tracing::info!(id, "SIGHUP: no TLS to reload"),
+            (Ok(_), Some(_)) => tracing::info!(id, "SIGHUP: certificates reloaded"),
+            (Err(e), Some(_)) => {
+                tracing::error!(id, error = %e, "SIGHUP: certificates not reloaded; the old ones stay")
+            }
+        }
+    }))
 }
 
 /// The HTTP gateway, when the node has an address for it.
@@ -240,11 +308,15 @@ async fn fatal_error(replica: &Replica) -> String {
     }
 }
 
-async fn start_raft(config: &NodeConfig, storage: Storage) -> Result<ShoalRaft, NodeError> {
+async fn start_raft(
+    config: &NodeConfig,
+    storage: Storage,
+    credentials: Credentials,
+) -> Result<ShoalRaft, NodeError> {
     let raft = ShoalRaft::new(
         config.id,
         raft::config(&config.raft_settings()),
-        Network::new(config.id),
+        Network::new(config.id, credentials),
         storage.log,
         storage.state_machine,
     )

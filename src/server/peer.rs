@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::auth::Needs;
 use super::replica::Replica;
 use crate::error::KvError;
 use crate::machine::command::Command;
@@ -29,9 +30,16 @@ impl PeerService {
     }
 }
 
-fn decode<T: DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
-    codec::decode(&request.into_inner().payload)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+impl PeerService {
+    /// Admits `request` only from a peer replica.
+    fn admit<T>(&self, request: Request<T>) -> Result<T, Status> {
+        self.replica.access.admit(&request, Needs::Peer)?;
+        Ok(request.into_inner())
+    }
+}
+
+fn decode<T: DeserializeOwned>(message: RaftMessage) -> Result<T, Status> {
+    codec::decode(&message.payload).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn reply<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
@@ -47,25 +55,37 @@ impl Peer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        reply(&self.replica.raft.append_entries(decode(request)?).await)
+        reply(
+            &self
+                .replica
+                .raft
+                .append_entries(decode(self.admit(request)?)?)
+                .await,
+        )
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        reply(&self.replica.raft.vote(decode(request)?).await)
+        reply(&self.replica.raft.vote(decode(self.admit(request)?)?).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        reply(&self.replica.raft.install_snapshot(decode(request)?).await)
+        reply(
+            &self
+                .replica
+                .raft
+                .install_snapshot(decode(self.admit(request)?)?)
+                .await,
+        )
     }
 
     async fn pull_shard(
         &self,
         request: Request<ShardRequest>,
     ) -> Result<Response<PullShardResponse>, Status> {
-        let ShardRequest { num, shard } = request.into_inner();
+        let ShardRequest { num, shard } = self.admit(request)?;
         if buggify(FaultSite::ShardPullError) {
             return Err(KvError::Unavailable("shard pull failed (injected)".into()).into());
         }
@@ -85,7 +105,7 @@ impl Peer for PeerService {
         &self,
         request: Request<ShardRequest>,
     ) -> Result<Response<DropShardResponse>, Status> {
-        let ShardRequest { num, shard } = request.into_inner();
+        let ShardRequest { num, shard } = self.admit(request)?;
         let config_num = match &self.replica.state_machine.read().role {
             Role::Data(group) => group.config.num,
             _ => return Err(KvError::Refused("this group holds no shards".into()).into()),

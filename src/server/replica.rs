@@ -8,6 +8,7 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::BasicNode;
 
+use super::auth::Access;
 use super::metrics::NodeMetrics;
 use super::pool::ClientPool;
 use crate::error::KvError;
@@ -37,6 +38,8 @@ pub struct Replica {
     pub clients: Arc<ClientPool>,
     /// The node's metrics.
     pub metrics: Arc<NodeMetrics>,
+    /// Who may administer the node and act as its peer.
+    pub access: Arc<Access>,
 }
 
 impl Replica {

@@ -1,4 +1,8 @@
-//! Reading the source tree, for the tidy tests.
+//! Reading the source tree, for the tidy tests; [`cluster`], node processes
+//! for the real-mode tests.
+#![allow(dead_code)]
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
 use rand::Rng;
-use shoal::client::{Client, ClientConfig};
+use shoal::client::{Client, ClientConfig, Credentials};
 
 use shoal::ids::{GroupId, GroupKey, NodeId};
 use shoal::machine::Applied;
@@ -251,6 +251,7 @@ impl Cluster {
         spec: &ClusterSpec,
     ) -> NodeConfig {
         let mut config = NodeConfig::new(id, replica_addr(group, id), peers);
+        config.token = Some(CLUSTER_TOKEN.to_string());
         config.join = !self.peers[&group].contains_key(&id);
         config.cluster_name = "sim".to_string();
         config.group = group;
@@ -444,7 +445,8 @@ impl Cluster {
             .build()
     }
 
-    /// A client configuration for this group.
+    /// A client configuration for this group: a user's, who may read and
+    /// write but not administer.
     pub fn client_config(&self) -> ClientConfig {
         // A standalone group's clients know every replica, spares included,
         // as an operator would list every address the group may use.
@@ -471,7 +473,10 @@ impl Cluster {
         Fut: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let client = Client::new(self.client_config());
+        let client = Client::new(ClientConfig {
+            credentials: operator(),
+            ..self.client_config()
+        });
         self.observer
             .spawn(f(client))
             .await
@@ -575,4 +580,17 @@ fn is_corruption(error: &StorageOpenError) -> bool {
         StorageOpenError::Wal(WalError::Corrupt { .. } | WalError::Unstable { .. })
             | StorageOpenError::Snapshot(SnapshotError::Corrupt { .. })
     )
+}
+
+/// The cluster token simulated nodes share: it identifies them to each other
+/// and identifies the operator (the observer) to them. Workload clients do
+/// not have it.
+const CLUSTER_TOKEN: &str = "simulated-cluster-token";
+
+/// What the operator presents: the cluster token.
+pub fn operator() -> Credentials {
+    Credentials {
+        token: Some(CLUSTER_TOKEN.to_string()),
+        tls: None,
+    }
 }

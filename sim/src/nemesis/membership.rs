@@ -182,7 +182,12 @@ impl Nemesis<'_> {
     {
         let endpoints = self.cluster.addresses(group);
         self.cluster
-            .observe(move |_| f(Client::new(ClientConfig::new(endpoints))))
+            .observe(move |_| {
+                f(Client::new(ClientConfig {
+                    credentials: crate::cluster::operator(),
+                    ..ClientConfig::new(endpoints)
+                }))
+            })
             .await
     }
 
