@@ -115,9 +115,8 @@ pub async fn run(
     let served = crate::runtime::serve_grpc(router, config.listen, server_tls, stop).await;
 
     tracing::info!(id = config.id, "node stopping");
-    reloads.abort();
-    if let Some(mover) = mover {
-        mover.abort();
+    for task in [reloads, mover].into_iter().flatten() {
+        task.abort();
     }
     let gateway_error = gateway
         .stop(gateway_error.into_inner().expect("gateway lock"))
@@ -183,28 +182,21 @@ fn security(config: &NodeConfig) -> Result<(Option<Arc<ServerTls>>, Credentials)
     Ok((server, credentials))
 }
 
-/// Starts reading the TLS files again on every SIGHUP: connections made from
-/// then on (to the node, and by it to its peers) use the new certificates.
+/// With TLS, starts reading the TLS files again on every SIGHUP: connections
+/// made from then on (to the node, and by it to its peers) use the new
+/// certificates. On an error the old ones stay.
 fn reload_on_hangup(
     id: NodeId,
     server: &Option<Arc<ServerTls>>,
     credentials: &Credentials,
-) -> tokio::task::JoinHandle<()> {
-    let (server, client) = (server.clone(), credentials.tls.clone());
-    tokio::spawn(crate::runtime::on_hangup(move || {
-        let reloaded = server
-            .iter()
-            .map(|tls| tls.reload())
-            .chain(client.iter().map(|tls| tls.reload()))
-            .collect::<Result<Vec<()>, _>>();
-        match (reloaded, &server) {
-            (_, None) => tracing::info!(id, "SIGHUP: no TLS to reload"),
-            (Ok(_), Some(_)) => tracing::info!(id, "SIGHUP: certificates reloaded"),
-            (Err(e), Some(_)) => {
-                tracing::error!(id, error = %e, "SIGHUP: certificates not reloaded; the old ones stay")
-            }
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (server, client) = (server.clone()?, credentials.tls.clone()?);
+    Some(tokio::spawn(crate::runtime::on_hangup(move || {
+        match server.reload().and_then(|()| client.reload()) {
+            Ok(()) => tracing::info!(id, "SIGHUP: certificates reloaded"),
+            Err(e) => tracing::error!(id, error = %e, "SIGHUP: certificates not reloaded"),
         }
-    }))
+    })))
 }
 
 /// The HTTP gateway, when the node has an address for it.
