@@ -27,15 +27,19 @@ use shoal::tls::{dev, dev_certificates, TlsFiles};
 ///   data_dir = "data/g1-1"
 ///   group = 1
 ///   controller = ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+///   token_file = "cluster.token"
 ///
-/// Without `group` the replica belongs to a standalone group serving every
+/// A node needs mutual TLS (cacert, cert, key) or a cluster token to tell
+/// its peers and administrators from anyone else. Without `group` the replica belongs to a standalone group serving every
 /// key; `group = 0` makes it a shard controller replica.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
-    /// TOML file with any of: id, listen, peers, data_dir, cluster_name,
-    /// group, shard_count, controller, join, snapshot_every_entries,
-    /// entries_kept_after_snapshot.
+    /// TOML file with any of: id, listen, http_listen, metrics_listen, peers,
+    /// data_dir, cluster_name, group, shard_count, controller, join,
+    /// snapshot_every_entries, entries_kept_after_snapshot,
+    /// wal_segment_size_max, cacert, cert, key, client_cert_auth,
+    /// admin_names, peer_names, token_file.
     #[arg(long)]
     config: Option<PathBuf>,
     /// This replica's id (one of the peers).
