@@ -14,6 +14,47 @@ pub type GroupId = u64;
 /// A shard's number, `0..shard_count`.
 pub type ShardId = u32;
 
+/// Where a member of a Raft group is reached: the address clients and
+/// administrators dial, and the one its peers dial (Raft, shard transfer),
+/// as etcd has client and peer URLs. The group's membership holds one per
+/// replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The client address (`host:port`).
+    pub addr: String,
+    /// The peer address; empty when the member serves its peers on `addr`.
+    pub peer_addr: String,
+}
+
+impl Member {
+    /// A member reached at `addr` by clients and at `peer_addr` by peers
+    /// (empty: at `addr` too).
+    pub fn new(addr: impl Into<String>, peer_addr: impl Into<String>) -> Member {
+        Member {
+            addr: addr.into(),
+            peer_addr: peer_addr.into(),
+        }
+    }
+
+    /// The address its peers dial.
+    pub fn peer_addr(&self) -> &str {
+        if self.peer_addr.is_empty() {
+            &self.addr
+        } else {
+            &self.peer_addr
+        }
+    }
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.peer_addr.is_empty() {
+            true => write!(f, "{}", self.addr),
+            false => write!(f, "{} (peers: {})", self.addr, self.peer_addr),
+        }
+    }
+}
+
 /// Which Raft group a replica belongs to.
 ///
 /// Written in configuration files and flags as a number: absent for a

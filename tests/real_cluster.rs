@@ -323,8 +323,10 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
     let mut admin = admin_client(&group);
     client.put("before", "1").await.unwrap();
 
-    // A fourth replica, started to join rather than to form a group.
+    // A fourth replica, started to join rather than to form a group, serving
+    // its peers on an address of their own.
     let addr = format!("127.0.0.1:{}", free_port());
+    let peer_addr = format!("127.0.0.1:{}", free_port());
     let mut peers = group.peers();
     peers.push(format!("4={addr}"));
     let data_dir = group.dir.0.join("4").display().to_string();
@@ -339,6 +341,10 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
         &data_dir,
         "--token-file",
         &group.token_file.display().to_string(),
+        "--peer-listen",
+        &peer_addr,
+        "--peer-addrs",
+        &format!("4={peer_addr}"),
         "--join",
     ];
     let mut fourth = Node {
@@ -352,7 +358,8 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
     group.nodes.push(fourth);
 
     let (stop, writer) = spawn_writer(&group, "churn");
-    let members = admin.add_replica(4, addr.clone()).await.unwrap();
+    let member = shoal::ids::Member::new(addr.clone(), peer_addr);
+    let members = admin.add_replica(4, member).await.unwrap();
     assert_eq!(members.len(), 4, "{members:?}");
     let members = admin.remove_replica(1).await.unwrap();
     assert!(!members.contains_key(&1), "{members:?}");

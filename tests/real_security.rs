@@ -295,7 +295,9 @@ async fn a_replica_from_another_ca_cannot_join() {
     group.nodes.push(fourth);
     // Whatever the group makes of the request, the stranger never gets the
     // log: it holds no key a while later.
-    let _ = admin.add_replica(4, addr.clone()).await;
+    let _ = admin
+        .add_replica(4, shoal::ids::Member::new(addr.clone(), ""))
+        .await;
     admin.put("after", "2").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut config = ClientConfig::new(vec![addr]);

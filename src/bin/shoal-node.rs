@@ -35,11 +35,11 @@ use shoal::tls::{dev, dev_certificates, TlsFiles};
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
-    /// TOML file with any of: id, listen, http_listen, metrics_listen, peers,
-    /// data_dir, cluster_name, group, shard_count, controller, join,
-    /// snapshot_every_entries, entries_kept_after_snapshot,
-    /// wal_segment_size_max, cacert, cert, key, client_cert_auth,
-    /// admin_names, peer_names, token_file.
+    /// TOML file with any of: id, listen, peer_listen, http_listen,
+    /// metrics_listen, peers, peer_addrs, data_dir, cluster_name, group,
+    /// shard_count, controller, join, snapshot_every_entries,
+    /// entries_kept_after_snapshot, wal_segment_size_max, cacert, cert, key,
+    /// client_cert_auth, admin_names, peer_names, token_file.
     #[arg(long)]
     config: Option<PathBuf>,
     /// This replica's id (one of the peers).
@@ -48,6 +48,14 @@ struct Args {
     /// Address to serve gRPC on, e.g. 127.0.0.1:7001.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address to serve peers on (Raft, shard transfer), apart from
+    /// clients; this node's entry in --peer-addrs must name it.
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
+    /// Members' peer addresses as ID=HOST:PORT, comma-separated, for those
+    /// that serve peers apart from clients.
+    #[arg(long, value_delimiter = ',')]
+    peer_addrs: Vec<String>,
     /// Address to serve the HTTP/JSON gateway on, e.g. 127.0.0.1:8001
     /// (none if absent).
     #[arg(long)]
@@ -155,6 +163,11 @@ impl Args {
         set("id", self.id.map(|id| toml::Value::Integer(id as i64)));
         set("listen", self.listen.map(|a| a.to_string().into()));
         set(
+            "peer_listen",
+            self.peer_listen.map(|a| a.to_string().into()),
+        );
+        set("peer_addrs", list(&self.peer_addrs));
+        set(
             "http_listen",
             self.http_listen.map(|a| a.to_string().into()),
         );
@@ -232,6 +245,8 @@ async fn open_storage(config: &NodeConfig, data_dir: &Path) -> anyhow::Result<St
 const DEV_HTTP_PORT_OFFSET: u64 = 1000;
 /// A `--dev` replica's metrics endpoint listens this far above its gRPC port.
 const DEV_METRICS_PORT_OFFSET: u64 = 2000;
+/// A `--dev` replica serves its peers this far above its gRPC port.
+const DEV_PEER_PORT_OFFSET: u64 = 3000;
 
 fn dev_group(
     group: GroupKey,
@@ -240,10 +255,13 @@ fn dev_group(
     controller: &[String],
 ) -> anyhow::Result<Vec<NodeConfig>> {
     let addr = |i: u64| format!("127.0.0.1:{}", first_port + i - 1);
+    let peer_addr = |i: u64| format!("127.0.0.1:{}", first_port + i - 1 + DEV_PEER_PORT_OFFSET);
     let peers: BTreeMap<u64, String> = (1..=nodes).map(|id| (id, addr(id))).collect();
     (1..=nodes)
         .map(|id| {
             let mut config = NodeConfig::new(id, addr(id).parse()?, peers.clone());
+            config.peer_listen = Some(peer_addr(id).parse()?);
+            config.peer_addrs = (1..=nodes).map(|id| (id, peer_addr(id))).collect();
             let http = format!("127.0.0.1:{}", first_port + id - 1 + DEV_HTTP_PORT_OFFSET);
             config.http_listen = Some(http.parse()?);
             let metrics = format!(

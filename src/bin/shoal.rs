@@ -138,8 +138,12 @@ enum Admin {
     AddReplica {
         #[arg(long)]
         node: u64,
+        /// Its client address.
         #[arg(long)]
         addr: String,
+        /// Its peer address, if it serves its peers on another.
+        #[arg(long, default_value = "")]
+        peer_addr: String,
     },
     /// Remove a replica from the group at --endpoints.
     RemoveReplica {
@@ -287,8 +291,13 @@ async fn admin(
 ) -> Result<ExitCode, shoal::client::ClientError> {
     use shoal::machine::shard::controller::ControllerOp;
     let op = match command {
-        Admin::AddReplica { node, addr } => {
-            return print_members(client.add_replica(node, addr).await?)
+        Admin::AddReplica {
+            node,
+            addr,
+            peer_addr,
+        } => {
+            let member = shoal::ids::Member::new(addr, peer_addr);
+            return print_members(client.add_replica(node, member).await?);
         }
         Admin::RemoveReplica { node } => return print_members(client.remove_replica(node).await?),
         Admin::Status => {

@@ -164,6 +164,7 @@ mod tests {
                     role: role.into(),
                     last_applied: applied,
                     members: Default::default(),
+                    peer_members: Default::default(),
                     keys: 10 * id,
                 },
                 Duration::from_millis(2),

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use rand::Rng;
 use tonic::Status;
 
+mod admin;
 pub mod endpoints;
 pub mod link;
 pub mod retry;
@@ -26,11 +27,10 @@ use crate::error::KvError;
 use crate::ids::{GroupId, ShardId};
 use crate::limits::{check_key, check_value};
 use crate::machine::shard::config::Config;
-use crate::machine::shard::controller::ControllerOp;
 use crate::machine::shard::shard_of;
 use crate::proto::{
-    CasRequest, DeleteRequest, GetRequest, MembershipRequest, PutRequest, QueryRequest,
-    ReconfigureRequest, ScanRequest, StatusRequest, StatusResponse, WriteId,
+    CasRequest, DeleteRequest, GetRequest, PutRequest, QueryRequest, ScanRequest, StatusRequest,
+    StatusResponse, WriteId,
 };
 pub use crate::tls::Credentials;
 pub use link::GroupLink;
@@ -325,68 +325,6 @@ impl Client {
                 kv(ch).status(StatusRequest {}).await
             })
             .await
-    }
-
-    /// Shard controller: configuration `num` (the latest if `None`).
-    pub async fn query(&mut self, num: Option<u64>) -> Result<Config, ClientError> {
-        let deadline = self.deadline();
-        query(&mut self.home, &self.config, deadline, num).await
-    }
-
-    /// Shard controller: applies `op`; returns the configuration it made.
-    pub async fn reconfigure(&mut self, op: &ControllerOp) -> Result<Config, ClientError> {
-        let deadline = self.deadline();
-        let request = ReconfigureRequest::from(op);
-        let credentials = &self.config.credentials.clone();
-        let reply = self
-            .home
-            .call(&self.config, deadline, |ch| {
-                let request = credentials.request(request.clone());
-                async move { admin(ch).reconfigure(request).await }
-            })
-            .await?;
-        config_of(reply)
-    }
-
-    /// Adds replica `id` at `addr` (running, started to join) to the group
-    /// at this client's endpoints; returns the group's members afterwards.
-    pub async fn add_replica(
-        &mut self,
-        id: u64,
-        addr: String,
-    ) -> Result<BTreeMap<u64, String>, ClientError> {
-        self.change_membership(MembershipRequest {
-            add_id: Some(id),
-            add_addr: addr,
-            remove_id: None,
-        })
-        .await
-    }
-
-    /// Removes replica `id` from the group at this client's endpoints.
-    pub async fn remove_replica(&mut self, id: u64) -> Result<BTreeMap<u64, String>, ClientError> {
-        self.change_membership(MembershipRequest {
-            add_id: None,
-            add_addr: String::new(),
-            remove_id: Some(id),
-        })
-        .await
-    }
-
-    async fn change_membership(
-        &mut self,
-        request: MembershipRequest,
-    ) -> Result<BTreeMap<u64, String>, ClientError> {
-        let deadline = self.deadline();
-        let credentials = &self.config.credentials.clone();
-        let reply = self
-            .home
-            .call(&self.config, deadline, |ch| {
-                let request = credentials.request(request.clone());
-                async move { admin(ch).change_membership(request).await }
-            })
-            .await?;
-        Ok(reply.members)
     }
 
     fn next_write_id(&mut self) -> WriteId {

@@ -17,11 +17,11 @@ pub mod shard;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use openraft::{BasicNode, LogId, StoredMembership};
+use openraft::{LogId, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
-use crate::ids::{GroupKey, NodeId, ShardId};
+use crate::ids::{GroupKey, Member, NodeId, ShardId};
 use crate::runtime::{planted, PlantedBug};
 use command::{Command, CommandResult};
 use kv::{KvState, Session};
@@ -35,7 +35,7 @@ pub struct Applied {
     /// The last log entry applied.
     pub last_applied: Option<LogId<NodeId>>,
     /// The membership as of `last_applied`.
-    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub membership: StoredMembership<NodeId, Member>,
     /// The data and the de-duplication table.
     pub kv: KvState,
     /// What the group is for, with its sharding state.

@@ -8,9 +8,9 @@ pub mod network;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::SnapshotPolicy;
 
-use crate::ids::NodeId;
+use crate::ids::{Member, NodeId};
 use crate::limits::{ENTRIES_PER_APPEND_MAX, SNAPSHOT_CHUNK_SIZE_BYTES};
 use crate::machine::command::{Command, CommandResult};
 use crate::runtime::ShoalRuntime;
@@ -21,7 +21,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
-        Node = BasicNode,
+        Node = Member,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = ShoalRuntime,

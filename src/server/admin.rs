@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::ids::Member;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::BasicNode;
 use tonic::{Request, Response, Status};
 
 use super::auth::Needs;
@@ -77,7 +77,7 @@ async fn retry_in_progress<F, Fut, T>(mut change: F) -> Result<T, Status>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<
-        Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+        Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, Member>>>,
     >,
 {
     let mut attempts = 0;
@@ -128,6 +128,7 @@ impl Admin for AdminService {
         let MembershipRequest {
             add_id,
             add_addr,
+            add_peer_addr,
             remove_id,
         } = request.into_inner();
         let raft = &self.replica.raft;
@@ -137,7 +138,7 @@ impl Admin for AdminService {
                 if add_addr.is_empty() {
                     return Err(Status::invalid_argument("add_addr is required with add_id"));
                 }
-                let node = BasicNode::new(add_addr);
+                let node = Member::new(add_addr, add_peer_addr);
                 retry_in_progress(|| raft.add_learner(id, node.clone(), false)).await?;
                 voters.insert(id);
             }

@@ -24,8 +24,13 @@ use crate::tls::TlsFiles;
 pub struct NodeConfig {
     /// This replica's id; must be one of `peers`.
     pub id: NodeId,
-    /// Address the gRPC server binds.
+    /// Address the gRPC server binds: clients and administrators, and peers
+    /// too unless `peer_listen` is set.
     pub listen: SocketAddr,
+    /// Address to serve peers on (Raft, shard transfer), apart from
+    /// clients, as etcd has peer URLs apart from client URLs.
+    #[serde(default)]
+    pub peer_listen: Option<SocketAddr>,
     /// Address of the HTTP/JSON gateway (none if absent).
     #[serde(default)]
     pub http_listen: Option<SocketAddr>,
@@ -37,6 +42,10 @@ pub struct NodeConfig {
     /// peers and clients dial.
     #[serde(deserialize_with = "peer_entries")]
     pub peers: BTreeMap<NodeId, String>,
+    /// The members' peer addresses, `"ID=HOST:PORT"`, for those that serve
+    /// their peers apart (the others are reached at their `peers` address).
+    #[serde(default, deserialize_with = "peer_entries")]
+    pub peer_addrs: BTreeMap<NodeId, String>,
     /// Directory for this replica's data (required by the node binary; the
     /// simulator keeps data on simulated disks).
     #[serde(default)]
@@ -170,6 +179,8 @@ impl NodeConfig {
         NodeConfig {
             id,
             listen,
+            peer_listen: None,
+            peer_addrs: BTreeMap::new(),
             http_listen: None,
             metrics_listen: None,
             peers,
@@ -219,6 +230,20 @@ impl NodeConfig {
         if matches!(self.group, GroupKey::Data(_)) && self.controller.is_empty() {
             return Err(ConfigError::NoController);
         }
+        if let Some(id) = self
+            .peer_addrs
+            .keys()
+            .find(|id| !self.peers.contains_key(id))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "peer_addrs names replica {id}, which is not among the peers"
+            )));
+        }
+        if self.peer_listen.is_some() != self.peer_addrs.contains_key(&self.id) {
+            return Err(ConfigError::Invalid(
+                "peer_listen and this node's entry in peer_addrs go together".into(),
+            ));
+        }
         let tls = self.tls_files();
         if tls.any() && (tls.cacert.is_none() || tls.cert.is_none() || tls.key.is_none()) {
             return Err(ConfigError::PartialTls);
@@ -227,6 +252,12 @@ impl NodeConfig {
             return Err(ConfigError::NoIdentity);
         }
         Ok(())
+    }
+
+    /// Where replica `id`'s peers reach it, if apart from its client
+    /// address (else empty).
+    pub fn peer_addr_of(&self, id: NodeId) -> String {
+        self.peer_addrs.get(&id).cloned().unwrap_or_default()
     }
 
     /// The node's TLS files (none given: plaintext).

@@ -5,17 +5,20 @@
 //! step that fails is simply tried again on the next round.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::Duration;
 
+use tonic::transport::Channel;
+
 use super::replica::Replica;
-use crate::client::link::{peer, GroupLink};
+use crate::client::link::{kv, peer, GroupLink};
 use crate::client::{Client, ClientConfig, ClientError, Credentials};
 use crate::ids::{GroupId, ShardId};
 use crate::machine::command::Command;
 use crate::machine::shard::group::ShardStatus;
 use crate::machine::shard::ShardOp;
 use crate::machine::{Role, ShardData};
-use crate::proto::ShardRequest;
+use crate::proto::{ShardRequest, StatusRequest};
 use crate::raft::codec;
 use crate::runtime::{buggify_delay, reached, FaultSite, Situation};
 
@@ -29,31 +32,65 @@ const STEP_DEADLINE: Duration = Duration::from_secs(2);
 const BUGGIFY_MOVE_DELAY_MAX: Duration = Duration::from_millis(1000);
 
 /// Calls to another data group: pulling a shard from it and telling it to
-/// drop one.
+/// drop one, at its members' peer addresses, which it is asked for first at
+/// their client addresses (those the controller's configuration names).
 struct PeerGroup {
     config: ClientConfig,
     link: GroupLink,
+    /// The link to the members' peer addresses, once known.
+    peers: Option<(ClientConfig, GroupLink)>,
 }
 
 impl PeerGroup {
     fn new(endpoints: Vec<String>, credentials: &Credentials) -> PeerGroup {
         let config = step_config(endpoints, credentials);
-        // Drawn as a client's identity would be, though this link sends no
-        // writes: the draw keeps every run's random sequence as it was.
-        let mut rng = crate::runtime::rng();
-        let _identity: u64 = rand::Rng::gen(&mut rng);
-        let link = GroupLink::new(config.endpoints.clone(), &mut rng);
-        PeerGroup { config, link }
+        let link = GroupLink::new(config.endpoints.clone(), &mut crate::runtime::rng());
+        PeerGroup {
+            config,
+            link,
+            peers: None,
+        }
+    }
+
+    /// Calls the group at its peer addresses (asking for them first if
+    /// need be); a failure makes the next call ask again.
+    async fn call<T, F, Fut>(&mut self, send: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let (config, link) = match &mut self.peers {
+            Some(peers) => peers,
+            None => {
+                let status = self
+                    .link
+                    .call(&self.config, deadline, |ch| async move {
+                        kv(ch).status(StatusRequest {}).await
+                    })
+                    .await?;
+                let mut addrs: Vec<String> = status.peer_members.into_values().collect();
+                if addrs.is_empty() {
+                    addrs = self.config.endpoints.clone();
+                }
+                let config = step_config(addrs, &self.config.credentials);
+                let link = GroupLink::new(config.endpoints.clone(), &mut crate::runtime::rng());
+                self.peers.insert((config, link))
+            }
+        };
+        let called = link.call(config, deadline, send).await;
+        if called.is_err() {
+            self.peers = None;
+        }
+        called
     }
 
     /// Takes a shard the group gave away at configuration `num`.
     async fn pull_shard(&mut self, num: u64, shard: ShardId) -> Result<ShardData, ClientError> {
-        let deadline = tokio::time::Instant::now() + self.config.deadline;
         let request = ShardRequest { num, shard };
         let credentials = &self.config.credentials.clone();
         let reply = self
-            .link
-            .call(&self.config, deadline, |ch| {
+            .call(|ch| {
                 let request = credentials.request(request);
                 async move { peer(ch).pull_shard(request).await }
             })
@@ -65,15 +102,13 @@ impl PeerGroup {
 
     /// Tells the group to delete a shard given away at `num`.
     async fn drop_shard(&mut self, num: u64, shard: ShardId) -> Result<(), ClientError> {
-        let deadline = tokio::time::Instant::now() + self.config.deadline;
         let request = ShardRequest { num, shard };
         let credentials = &self.config.credentials.clone();
-        self.link
-            .call(&self.config, deadline, |ch| {
-                let request = credentials.request(request);
-                async move { peer(ch).drop_shard(request).await }
-            })
-            .await?;
+        self.call(|ch| {
+            let request = credentials.request(request);
+            async move { peer(ch).drop_shard(request).await }
+        })
+        .await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use openraft::BasicNode;
+use crate::ids::Member;
 
 use super::admin::AdminService;
 use super::auth::Access;
@@ -111,8 +111,7 @@ pub async fn run(
         ))
     });
     let reloads = reload_on_hangup(config.id, &server_tls, &credentials);
-    let router = services(&replica);
-    let served = crate::runtime::serve_grpc(router, config.listen, server_tls, stop).await;
+    let served = serve(&config, &replica, server_tls, stop).await;
 
     tracing::info!(id = config.id, "node stopping");
     for task in [reloads, mover].into_iter().flatten() {
@@ -130,14 +129,20 @@ pub async fn run(
     if let Some((addr, error)) = gateway_error {
         return Err(NodeError::Http { addr, error });
     }
-    served.map_err(|error| NodeError::Serve {
-        addr: config.listen,
-        error,
-    })
+    served
 }
 
-/// The gRPC services a node serves from `replica`.
-fn services(replica: &Replica) -> tonic::transport::server::Router {
+/// Serves the node's gRPC services from `replica` until `stop` resolves:
+/// clients, administrators and peers on `listen`, or peers apart on
+/// `peer_listen`. Either listener failing stops both.
+async fn serve(
+    config: &NodeConfig,
+    replica: &Replica,
+    tls: Option<Arc<ServerTls>>,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    use crate::runtime::serve_grpc;
+    use tonic::transport::Server;
     let kv = KvServer::new(KvService::new(replica.clone()))
         .max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX);
     let admin = AdminServer::new(AdminService::new(replica.clone()))
@@ -145,10 +150,33 @@ fn services(replica: &Replica) -> tonic::transport::server::Router {
     let peer = PeerServer::new(PeerService::new(replica.clone()))
         .max_decoding_message_size(RAFT_MESSAGE_SIZE_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_SIZE_MAX);
-    tonic::transport::Server::builder()
-        .add_service(kv)
-        .add_service(admin)
-        .add_service(peer)
+    let failed = |addr| move |error| NodeError::Serve { addr, error };
+    let (listen, clients) = (config.listen, Server::builder().add_service(kv));
+    let Some(peer_listen) = config.peer_listen else {
+        let all = clients.add_service(admin).add_service(peer);
+        return serve_grpc(all, listen, tls, stop)
+            .await
+            .map_err(failed(listen));
+    };
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let stop = async move {
+        stop.await;
+        let _ = stopping.send(true);
+    };
+    let peers_stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let clients = serve_grpc(clients.add_service(admin), listen, tls.clone(), stop);
+    let peers = serve_grpc(
+        Server::builder().add_service(peer),
+        peer_listen,
+        tls,
+        peers_stop,
+    );
+    tokio::try_join!(async { clients.await.map_err(failed(listen)) }, async {
+        peers.await.map_err(failed(peer_listen))
+    },)
+    .map(|_| ())
 }
 
 /// The clients a node routes requests with: to the standalone group, or
@@ -191,12 +219,12 @@ fn reload_on_hangup(
     credentials: &Credentials,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let (server, client) = (server.clone()?, credentials.tls.clone()?);
-    Some(tokio::spawn(crate::runtime::on_hangup(move || {
-        match server.reload().and_then(|()| client.reload()) {
+    Some(tokio::spawn(crate::runtime::on_hangup(
+        move || match server.reload().and_then(|()| client.reload()) {
             Ok(()) => tracing::info!(id, "SIGHUP: certificates reloaded"),
             Err(e) => tracing::error!(id, error = %e, "SIGHUP: certificates not reloaded"),
-        }
-    })))
+        },
+    )))
 }
 
 /// The HTTP gateway, when the node has an address for it.
@@ -322,10 +350,10 @@ async fn start_raft(
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     if !initialized && !config.join {
-        let members: BTreeMap<NodeId, BasicNode> = config
+        let members: BTreeMap<NodeId, Member> = config
             .peers
             .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .map(|(id, addr)| (*id, Member::new(addr, config.peer_addr_of(*id))))
             .collect();
         match raft.initialize(members).await {
             Ok(()) => tracing::info!(id = config.id, "group initialized"),

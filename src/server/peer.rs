@@ -36,6 +36,29 @@ impl PeerService {
         self.replica.access.admit(&request, Needs::Peer)?;
         Ok(request.into_inner())
     }
+
+    /// `error`, with a leader hint pointing at the leader's peer address
+    /// (where a peer's call must go), not its client address.
+    fn for_peer(&self, error: KvError) -> KvError {
+        let KvError::NotLeader {
+            leader_id: Some(leader),
+            ..
+        } = error
+        else {
+            return error;
+        };
+        let metrics = self.replica.raft.metrics();
+        let view = metrics.borrow();
+        let leader_addr = view
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, member)| member.peer_addr().to_string());
+        KvError::NotLeader {
+            leader_id: Some(leader),
+            leader_addr,
+        }
+    }
 }
 
 fn decode<T: DeserializeOwned>(message: RaftMessage) -> Result<T, Status> {
@@ -89,7 +112,8 @@ impl Peer for PeerService {
         if buggify(FaultSite::ShardPullError) {
             return Err(KvError::Unavailable("shard pull failed (injected)".into()).into());
         }
-        self.replica.read_barrier().await?;
+        let barrier = self.replica.read_barrier().await;
+        barrier.map_err(|e| self.for_peer(e))?;
         let data = self
             .replica
             .state_machine
@@ -116,7 +140,8 @@ impl Peer for PeerService {
         // Dropping twice, or a shard already gone, is fine: the answer is the
         // same, the shard is not here.
         let command = Command::Shard(ShardOp::Drop { num, shard });
-        self.replica.write(command).await?;
+        let written = self.replica.write(command).await;
+        written.map_err(|e| self.for_peer(e))?;
         Ok(Response::new(DropShardResponse {}))
     }
 }

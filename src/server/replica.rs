@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ids::Member;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-use openraft::BasicNode;
 
 use super::auth::Access;
 use super::metrics::NodeMetrics;
@@ -109,6 +109,11 @@ impl Replica {
                 .nodes()
                 .map(|(id, node)| (*id, node.addr.clone()))
                 .collect(),
+            peer_members: metrics
+                .membership_config
+                .nodes()
+                .map(|(id, node)| (*id, node.peer_addr().to_string()))
+                .collect(),
             keys: self.state_machine.read().kv.data.len() as u64,
         }
     }
@@ -121,14 +126,14 @@ impl Replica {
     }
 }
 
-fn not_leader(forward: &ForwardToLeader<NodeId, BasicNode>) -> KvError {
+fn not_leader(forward: &ForwardToLeader<NodeId, Member>) -> KvError {
     KvError::NotLeader {
         leader_id: forward.leader_id,
         leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
     }
 }
 
-fn from_read_error(error: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>) -> KvError {
+fn from_read_error(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>) -> KvError {
     match error {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(&f),
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
@@ -139,7 +144,7 @@ fn from_read_error(error: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode
 }
 
 /// The [`KvError`] a failed client write (or membership change) answers.
-pub fn from_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> KvError {
+pub fn from_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> KvError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(&f),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {

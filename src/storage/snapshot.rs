@@ -12,10 +12,10 @@
 //! `.tmp` file, which is synced, renamed into place, and the directory synced;
 //! only then are older snapshots removed.
 
-use openraft::{BasicNode, SnapshotMeta};
+use openraft::SnapshotMeta;
 
 use super::disk::{read_stable, DiskRef, StableReadError};
-use crate::ids::NodeId;
+use crate::ids::{Member, NodeId};
 use crate::raft::codec;
 
 /// Directory of snapshot files on the disk.
@@ -25,7 +25,7 @@ const MAGIC: &[u8; 8] = b"SHOALSNP";
 const VERSION: u32 = 1;
 
 /// Snapshot metadata as openraft defines it.
-pub type Meta = SnapshotMeta<NodeId, BasicNode>;
+pub type Meta = SnapshotMeta<NodeId, Member>;
 
 /// A snapshot file that cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
-    StorageError, StorageIOError, StoredMembership,
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 
 use super::disk::DiskRef;
 use super::snapshot::{self, SnapshotError};
 use super::StorageMetrics;
-use crate::ids::{GroupKey, NodeId};
+use crate::ids::{GroupKey, Member, NodeId};
 use crate::machine::command::CommandResult;
 use crate::machine::Applied;
 use crate::raft::{codec, TypeConfig};
@@ -33,7 +33,7 @@ const BUGGIFY_SNAPSHOT_DELAY_MAX: Duration = Duration::from_millis(800);
 
 #[derive(Debug, Clone)]
 struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, BasicNode>,
+    meta: SnapshotMeta<NodeId, Member>,
     data: Vec<u8>,
 }
 
@@ -117,7 +117,7 @@ impl StateMachineStore {
     /// `snapshot_writes`.
     async fn persist_snapshot(
         &self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         data: &[u8],
     ) -> Result<bool, StorageError<NodeId>> {
         let current = self.snapshot_last_log_id();
@@ -154,7 +154,7 @@ struct SnapshotMismatch {
 }
 
 fn io_error(
-    meta: Option<&SnapshotMeta<NodeId, BasicNode>>,
+    meta: Option<&SnapshotMeta<NodeId, Member>>,
     e: &codec::CodecError,
 ) -> StorageError<NodeId> {
     match meta {
@@ -208,7 +208,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>>
     {
         let applied = self.read();
         Ok((applied.last_applied, applied.membership.clone()))
@@ -256,7 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let started = tokio::time::Instant::now();

@@ -24,6 +24,13 @@ pub(super) fn replica_addr(group: GroupKey, id: NodeId) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, net, 0, id)), PORT)
 }
 
+/// Where replica `id` of `group` serves its peers: apart from its clients,
+/// as a deployment with separate peer and client addresses does.
+pub(super) fn peer_addr(group: GroupKey, id: NodeId) -> SocketAddr {
+    let addr = replica_addr(group, id);
+    SocketAddr::new(addr.ip(), PORT + 1)
+}
+
 pub(super) fn replica_id(group: GroupKey, id: NodeId) -> ReplicaId {
     group.number().map_or(id, |g| 100 * (g + 1) + id)
 }

@@ -19,7 +19,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use rand::Rng;
 use shoal::client::{Client, ClientConfig, Credentials};
 
-use shoal::ids::{GroupId, GroupKey, NodeId};
+use shoal::ids::{GroupId, GroupKey, Member, NodeId};
 use shoal::machine::Applied;
 use shoal::server::config::NodeConfig;
 use shoal::server::node::run;
@@ -40,7 +40,7 @@ const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 mod layout;
 
 pub use layout::ReplicaId;
-use layout::{replica_addr, replica_id};
+use layout::{peer_addr, replica_addr, replica_id};
 
 /// Port every simulated replica serves on.
 pub(crate) const PORT: u16 = 7000;
@@ -250,7 +250,13 @@ impl Cluster {
         peers: BTreeMap<NodeId, String>,
         spec: &ClusterSpec,
     ) -> NodeConfig {
+        let peer_addrs = peers
+            .keys()
+            .map(|&member| (member, peer_addr(group, member).to_string()))
+            .collect();
         let mut config = NodeConfig::new(id, replica_addr(group, id), peers);
+        config.peer_listen = Some(peer_addr(group, id));
+        config.peer_addrs = peer_addrs;
         config.token = Some(CLUSTER_TOKEN.to_string());
         config.join = !self.peers[&group].contains_key(&id);
         config.cluster_name = "sim".to_string();
@@ -290,14 +296,18 @@ impl Cluster {
     }
 
     /// A spare replica of `group` not yet added: (replica, node id, address).
-    pub fn take_spare(&self, group: GroupKey) -> Option<(ReplicaId, NodeId, String)> {
+    pub fn take_spare(&self, group: GroupKey) -> Option<(ReplicaId, NodeId, Member)> {
         let mut spares = self.spares.lock().expect("spares");
         let id = *spares
             .iter()
             .find(|id| self.replicas[id].name.group == group)?;
         spares.remove(&id);
         let node_id = self.replicas[&id].name.node;
-        Some((id, node_id, replica_addr(group, node_id).to_string()))
+        let member = Member::new(
+            replica_addr(group, node_id).to_string(),
+            peer_addr(group, node_id).to_string(),
+        );
+        Some((id, node_id, member))
     }
 
     /// The current voters of `group`, as its most advanced replica knows

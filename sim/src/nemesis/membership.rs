@@ -148,13 +148,13 @@ impl Nemesis<'_> {
     }
 
     async fn add_replica(&self, group: GroupKey) {
-        let Some((_, node_id, addr)) = self.cluster.take_spare(group) else {
+        let Some((_, node_id, member)) = self.cluster.take_spare(group) else {
             self.record(format!("add replica skipped: group {group:?} has no spare"));
             return;
         };
         let result = self
             .with_group(group, move |mut client| async move {
-                client.add_replica(node_id, addr).await
+                client.add_replica(node_id, member).await
             })
             .await;
         self.record_members(format!("add replica {node_id} to group {group:?}"), result);
