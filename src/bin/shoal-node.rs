@@ -74,6 +74,12 @@ struct Args {
     /// (`shoal admin add-replica`) instead of forming the group.
     #[arg(long)]
     join: bool,
+    /// Seed this replica of a new group from a backup file (`shoal snapshot
+    /// save`) before it starts: every member of the new group starts with
+    /// the same file and the new group's peers. Refused unless the data
+    /// directory is empty, and if the file is damaged.
+    #[arg(long)]
+    restore: Option<PathBuf>,
     /// Log lines as text, or as JSON objects (one per line) for log shippers.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -177,6 +183,53 @@ async fn open_storage(config: &NodeConfig, data_dir: &Path) -> anyhow::Result<St
     )
     .await
     .with_context(|| format!("recovering the replica in {}", data_dir.display()))
+}
+
+/// Seeds the empty `data_dir` from the backup `file`: its state becomes the
+/// replica's installed snapshot, with the group's members as its membership.
+/// Nothing is written unless the file is whole and the directory empty.
+async fn restore(config: &NodeConfig, data_dir: &Path, file: &Path) -> anyhow::Result<()> {
+    use shoal::storage::backup;
+    use shoal::storage::disk::LOCK_FILE;
+    if config.join {
+        bail!("--restore seeds a new group; a replica started with --join gets its state from the group");
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let backup = backup::decode(&bytes).map_err(|damage| {
+        anyhow::anyhow!(
+            "refusing to restore: {} is damaged at byte offset {}: {}",
+            file.display(),
+            damage.offset,
+            damage.reason
+        )
+    })?;
+    let (meta, data) = backup::restored_snapshot(&backup, config.group, &config.peers)
+        .with_context(|| format!("refusing to restore from {}", file.display()))?;
+    if let Ok(entries) = std::fs::read_dir(data_dir) {
+        let names: Vec<String> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|name| name != LOCK_FILE)
+            .collect();
+        if !names.is_empty() {
+            bail!(
+                "refusing to restore into {}: the data directory is not empty ({})",
+                data_dir.display(),
+                names.join(", ")
+            );
+        }
+    }
+    let disk: shoal::storage::disk::DiskRef = Arc::new(
+        OsDisk::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))?,
+    );
+    backup::seed(&disk, LOCK_FILE, &meta, &data)
+        .await
+        .with_context(|| format!("restoring into {}", data_dir.display()))?;
+    tracing::info!(
+        backup = %file.display(),
+        index = meta.last_log_id.map_or(0, |id| id.index),
+        "replica seeded from the backup"
+    );
+    Ok(())
 }
 
 /// One group of a `--dev` cluster: `nodes` replicas on consecutive ports.
@@ -394,6 +447,9 @@ async fn main() -> anyhow::Result<()> {
         .data_dir
         .clone()
         .expect("load requires a data directory");
+    if let Some(file) = &args.restore {
+        restore(&config, &data_dir, file).await?;
+    }
     let storage = open_storage(&config, &data_dir).await?;
     run(config, storage, shoal::runtime::shutdown_signal()).await?;
     Ok(())

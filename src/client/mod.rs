@@ -18,6 +18,7 @@ use bytes::Bytes;
 use rand::Rng;
 use tonic::Status;
 
+pub mod backup;
 pub mod endpoints;
 pub mod link;
 pub mod retry;

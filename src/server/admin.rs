@@ -1,5 +1,5 @@
 //! Administration: the shard controller's configurations (query, join,
-//! leave, move) and changes to a group's replica membership.
+//! leave, move), changes to a group's replica membership, and backups.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,9 +16,12 @@ use crate::machine::shard::controller::ControllerOp;
 use crate::machine::shard::ShardOp;
 use crate::machine::Role;
 use crate::proto::admin_server::Admin;
+use crate::limits::BACKUP_CHUNK_SIZE_BYTES;
 use crate::proto::{
     ConfigResponse, MembershipRequest, MembershipResponse, QueryRequest, ReconfigureRequest,
+    SaveSnapshotRequest, SnapshotChunk,
 };
+use crate::storage::backup;
 
 /// Retries of a membership change refused because another is settling.
 const MEMBERSHIP_RETRIES_MAX: u32 = 20;
@@ -94,8 +97,34 @@ where
     }
 }
 
+/// A backup file's bytes, as `SaveSnapshot` streams them.
+type ChunkStream = std::pin::Pin<
+    Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<SnapshotChunk, Status>> + Send>,
+>;
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type SaveSnapshotStream = ChunkStream;
+
+    async fn save_snapshot(
+        &self,
+        _request: Request<SaveSnapshotRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        self.replica.read_barrier().await?;
+        let state_machine = &self.replica.state_machine;
+        let (meta, state) = state_machine
+            .capture()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let group = backup::group_of(&state_machine.read());
+        let file = backup::encode(group, &meta, &state);
+        tracing::info!(%group, last_log_id = ?meta.last_log_id, size_bytes = file.len(), "backup taken");
+        let chunks: Vec<Result<SnapshotChunk, Status>> = file
+            .chunks(BACKUP_CHUNK_SIZE_BYTES)
+            .map(|data| Ok(SnapshotChunk { data: data.to_vec().into() }))
+            .collect();
+        Ok(Response::new(Box::pin(tonic::codegen::tokio_stream::iter(chunks))))
+    }
+
     async fn query(
         &self,
         request: Request<QueryRequest>,
