@@ -219,7 +219,8 @@ async fn restore(config: &NodeConfig, data_dir: &Path, file: &Path) -> anyhow::R
         }
     }
     let disk: shoal::storage::disk::DiskRef = Arc::new(
-        OsDisk::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))?,
+        OsDisk::open(data_dir)
+            .with_context(|| format!("opening data dir {}", data_dir.display()))?,
     );
     backup::seed(&disk, LOCK_FILE, &meta, &data)
         .await

@@ -347,7 +347,8 @@ async fn snapshot(client: &mut Client, command: SnapshotCommand) -> ExitCode {
 /// Verifies a backup file; describes it, or the damage with its offset.
 fn check_backup(bytes: &[u8]) -> Result<String, String> {
     use shoal::storage::backup;
-    let at = |d: shoal::storage::snapshot::Damage| format!("at byte offset {}: {}", d.offset, d.reason);
+    let at =
+        |d: shoal::storage::snapshot::Damage| format!("at byte offset {}: {}", d.offset, d.reason);
     let backup = backup::decode(bytes).map_err(at)?;
     let applied = backup.applied().map_err(at)?;
     let header = &backup.header;
@@ -387,8 +388,8 @@ async fn save_snapshot(
     use anyhow::Context;
     let tmp = PathBuf::from(format!("{}.tmp", file.display()));
     let mut stream = client.save_snapshot(group).await?;
-    let mut out = std::fs::File::create(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut out =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let received = async {
         while let Some(chunk) = stream.next().await? {
             out.write_all(&chunk)?;

@@ -11,12 +11,12 @@ use tonic::{Request, Response, Status};
 use super::replica::{from_write_error, Replica};
 use crate::error::KvError;
 use crate::ids::NodeId;
+use crate::limits::BACKUP_CHUNK_SIZE_BYTES;
 use crate::machine::command::{Command, CommandResult};
 use crate::machine::shard::controller::ControllerOp;
 use crate::machine::shard::ShardOp;
 use crate::machine::Role;
 use crate::proto::admin_server::Admin;
-use crate::limits::BACKUP_CHUNK_SIZE_BYTES;
 use crate::proto::{
     ConfigResponse, MembershipRequest, MembershipResponse, QueryRequest, ReconfigureRequest,
     SaveSnapshotRequest, SnapshotChunk,
@@ -120,9 +120,15 @@ impl Admin for AdminService {
         tracing::info!(%group, last_log_id = ?meta.last_log_id, size_bytes = file.len(), "backup taken");
         let chunks: Vec<Result<SnapshotChunk, Status>> = file
             .chunks(BACKUP_CHUNK_SIZE_BYTES)
-            .map(|data| Ok(SnapshotChunk { data: data.to_vec().into() }))
+            .map(|data| {
+                Ok(SnapshotChunk {
+                    data: data.to_vec().into(),
+                })
+            })
             .collect();
-        Ok(Response::new(Box::pin(tonic::codegen::tokio_stream::iter(chunks))))
+        Ok(Response::new(Box::pin(tonic::codegen::tokio_stream::iter(
+            chunks,
+        ))))
     }
 
     async fn query(

@@ -118,7 +118,11 @@ pub fn encode(group: GroupKey, meta: &Meta, state: &[u8]) -> Vec<u8> {
     let mut trailer = size.to_le_bytes().to_vec();
     trailer.extend_from_slice(&checksum.to_le_bytes());
     frame::encode(lsn, lsn, &trailer, &mut file);
-    assert_eq!(file.len() as u64, size, "the trailer states the file's size");
+    assert_eq!(
+        file.len() as u64,
+        size,
+        "the trailer states the file's size"
+    );
     file
 }
 
@@ -190,10 +194,7 @@ pub fn decode(file: &[u8]) -> Result<Backup, Damage> {
     if at != file.len() || size != file.len() as u64 {
         return Err(damage(
             at.min(file.len()),
-            format!(
-                "the file is {} bytes, its trailer says {size}",
-                file.len()
-            ),
+            format!("the file is {} bytes, its trailer says {size}", file.len()),
         ));
     }
     if crc32c::crc32c(&file[..trailer_at]) != checksum {

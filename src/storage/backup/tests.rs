@@ -136,8 +136,17 @@ impl crate::storage::disk::Disk for MemDisk {
         self.0.lock().unwrap().insert(path.to_string(), Vec::new());
         Box::pin(async { Ok(()) })
     }
-    fn append<'a>(&'a self, path: &'a str, data: &'a [u8]) -> crate::storage::disk::DiskFuture<'a, ()> {
-        self.0.lock().unwrap().get_mut(path).unwrap().extend_from_slice(data);
+    fn append<'a>(
+        &'a self,
+        path: &'a str,
+        data: &'a [u8],
+    ) -> crate::storage::disk::DiskFuture<'a, ()> {
+        self.0
+            .lock()
+            .unwrap()
+            .get_mut(path)
+            .unwrap()
+            .extend_from_slice(data);
         Box::pin(async { Ok(()) })
     }
     fn read(&self, path: &str) -> crate::storage::disk::DiskFuture<'_, Vec<u8>> {
@@ -150,7 +159,11 @@ impl crate::storage::disk::Disk for MemDisk {
     fn sync(&self, _: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
-    fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> crate::storage::disk::DiskFuture<'a, ()> {
+    fn rename<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> crate::storage::disk::DiskFuture<'a, ()> {
         let mut files = self.0.lock().unwrap();
         let bytes = files.remove(from).unwrap();
         files.insert(to.to_string(), bytes);
@@ -161,7 +174,11 @@ impl crate::storage::disk::Disk for MemDisk {
         Box::pin(async { Ok(()) })
     }
     fn list(&self, dir: &str) -> crate::storage::disk::DiskFuture<'_, Vec<String>> {
-        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         let names = self
             .0
             .lock()
