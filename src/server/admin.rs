@@ -116,13 +116,14 @@ impl Admin for AdminService {
             .capture()
             .map_err(|e| Status::internal(e.to_string()))?;
         let group = backup::group_of(&state_machine.read());
-        let file = backup::encode(group, &meta, &state);
+        let file = bytes::Bytes::from(backup::encode(group, &meta, &state));
         tracing::info!(%group, last_log_id = ?meta.last_log_id, size_bytes = file.len(), "backup taken");
-        let chunks: Vec<Result<SnapshotChunk, Status>> = file
-            .chunks(BACKUP_CHUNK_SIZE_BYTES)
-            .map(|data| {
+        let chunks: Vec<Result<SnapshotChunk, Status>> = (0..file.len())
+            .step_by(BACKUP_CHUNK_SIZE_BYTES)
+            .map(|at| {
+                let end = (at + BACKUP_CHUNK_SIZE_BYTES).min(file.len());
                 Ok(SnapshotChunk {
-                    data: data.to_vec().into(),
+                    data: file.slice(at..end),
                 })
             })
             .collect();
