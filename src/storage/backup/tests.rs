@@ -65,7 +65,7 @@ fn every_flipped_byte_is_found_where_it_is() {
     let trailer_at = chunk_at + frame::HEADER_SIZE_BYTES + chunk_len;
     let starts = [0, 8, 12, chunk_at, trailer_at];
     for byte in 0..file.len() {
-        let expected = *starts.iter().filter(|&&s| s <= byte).last().unwrap() as u64;
+        let expected = *starts.iter().rfind(|&&s| s <= byte).unwrap() as u64;
         for flip in 1..=255u8 {
             let mut damaged = file.clone();
             damaged[byte] ^= flip;
