@@ -194,6 +194,7 @@ async fn restore(config: &NodeConfig, data_dir: &Path, file: &Path) -> anyhow::R
     if config.join {
         bail!("--restore seeds a new group; a replica started with --join gets its state from the group");
     }
+    config.validate().context("invalid configuration")?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let backup = backup::decode(&bytes).map_err(|damage| {
         anyhow::anyhow!(

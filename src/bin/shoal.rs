@@ -386,7 +386,9 @@ async fn save_snapshot(
     group: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
-    let tmp = PathBuf::from(format!("{}.tmp", file.display()));
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut stream = client.save_snapshot(group).await?;
     let mut out =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
