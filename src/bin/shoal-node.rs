@@ -204,8 +204,9 @@ async fn restore(config: &NodeConfig, data_dir: &Path, file: &Path) -> anyhow::R
             damage.reason
         )
     })?;
-    let (meta, data) = backup::restored_snapshot(&backup, config.group, &config.peers)
-        .with_context(|| format!("refusing to restore from {}", file.display()))?;
+    let (meta, data) =
+        backup::restored_snapshot(&backup, config.group, config.shard_count, &config.peers)
+            .with_context(|| format!("refusing to restore from {}", file.display()))?;
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         let names: Vec<String> = entries
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))

@@ -247,6 +247,14 @@ pub enum RestoreError {
         /// The replica's.
         replica: GroupKey,
     },
+    /// The backup is of a cluster with another shard count.
+    #[error("the backup is of a cluster of {backup} shards, but this replica's has {replica}")]
+    ShardCount {
+        /// The backup's shard count.
+        backup: u32,
+        /// The replica's.
+        replica: u32,
+    },
     /// The backup's state is damaged.
     #[error("damaged backup at offset {}: {}", .0.offset, .0.reason)]
     Damaged(Damage),
@@ -258,14 +266,26 @@ pub enum RestoreError {
     Io(#[from] std::io::Error),
 }
 
-/// The snapshot a new group with members `peers` starts from: the backup's
-/// state, renumbered as the history of a new group. Its last log id keeps the
+/// The shards of the cluster `applied` belongs to (none for a standalone
+/// group).
+fn shard_count_of(applied: &Applied) -> Option<u32> {
+    match &applied.role {
+        Role::Standalone => None,
+        Role::Controller(controller) => Some(controller.query(None).shard_count()),
+        Role::Data(shards) => Some(shards.config.shard_count()),
+    }
+}
+
+/// The snapshot a new group with members `peers`, in a cluster of
+/// `shard_count` shards, starts from: the backup's state, renumbered as the
+/// history of a new group. Its last log id keeps the
 /// backup's index but has term 0 (so that the new group's first leader, of
 /// term 1, appends after it), and its membership is `peers`. Every member
 /// seeded from the same backup and peers holds the same snapshot.
 pub fn restored_snapshot(
     backup: &Backup,
     group: GroupKey,
+    shard_count: u32,
     peers: &BTreeMap<NodeId, String>,
 ) -> Result<(Meta, Vec<u8>), RestoreError> {
     if backup.header.group != group {
@@ -275,6 +295,12 @@ pub fn restored_snapshot(
         });
     }
     let mut applied = backup.applied().map_err(RestoreError::Damaged)?;
+    if let Some(backup) = shard_count_of(&applied).filter(|n| *n != shard_count) {
+        return Err(RestoreError::ShardCount {
+            backup,
+            replica: shard_count,
+        });
+    }
     let index = applied.last_applied.map_or(0, |log_id| log_id.index);
     let log_id = Some(LogId::new(CommittedLeaderId::new(0, 0), index));
     let voters: BTreeSet<NodeId> = peers.keys().copied().collect();

@@ -99,7 +99,7 @@ fn a_restored_snapshot_starts_a_new_history() {
     let (meta, data) = state(3, 10);
     let backup = decode(&encode(GroupKey::Standalone, &meta, &data)).unwrap();
     let peers: BTreeMap<NodeId, String> = [(4, "a:1".into()), (5, "b:2".into())].into();
-    let (restored, data) = restored_snapshot(&backup, GroupKey::Standalone, &peers).unwrap();
+    let (restored, data) = restored_snapshot(&backup, GroupKey::Standalone, 64, &peers).unwrap();
     let log_id = LogId::new(CommittedLeaderId::new(0, 0), 42);
     assert_eq!(restored.last_log_id, Some(log_id));
     assert_eq!(restored.last_membership.log_id(), &Some(log_id));
@@ -109,7 +109,32 @@ fn a_restored_snapshot_starts_a_new_history() {
     assert_eq!(applied.last_applied, Some(log_id));
     assert_eq!(applied.kv, backup.applied().unwrap().kv);
     assert!(matches!(
-        restored_snapshot(&backup, GroupKey::Controller, &peers),
+        restored_snapshot(&backup, GroupKey::Controller, 64, &peers),
+        Err(RestoreError::WrongGroup { .. })
+    ));
+}
+
+#[test]
+fn a_data_group_restores_only_into_a_cluster_of_its_shard_count() {
+    let applied = Applied::new(GroupKey::Data(2), 16);
+    let meta = SnapshotMeta {
+        last_log_id: None,
+        last_membership: applied.membership.clone(),
+        snapshot_id: "empty".into(),
+    };
+    let file = encode(GroupKey::Data(2), &meta, &codec::encode(&applied).unwrap());
+    let backup = decode(&file).unwrap();
+    let peers: BTreeMap<NodeId, String> = [(1, "a:1".into())].into();
+    assert!(restored_snapshot(&backup, GroupKey::Data(2), 16, &peers).is_ok());
+    assert!(matches!(
+        restored_snapshot(&backup, GroupKey::Data(2), 64, &peers),
+        Err(RestoreError::ShardCount {
+            backup: 16,
+            replica: 64
+        })
+    ));
+    assert!(matches!(
+        restored_snapshot(&backup, GroupKey::Data(3), 16, &peers),
         Err(RestoreError::WrongGroup { .. })
     ));
 }
@@ -199,7 +224,7 @@ fn seeding_writes_the_snapshot_recovery_reads_and_only_on_an_empty_disk() {
     let (meta, data) = state(3, 10);
     let backup = decode(&encode(GroupKey::Standalone, &meta, &data)).unwrap();
     let peers: BTreeMap<NodeId, String> = [(1, "a:1".into())].into();
-    let (meta, data) = restored_snapshot(&backup, GroupKey::Standalone, &peers).unwrap();
+    let (meta, data) = restored_snapshot(&backup, GroupKey::Standalone, 64, &peers).unwrap();
     let disk: DiskRef = Arc::new(MemDisk::default());
     ready(async {
         disk.create("LOCK").await.unwrap();
