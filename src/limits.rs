@@ -32,6 +32,10 @@ pub const ENTRIES_PER_APPEND_MAX: u64 = 32;
 /// Snapshot chunk size for install-snapshot transfers.
 pub const SNAPSHOT_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
 
+/// Largest piece of a backup: a frame of state in a backup file, and the
+/// bytes of one `SaveSnapshot` stream message (well within a client message).
+pub const BACKUP_CHUNK_SIZE_BYTES: usize = 1024 * 1024;
+
 /// The most keys and values one log entry carries.
 const ENTRY_PAYLOAD_SIZE_MAX: usize = 2 * VALUE_SIZE_MAX + KEY_SIZE_MAX;
 
@@ -39,6 +43,7 @@ const _: () = assert!(
     ENTRIES_PER_APPEND_MAX as usize * ENTRY_PAYLOAD_SIZE_MAX < RAFT_MESSAGE_SIZE_MAX / 4 * 3
 );
 const _: () = assert!(ENTRY_PAYLOAD_SIZE_MAX < CLIENT_MESSAGE_SIZE_MAX);
+const _: () = assert!(BACKUP_CHUNK_SIZE_BYTES < CLIENT_MESSAGE_SIZE_MAX / 2);
 
 /// Checks a key against the limits.
 pub fn check_key(key: &[u8]) -> Result<(), KvError> {

@@ -146,4 +146,51 @@ async fn joining_a_group_moves_shards_and_every_key_stays_readable() {
         table.contains(&format!("group 3: {} shards", moved.len())),
         "{table}"
     );
+
+    // Backups of one data group and of the shard controller, found through
+    // the controller: group 3 holds exactly the keys of the shards it got.
+    let backup = cluster.1.with_extension("group-3.snap");
+    let saved = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["--controller", &controller.join(",")])
+        .arg("--token-file")
+        .arg(&token)
+        .args(["snapshot", "save"])
+        .arg(&backup)
+        .args(["--group", "3"])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&saved.stdout);
+    assert_eq!(
+        saved.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let held = (0..200)
+        .filter(|i| {
+            moved.contains(&shoal::machine::shard::shard_of(
+                format!("key-{i:03}").as_bytes(),
+                64,
+            ))
+        })
+        .count();
+    assert!(summary.contains("group:        group 3\n"), "{summary}");
+    assert!(
+        summary.contains(&format!("keys:         {held}\n")),
+        "{summary}"
+    );
+    let saved = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["--controller", &controller.join(",")])
+        .arg("--token-file")
+        .arg(&token)
+        .args(["snapshot", "save"])
+        .arg(&backup)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&saved.stdout);
+    assert!(
+        summary.contains("group:        shard controller\n"),
+        "{summary}"
+    );
+    let _ = std::fs::remove_file(&backup);
 }

@@ -1,9 +1,10 @@
 //! `shoal`: the command-line client.
 //!
-//! Exit status: 0 on success, 1 when `get` finds no value or `cas` does not
-//! swap, 2 on an error.
+//! Exit status: 0 on success, 1 when `get` finds no value, `cas` does not
+//! swap or `snapshot status` finds the file damaged, 2 on an error.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -107,6 +108,26 @@ enum Command {
         #[command(subcommand)]
         command: Admin,
     },
+    /// Back up one group's state, and check backup files.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Save a consistent copy of one group's state (as of one applied index
+    /// at its leader) to FILE: written to FILE.tmp, checked, synced, renamed.
+    Save {
+        file: PathBuf,
+        /// With --controller: data group N, or 0 for the shard controller
+        /// (the default).
+        #[arg(long)]
+        group: Option<u64>,
+    },
+    /// Check every byte of FILE and show what it holds (exit 1 if damaged).
+    Status { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +281,7 @@ async fn main() -> ExitCode {
             })
         }
         Command::Admin { command } => admin(&mut client, command).await,
+        Command::Snapshot { command } => return snapshot(&mut client, command).await,
         Command::Endpoint { command } => endpoint(&mut client, command).await,
         Command::Status => client.status().await.map(|status| {
             println!("node:         {}", status.node_id);
@@ -328,5 +350,105 @@ fn print_members(
     for (id, addr) in members {
         println!("member {id} {addr}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shoal snapshot ...`: errors are printed here (exit 2), damage found in
+/// a file too (exit 1).
+async fn snapshot(client: &mut Client, command: SnapshotCommand) -> ExitCode {
+    let result = match command {
+        SnapshotCommand::Save { file, group } => save_snapshot(client, &file, group).await,
+        SnapshotCommand::Status { file } => std::fs::read(&file)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))
+            .map(|bytes| match check_backup(&bytes) {
+                Ok(summary) => {
+                    print!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(damage) => {
+                    eprintln!("error: {} is damaged: {damage}", file.display());
+                    ExitCode::from(1)
+                }
+            }),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+/// Verifies a backup file; describes it, or the damage with its offset.
+fn check_backup(bytes: &[u8]) -> Result<String, String> {
+    use shoal::storage::backup;
+    let at =
+        |d: shoal::storage::snapshot::Damage| format!("at byte offset {}: {}", d.offset, d.reason);
+    let backup = backup::decode(bytes).map_err(at)?;
+    let applied = backup.applied().map_err(at)?;
+    let header = &backup.header;
+    let last = match header.meta.last_log_id {
+        Some(id) => format!("index {} (term {})", id.index, id.leader_id.term),
+        None => "nothing".to_string(),
+    };
+    let members: Vec<String> = header
+        .meta
+        .last_membership
+        .membership()
+        .nodes()
+        .map(|(id, node)| format!("{id}={}", node.addr))
+        .collect();
+    Ok(format!(
+        "group:        {}\nlast applied: {last}\nmembers:      {}\nkeys:         {}\n\
+         sessions:     {}\nstate:        {} bytes in {} chunks\n\
+         file:         {} bytes, crc32c {:08x}\n",
+        header.group,
+        members.join(","),
+        applied.kv.data.len(),
+        applied.kv.sessions.len(),
+        header.state_size_bytes,
+        header.chunks,
+        backup.size_bytes,
+        backup.checksum,
+    ))
+}
+
+/// Streams a backup into FILE.tmp, checks and syncs it, and renames it to
+/// FILE (then syncs the directory).
+async fn save_snapshot(
+    client: &mut Client,
+    file: &Path,
+    group: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut stream = client.save_snapshot(group).await?;
+    let mut out =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let received = async {
+        while let Some(chunk) = stream.next().await? {
+            out.write_all(&chunk)?;
+        }
+        out.sync_all()?;
+        let written = std::fs::read(&tmp)?;
+        check_backup(&written).map_err(|d| anyhow::anyhow!("the backup arrived damaged {d}"))
+    };
+    let summary = match received.await {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.context(format!("saving {}", file.display())));
+        }
+    };
+    std::fs::rename(&tmp, file).with_context(|| format!("renaming {}", tmp.display()))?;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    println!("saved {}", file.display());
+    print!("{summary}");
     Ok(ExitCode::SUCCESS)
 }

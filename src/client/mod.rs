@@ -19,6 +19,7 @@ use rand::Rng;
 use tonic::Status;
 
 mod admin;
+pub mod backup;
 pub mod endpoints;
 pub mod link;
 pub mod retry;

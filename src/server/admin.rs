@@ -1,5 +1,5 @@
 //! Administration: the shard controller's configurations (query, join,
-//! leave, move) and changes to a group's replica membership.
+//! leave, move), changes to a group's replica membership, and backups.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use super::auth::Needs;
 use super::replica::{from_write_error, Replica};
 use crate::error::KvError;
 use crate::ids::NodeId;
+use crate::limits::BACKUP_CHUNK_SIZE_BYTES;
 use crate::machine::command::{Command, CommandResult};
 use crate::machine::shard::controller::ControllerOp;
 use crate::machine::shard::ShardOp;
@@ -19,7 +20,9 @@ use crate::machine::Role;
 use crate::proto::admin_server::Admin;
 use crate::proto::{
     ConfigResponse, MembershipRequest, MembershipResponse, QueryRequest, ReconfigureRequest,
+    SaveSnapshotRequest, SnapshotChunk,
 };
+use crate::storage::backup;
 
 /// Retries of a membership change refused because another is settling.
 const MEMBERSHIP_RETRIES_MAX: u32 = 20;
@@ -95,8 +98,42 @@ where
     }
 }
 
+/// A backup file's bytes, as `SaveSnapshot` streams them.
+type ChunkStream = std::pin::Pin<
+    Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<SnapshotChunk, Status>> + Send>,
+>;
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type SaveSnapshotStream = ChunkStream;
+
+    async fn save_snapshot(
+        &self,
+        request: Request<SaveSnapshotRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        self.replica.access.admit(&request, Needs::Admin)?;
+        self.replica.read_barrier().await?;
+        let state_machine = &self.replica.state_machine;
+        let (meta, state) = state_machine
+            .capture()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let group = backup::group_of(&state_machine.read());
+        let file = bytes::Bytes::from(backup::encode(group, &meta, &state));
+        tracing::info!(%group, last_log_id = ?meta.last_log_id, size_bytes = file.len(), "backup taken");
+        let chunks: Vec<Result<SnapshotChunk, Status>> = (0..file.len())
+            .step_by(BACKUP_CHUNK_SIZE_BYTES)
+            .map(|at| {
+                let end = (at + BACKUP_CHUNK_SIZE_BYTES).min(file.len());
+                Ok(SnapshotChunk {
+                    data: file.slice(at..end),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tonic::codegen::tokio_stream::iter(
+            chunks,
+        ))))
+    }
+
     async fn query(
         &self,
         request: Request<QueryRequest>,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::ids::{GroupKey, NodeId};
+use crate::ids::{GroupKey, Member, NodeId};
 use crate::machine::shard::SHARD_COUNT_DEFAULT;
 use crate::raft::RaftSettings;
 use crate::storage::StorageOptions;
@@ -252,6 +252,14 @@ impl NodeConfig {
             return Err(ConfigError::NoIdentity);
         }
         Ok(())
+    }
+
+    /// The group's members as its membership records them.
+    pub fn members(&self) -> BTreeMap<NodeId, Member> {
+        self.peers
+            .iter()
+            .map(|(id, addr)| (*id, Member::new(addr, self.peer_addr_of(*id))))
+            .collect()
     }
 
     /// Where replica `id`'s peers reach it, if apart from its client

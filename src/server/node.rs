@@ -3,12 +3,9 @@
 //! [`run`] is the entry point both worlds share: `shoal-node` calls it on real
 //! tokio, and the simulator calls it inside each simulated machine.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use crate::ids::Member;
 
 use super::admin::AdminService;
 use super::auth::Access;
@@ -350,12 +347,7 @@ async fn start_raft(
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     if !initialized && !config.join {
-        let members: BTreeMap<NodeId, Member> = config
-            .peers
-            .iter()
-            .map(|(id, addr)| (*id, Member::new(addr, config.peer_addr_of(*id))))
-            .collect();
-        match raft.initialize(members).await {
+        match raft.initialize(config.members()).await {
             Ok(()) => tracing::info!(id = config.id, "group initialized"),
             Err(e) => tracing::debug!(id = config.id, error = %e, "group already initialized"),
         }

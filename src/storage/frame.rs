@@ -68,7 +68,7 @@ pub struct Found {
 }
 
 /// The valid record starting at `at`, if one does.
-fn record_at(bytes: &[u8], at: usize) -> Option<Found> {
+pub fn record_at(bytes: &[u8], at: usize) -> Option<Found> {
     let header = bytes.get(at..at.checked_add(HEADER_SIZE_BYTES)?)?;
     let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());

@@ -1,7 +1,8 @@
 //! Where a replica keeps its state, all of it through the [`disk`] seam:
 //! the Raft log in a write-ahead log ([`log_store`], [`wal`], [`frame`]) and
 //! the state machine ([`state_machine`], whose logic is [`crate::machine`]) with its
-//! [`snapshot`] files.
+//! [`snapshot`] files; and [`backup`] files, a group's state copied out and
+//! seeded into a new group.
 //!
 //! Recovery on open: the newest snapshot gives the applied state, the log
 //! gives the entries, the vote and the committed index; openraft then
@@ -9,6 +10,7 @@
 //! of the log (the normal result of a crash) is cut off. Damage anywhere else
 //! is never served: opening fails with an error naming the file and offset.
 
+pub mod backup;
 pub mod disk;
 pub mod frame;
 pub mod log_store;

@@ -106,6 +106,29 @@ impl StateMachineStore {
         self.snapshot_covers.clone()
     }
 
+    /// The applied state as a snapshot holds it (its metadata and data), at
+    /// the index applied now: what snapshots and backups are made of.
+    pub fn capture(&self) -> Result<(SnapshotMeta<NodeId, Member>, Vec<u8>), codec::CodecError> {
+        let applied = self.read();
+        let data = if planted(PlantedBug::SnapshotDropsDedup) {
+            let mut forgetful = applied.clone();
+            forgetful.kv.sessions.clear();
+            codec::encode(&forgetful)
+        } else {
+            codec::encode(&*applied)
+        }?;
+        let snapshot_id = match applied.last_applied {
+            Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+            snapshot_id,
+        };
+        Ok((meta, data))
+    }
+
     /// The last log id of the current snapshot.
     fn snapshot_last_log_id(&self) -> Option<LogId<NodeId>> {
         let snapshot = self.snapshot.lock().expect("snapshot lock poisoned");
@@ -167,27 +190,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotBuildDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
-        let (data, last_applied, membership) = {
-            let applied = self.read();
-            let data = if planted(PlantedBug::SnapshotDropsDedup) {
-                let mut forgetful = applied.clone();
-                forgetful.kv.sessions.clear();
-                codec::encode(&forgetful)
-            } else {
-                codec::encode(&*applied)
-            }
-            .map_err(|e| io_error(None, &e))?;
-            (data, applied.last_applied, applied.membership.clone())
-        };
-        let snapshot_id = match last_applied {
-            Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
-            None => "empty".to_string(),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
+        let (meta, data) = self.capture().map_err(|e| io_error(None, &e))?;
         let _writing = self.snapshot_writes.lock().await;
         if self.persist_snapshot(&meta, &data).await? {
             let metrics = &self.metrics;

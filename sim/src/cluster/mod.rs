@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
 use rand::Rng;
-use shoal::client::{Client, ClientConfig, Credentials};
+use shoal::client::{Client, ClientConfig};
 
 use shoal::ids::{GroupId, GroupKey, Member, NodeId};
 use shoal::machine::Applied;
@@ -37,12 +37,15 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// How often the supervisor looks for exited replicas.
 const SUPERVISE_INTERVAL: Duration = Duration::from_millis(100);
 
+mod access;
 mod layout;
 
+pub use access::operator;
+use access::CLUSTER_TOKEN;
 pub use layout::ReplicaId;
 use layout::{peer_addr, replica_addr, replica_id};
 
-/// Port every simulated replica serves on.
+/// Port every simulated replica serves clients on (and peers on the next).
 pub(crate) const PORT: u16 = 7000;
 
 struct Replica {
@@ -590,17 +593,4 @@ fn is_corruption(error: &StorageOpenError) -> bool {
         StorageOpenError::Wal(WalError::Corrupt { .. } | WalError::Unstable { .. })
             | StorageOpenError::Snapshot(SnapshotError::Corrupt { .. })
     )
-}
-
-/// The cluster token simulated nodes share: it identifies them to each other
-/// and identifies the operator (the observer) to them. Workload clients do
-/// not have it.
-const CLUSTER_TOKEN: &str = "simulated-cluster-token";
-
-/// What the operator presents: the cluster token.
-pub fn operator() -> Credentials {
-    Credentials {
-        token: Some(CLUSTER_TOKEN.to_string()),
-        tls: None,
-    }
 }

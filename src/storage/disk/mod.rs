@@ -25,7 +25,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use os::OsDisk;
+pub use os::{OsDisk, LOCK_FILE};
 
 /// A boxed future returned by [`Disk`] methods.
 pub type DiskFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send + 'a>>;

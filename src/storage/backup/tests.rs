@@ -1,0 +1,238 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::{CommittedLeaderId, LogId, SnapshotMeta};
+
+use super::*;
+use crate::machine::command::{Command, DataOp};
+
+/// A standalone group's state after `keys` puts of `value_size` bytes.
+fn state(keys: u64, value_size: usize) -> (Meta, Vec<u8>) {
+    let mut applied = Applied::new(GroupKey::Standalone, 64);
+    for i in 0..keys {
+        let command = Command::Data {
+            id: None,
+            op: DataOp::Put {
+                key: Bytes::from(format!("key-{i}")),
+                value: Bytes::from(vec![i as u8; value_size]),
+            },
+        };
+        applied.apply_command(&command);
+    }
+    let log_id = Some(LogId::new(CommittedLeaderId::new(3, 1), 42));
+    applied.last_applied = log_id;
+    let meta = SnapshotMeta {
+        last_log_id: log_id,
+        last_membership: applied.membership.clone(),
+        snapshot_id: "3-1-42".into(),
+    };
+    (meta, codec::encode(&applied).unwrap())
+}
+
+#[test]
+fn round_trip() {
+    let (meta, data) = state(3, 10);
+    let file = encode(GroupKey::Standalone, &meta, &data);
+    let backup = decode(&file).unwrap();
+    assert_eq!(backup.header.meta, meta);
+    assert_eq!(backup.header.group, GroupKey::Standalone);
+    assert_eq!(backup.header.chunks, 1);
+    assert_eq!(backup.state, data);
+    assert_eq!(backup.size_bytes, file.len() as u64);
+    assert_eq!(backup.applied().unwrap().kv.data.len(), 3);
+}
+
+#[test]
+fn a_large_state_is_cut_into_chunks() {
+    // Just over two chunks of values.
+    let (meta, data) = state(17, 128 * 1024);
+    assert!(data.len() > 2 * BACKUP_CHUNK_SIZE_BYTES);
+    let file = encode(GroupKey::Standalone, &meta, &data);
+    let backup = decode(&file).unwrap();
+    assert_eq!(backup.header.chunks, 3);
+    assert_eq!(backup.state, data);
+}
+
+#[test]
+fn every_flipped_byte_is_found_where_it_is() {
+    let (meta, data) = state(2, 3);
+    let file = encode(GroupKey::Standalone, &meta, &data);
+    // The frames' starts: the damage must be reported in the frame it is in.
+    let header_len = u32::from_le_bytes(file[12..16].try_into().unwrap()) as usize;
+    let chunk_at = 12 + frame::HEADER_SIZE_BYTES + header_len;
+    let chunk_len = u32::from_le_bytes(file[chunk_at..chunk_at + 4].try_into().unwrap()) as usize;
+    let trailer_at = chunk_at + frame::HEADER_SIZE_BYTES + chunk_len;
+    let starts = [0, 8, 12, chunk_at, trailer_at];
+    for byte in 0..file.len() {
+        let expected = *starts.iter().rfind(|&&s| s <= byte).unwrap() as u64;
+        for flip in 1..=255u8 {
+            let mut damaged = file.clone();
+            damaged[byte] ^= flip;
+            match decode(&damaged) {
+                Ok(_) => panic!("flip {flip:#x} of byte {byte} went unseen"),
+                Err(found) => assert_eq!(
+                    found.offset, expected,
+                    "flip {flip:#x} of byte {byte}: {}",
+                    found.reason
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_found() {
+    let (meta, data) = state(2, 3);
+    let file = encode(GroupKey::Standalone, &meta, &data);
+    for len in 0..file.len() {
+        let found = decode(&file[..len]).expect_err("a cut file decodes");
+        assert!(found.offset <= len as u64, "cut at {len}: {found:?}");
+    }
+    let mut longer = file.clone();
+    longer.push(0);
+    assert_eq!(decode(&longer).unwrap_err().offset, file.len() as u64);
+}
+
+#[test]
+fn a_restored_snapshot_starts_a_new_history() {
+    let (meta, data) = state(3, 10);
+    let backup = decode(&encode(GroupKey::Standalone, &meta, &data)).unwrap();
+    let peers: BTreeMap<NodeId, Member> =
+        [(4, Member::new("a:1", "")), (5, Member::new("b:2", "b:3"))].into();
+    let (restored, data) = restored_snapshot(&backup, GroupKey::Standalone, 64, &peers).unwrap();
+    let log_id = LogId::new(CommittedLeaderId::new(0, 0), 42);
+    assert_eq!(restored.last_log_id, Some(log_id));
+    assert_eq!(restored.last_membership.log_id(), &Some(log_id));
+    let voters: Vec<NodeId> = restored.last_membership.membership().voter_ids().collect();
+    assert_eq!(voters, vec![4, 5]);
+    let applied: Applied = codec::decode(&data).unwrap();
+    assert_eq!(applied.last_applied, Some(log_id));
+    assert_eq!(applied.kv, backup.applied().unwrap().kv);
+    assert!(matches!(
+        restored_snapshot(&backup, GroupKey::Controller, 64, &peers),
+        Err(RestoreError::WrongGroup { .. })
+    ));
+}
+
+#[test]
+fn a_data_group_restores_only_into_a_cluster_of_its_shard_count() {
+    let applied = Applied::new(GroupKey::Data(2), 16);
+    let meta = SnapshotMeta {
+        last_log_id: None,
+        last_membership: applied.membership.clone(),
+        snapshot_id: "empty".into(),
+    };
+    let file = encode(GroupKey::Data(2), &meta, &codec::encode(&applied).unwrap());
+    let backup = decode(&file).unwrap();
+    let peers: BTreeMap<NodeId, Member> = [(1, Member::new("a:1", ""))].into();
+    assert!(restored_snapshot(&backup, GroupKey::Data(2), 16, &peers).is_ok());
+    assert!(matches!(
+        restored_snapshot(&backup, GroupKey::Data(2), 64, &peers),
+        Err(RestoreError::ShardCount {
+            backup: 16,
+            replica: 64
+        })
+    ));
+    assert!(matches!(
+        restored_snapshot(&backup, GroupKey::Data(3), 16, &peers),
+        Err(RestoreError::WrongGroup { .. })
+    ));
+}
+
+/// Runs a future that never waits (the memory disk answers at once).
+fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => panic!("the memory disk never waits"),
+    }
+}
+
+/// A disk in memory, enough for seeding.
+#[derive(Debug, Default)]
+struct MemDisk(std::sync::Mutex<BTreeMap<String, Vec<u8>>>);
+
+impl crate::storage::disk::Disk for MemDisk {
+    fn create_dir(&self, _: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn create(&self, path: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
+        self.0.lock().unwrap().insert(path.to_string(), Vec::new());
+        Box::pin(async { Ok(()) })
+    }
+    fn append<'a>(
+        &'a self,
+        path: &'a str,
+        data: &'a [u8],
+    ) -> crate::storage::disk::DiskFuture<'a, ()> {
+        self.0
+            .lock()
+            .unwrap()
+            .get_mut(path)
+            .unwrap()
+            .extend_from_slice(data);
+        Box::pin(async { Ok(()) })
+    }
+    fn read(&self, path: &str) -> crate::storage::disk::DiskFuture<'_, Vec<u8>> {
+        let bytes = self.0.lock().unwrap().get(path).cloned();
+        Box::pin(async move { bytes.ok_or_else(|| std::io::ErrorKind::NotFound.into()) })
+    }
+    fn truncate(&self, _: &str, _: u64) -> crate::storage::disk::DiskFuture<'_, ()> {
+        unimplemented!()
+    }
+    fn sync(&self, _: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn rename<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> crate::storage::disk::DiskFuture<'a, ()> {
+        let mut files = self.0.lock().unwrap();
+        let bytes = files.remove(from).unwrap();
+        files.insert(to.to_string(), bytes);
+        Box::pin(async { Ok(()) })
+    }
+    fn remove(&self, path: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
+        self.0.lock().unwrap().remove(path);
+        Box::pin(async { Ok(()) })
+    }
+    fn list(&self, dir: &str) -> crate::storage::disk::DiskFuture<'_, Vec<String>> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let names = self
+            .0
+            .lock()
+            .unwrap()
+            .keys()
+            .filter_map(|p| p.strip_prefix(&prefix).map(String::from))
+            .filter(|p| !p.contains('/'))
+            .collect();
+        Box::pin(async move { Ok(names) })
+    }
+    fn sync_dir(&self, _: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[test]
+fn seeding_writes_the_snapshot_recovery_reads_and_only_on_an_empty_disk() {
+    let (meta, data) = state(3, 10);
+    let backup = decode(&encode(GroupKey::Standalone, &meta, &data)).unwrap();
+    let peers: BTreeMap<NodeId, Member> = [(1, Member::new("a:1", ""))].into();
+    let (meta, data) = restored_snapshot(&backup, GroupKey::Standalone, 64, &peers).unwrap();
+    let disk: DiskRef = Arc::new(MemDisk::default());
+    ready(async {
+        disk.create("LOCK").await.unwrap();
+        seed(&disk, "LOCK", &meta, &data).await.unwrap();
+        let loaded = snapshot::load_latest(&disk).await.unwrap();
+        assert_eq!(loaded, Some((meta.clone(), data.clone())));
+        let again = seed(&disk, "LOCK", &meta, &data).await;
+        assert!(matches!(again, Err(RestoreError::NotEmpty(_))), "{again:?}");
+    });
+}
