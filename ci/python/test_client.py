@@ -300,7 +300,18 @@ def test_every_error_kind_decodes_with_grpc_status():
     found = CLUSTER.on_group(CLUSTER.controller, lambda a: answered_with(
         lambda: CLUSTER.admin(a).Reconfigure(join, metadata=ADMIN), KIND.REFUSED))
     assert "already joined" in found["shoal"].reason
-    peer = rpc.PeerStub(CLUSTER.channel(leader))
+    # Replicas serve each other on peer addresses, which a member's status
+    # lists; the client address does not serve the Peer service at all.
+    status = CLUSTER.kv(leader).Status(pb.StatusRequest())
+    leader_peer = status.peer_members[status.node_id]
+    assert leader_peer != leader
+    unserved = rpc.PeerStub(CLUSTER.channel(leader))
+    try:
+        unserved.DropShard(pb.ShardRequest(num=10_000, shard=0))
+        raise AssertionError("a client address served the Peer service")
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.UNIMPLEMENTED, error
+    peer = rpc.PeerStub(CLUSTER.channel(leader_peer))
     expect_error(lambda: peer.DropShard(pb.ShardRequest(num=10_000, shard=0)), KIND.PERMISSION_DENIED)
     expect_error(lambda: peer.DropShard(pb.ShardRequest(num=10_000, shard=0), metadata=ADMIN), KIND.NOT_YET)
 
