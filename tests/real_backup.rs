@@ -8,14 +8,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use support::cluster::{
-    admin_client, client, free_port, start_group, start_group_with, Group, TempDir,
+    admin_client, cli, client, free_port, start_group, start_group_with, Group, TempDir,
 };
 
 /// Restarts every member of `group` without `--restore`.
@@ -27,17 +27,6 @@ fn restart_without_restore(group: &mut Group) {
         }
         node.start();
     }
-}
-
-fn shoal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,15 +68,15 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_write() {
     let save_args: Vec<String> = save_args.map(String::from).to_vec();
     let saved = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = save_args.iter().map(String::as_str).collect();
-        shoal(&args)
+        cli(&args)
     })
     .await
     .unwrap();
     let during_save = acked.lock().unwrap().len();
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    assert_eq!(saved.status.code(), Some(0), "{}", text(&saved.stderr));
-    let summary = text(&saved.stdout);
+    let (code, summary, stderr) = saved;
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         summary.contains("group:        standalone group"),
         "{summary}"
@@ -98,10 +87,10 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_write() {
         "the writer wrote while the backup was taken"
     );
     assert!(!PathBuf::from(format!("{}.tmp", file.display())).exists());
-    let status = shoal(&["snapshot", "status", file.to_str().unwrap()]);
-    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stderr));
+    let (code, status, stderr) = cli(&["snapshot", "status", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
-        text(&status.stdout),
+        status,
         summary.replacen(&format!("saved {}\n", file.display()), "", 1)
     );
     drop(source);
@@ -145,7 +134,11 @@ fn restore(file: &Path, data_dir: &Path, token: &Path) -> (Option<i32>, String, 
         .output()
         .unwrap();
     let written = std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some());
-    (output.status.code(), text(&output.stderr), written)
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        written,
+    )
 }
 
 #[tokio::test]
@@ -158,30 +151,15 @@ async fn damaged_backups_are_refused_with_the_offset_of_the_damage() {
     }
     let file = dir.0.join("backup.snap");
     // A backup holds every key: only an administrator may take one.
-    let refused = shoal(&[
-        "--endpoints",
-        &group.nodes[0].addr,
-        "snapshot",
-        "save",
-        file.to_str().unwrap(),
-    ]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(
-        text(&refused.stderr).contains("permission denied"),
-        "{}",
-        text(&refused.stderr)
-    );
+    let endpoint = ["--endpoints", &group.nodes[0].addr];
+    let save = ["snapshot", "save", file.to_str().unwrap()];
+    let (code, _, stderr) = cli(&[&endpoint[..], &save[..]].concat());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(!file.exists());
-    let saved = shoal(&[
-        "--endpoints",
-        &group.nodes[0].addr,
-        "--token-file",
-        group.token_file.to_str().unwrap(),
-        "snapshot",
-        "save",
-        file.to_str().unwrap(),
-    ]);
-    assert_eq!(saved.status.code(), Some(0), "{}", text(&saved.stderr));
+    let token = ["--token-file", group.token_file.to_str().unwrap()];
+    let (code, _, stderr) = cli(&[&endpoint[..], &token[..], &save[..]].concat());
+    assert_eq!(code, Some(0), "{stderr}");
     let good = std::fs::read(&file).unwrap();
 
     let flipped = dir.0.join("flipped.snap");
@@ -193,9 +171,8 @@ async fn damaged_backups_are_refused_with_the_offset_of_the_damage() {
     std::fs::write(&truncated, &good[..good.len() - 10]).unwrap();
 
     for damaged in [&flipped, &truncated] {
-        let status = shoal(&["snapshot", "status", damaged.to_str().unwrap()]);
-        let stderr = text(&status.stderr);
-        assert_eq!(status.status.code(), Some(1), "{stderr}");
+        let (code, _, stderr) = cli(&["snapshot", "status", damaged.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{stderr}");
         assert!(stderr.contains("damaged: at byte offset "), "{stderr}");
         let (code, stderr, written) = restore(damaged, &dir.0.join("refused"), &group.token_file);
         assert_ne!(code, Some(0), "{stderr}");
@@ -204,7 +181,7 @@ async fn damaged_backups_are_refused_with_the_offset_of_the_damage() {
     }
     // The state lies in one chunk in the middle of this small file: the
     // damage is reported at the start of that chunk, before the flip.
-    let status = text(&shoal(&["snapshot", "status", flipped.to_str().unwrap()]).stderr);
+    let (_, _, status) = cli(&["snapshot", "status", flipped.to_str().unwrap()]);
     let offset: usize = status
         .split("byte offset ")
         .nth(1)

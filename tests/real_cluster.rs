@@ -15,7 +15,7 @@ use shoal::error::KvError;
 use shoal::limits::{KEY_SIZE_MAX, VALUE_SIZE_MAX};
 use shoal::proto::kv_client::KvClient;
 use shoal::proto::PutRequest;
-use support::cluster::{admin_client, client, free_port, start_group, Group, Node, TempDir};
+use support::cluster::{admin_client, cli, client, free_port, start_group, Group, Node, TempDir};
 
 #[tokio::test]
 async fn writes_survive_sigkill_of_the_leader() {
@@ -150,18 +150,7 @@ async fn oversize_input_gets_the_documented_error_and_changes_nothing() {
 async fn the_cli_talks_to_the_group() {
     let group = start_group(3);
     let endpoints = group.endpoints().join(",");
-    let cli = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["--endpoints", &endpoints])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).trim().to_string(),
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        )
-    };
+    let cli = |args: &[&str]| cli(&[&["--endpoints", &endpoints][..], args].concat());
     assert_eq!(cli(&["put", "hello", "world"]).0, Some(0));
     assert_eq!(
         cli(&["get", "hello"]),
@@ -325,35 +314,15 @@ async fn replicas_are_added_and_removed_while_traffic_runs() {
 
     // A fourth replica, started to join rather than to form a group, serving
     // its peers on an address of their own.
-    let addr = format!("127.0.0.1:{}", free_port());
     let peer_addr = format!("127.0.0.1:{}", free_port());
-    let mut peers = group.peers();
-    peers.push(format!("4={addr}"));
-    let data_dir = group.dir.0.join("4").display().to_string();
-    let args = [
-        "--id",
-        "4",
-        "--listen",
-        &addr,
-        "--peers",
-        &peers.join(","),
-        "--data-dir",
-        &data_dir,
-        "--token-file",
-        &group.token_file.display().to_string(),
+    let extra = [
         "--peer-listen",
         &peer_addr,
         "--peer-addrs",
         &format!("4={peer_addr}"),
-        "--join",
     ];
-    let mut fourth = Node {
-        id: 4,
-        addr: addr.clone(),
-        metrics: String::new(),
-        args: args.map(String::from).to_vec(),
-        process: None,
-    };
+    let mut fourth = group.joiner(4, &extra.map(String::from));
+    let addr = fourth.addr.clone();
     fourth.start();
     group.nodes.push(fourth);
 

@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use shoal::client::{Client, ClientConfig, ClientError, Credentials};
@@ -15,7 +14,7 @@ use shoal::error::KvError;
 use shoal::proto::peer_client::PeerClient;
 use shoal::proto::RaftMessage;
 use shoal::tls::{dev, dev_certificates, ClientTls, TlsFiles};
-use support::cluster::{client, start_group, start_group_with, Group, Node, TempDir};
+use support::cluster::{client, start_group, start_group_with, Group, TempDir};
 
 /// A throw-away CA and its certificates (see [`dev`]) in `dir`.
 struct Ca(PathBuf);
@@ -70,24 +69,11 @@ fn tls_group(ca: &Ca, extra: &[&str]) -> Group {
     start_group_with(3, |_| node_tls_flags(ca, &trust, extra))
 }
 
-/// Runs the `shoal` CLI against `group` with `args`: exit code, stdout,
-/// stderr.
+/// Runs the `shoal` CLI against `group` with `args`.
 fn cli(group: &Group, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args([
-            "--endpoints",
-            &group.endpoints().join(","),
-            "--deadline-ms",
-            "5000",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        String::from_utf8_lossy(&output.stderr).trim().to_string(),
-    )
+    let endpoints = group.endpoints().join(",");
+    let common = ["--endpoints", &endpoints, "--deadline-ms", "5000"];
+    support::cluster::cli(&[&common[..], args].concat())
 }
 
 fn tls_args<'a>(files: &'a [(String, String); 3]) -> Vec<&'a str> {
@@ -267,30 +253,8 @@ async fn a_replica_from_another_ca_cannot_join() {
     admin.put("before", "1").await.unwrap();
     // A fourth replica whose certificate another CA signed (and which
     // trusts only that CA).
-    let addr = format!("127.0.0.1:{}", support::cluster::free_port());
-    let mut peers = group.peers();
-    peers.push(format!("4={addr}"));
-    let mut args: Vec<String> = [
-        "--id",
-        "4",
-        "--listen",
-        &addr,
-        "--peers",
-        &peers.join(","),
-        "--data-dir",
-        &dir.0.join("4").display().to_string(),
-        "--join",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(node_tls_flags(&other, &other.ca(), &[]));
-    let mut fourth = Node {
-        id: 4,
-        addr: addr.clone(),
-        metrics: String::new(),
-        args,
-        process: None,
-    };
+    let mut fourth = group.joiner(4, &node_tls_flags(&other, &other.ca(), &[]));
+    let addr = fourth.addr.clone();
     fourth.start();
     group.nodes.push(fourth);
     // Whatever the group makes of the request, the stranger never gets the

@@ -150,22 +150,21 @@ async fn joining_a_group_moves_shards_and_every_key_stays_readable() {
     // Backups of one data group and of the shard controller, found through
     // the controller: group 3 holds exactly the keys of the shards it got.
     let backup = cluster.1.with_extension("group-3.snap");
-    let saved = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["--controller", &controller.join(",")])
-        .arg("--token-file")
-        .arg(&token)
-        .args(["snapshot", "save"])
-        .arg(&backup)
-        .args(["--group", "3"])
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&saved.stdout);
-    assert_eq!(
-        saved.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&saved.stderr)
-    );
+    let save = |group: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["--controller", &controller.join(",")])
+            .arg("--token-file")
+            .arg(&token)
+            .args(["snapshot", "save"])
+            .arg(&backup)
+            .args(["--group", group])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let summary = save("3");
     let held = (0..200)
         .filter(|i| {
             moved.contains(&shoal::machine::shard::shard_of(
@@ -179,15 +178,7 @@ async fn joining_a_group_moves_shards_and_every_key_stays_readable() {
         summary.contains(&format!("keys:         {held}\n")),
         "{summary}"
     );
-    let saved = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["--controller", &controller.join(",")])
-        .arg("--token-file")
-        .arg(&token)
-        .args(["snapshot", "save"])
-        .arg(&backup)
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&saved.stdout);
+    let summary = save("0");
     assert!(
         summary.contains("group:        shard controller\n"),
         "{summary}"

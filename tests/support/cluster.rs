@@ -193,3 +193,50 @@ pub fn admin_client(group: &Group) -> Client {
     config.credentials = group.admin_credentials();
     Client::new(config)
 }
+
+/// Runs the `shoal` CLI with `args`: its exit code, and what it printed on
+/// stdout and stderr (trimmed).
+pub fn cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        String::from_utf8_lossy(&output.stderr).trim().to_string(),
+    )
+}
+
+impl Group {
+    /// A replica `id` for this group, not started: it joins (`--join`) once
+    /// added, on a fresh address, with the group's token and `extra` flags.
+    pub fn joiner(&self, id: u64, extra: &[String]) -> Node {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut peers = self.peers();
+        peers.push(format!("{id}={addr}"));
+        let mut args: Vec<String> = [
+            "--id",
+            &id.to_string(),
+            "--listen",
+            &addr,
+            "--peers",
+            &peers.join(","),
+            "--data-dir",
+            &self.dir.0.join(id.to_string()).display().to_string(),
+            "--token-file",
+            &self.token_file.display().to_string(),
+            "--join",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().cloned());
+        Node {
+            id,
+            addr,
+            metrics: String::new(),
+            args,
+            process: None,
+        }
+    }
+}
