@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -122,6 +122,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The flags of replica `id` at `addr` among `peers`, its data under `dir`.
+fn node_args(id: u64, addr: &str, peers: &[String], dir: &Path, token: &Path) -> Vec<String> {
+    [
+        "--id",
+        &id.to_string(),
+        "--listen",
+        addr,
+        "--peers",
+        &peers.join(","),
+        "--data-dir",
+        &dir.join(id.to_string()).display().to_string(),
+        "--token-file",
+        &token.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A standalone group of `replicas` processes that recognise each other by
 /// a cluster token.
 pub fn start_group(replicas: u64) -> Group {
@@ -145,21 +163,7 @@ pub fn start_group_with(replicas: u64, extra: impl Fn(u64) -> Vec<String>) -> Gr
         .map(|id| {
             let addr = addrs[id as usize - 1].clone();
             let metrics = format!("127.0.0.1:{}", free_port());
-            let data_dir = dir.0.join(id.to_string()).display().to_string();
-            let mut args: Vec<String> = [
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &addr,
-                "--peers",
-                &peers.join(","),
-                "--data-dir",
-                &data_dir,
-                "--token-file",
-                &token_file.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec();
+            let mut args = node_args(id, &addr, &peers, &dir.0, &token_file);
             args.extend(extra(id));
             args.extend(["--metrics-listen".to_string(), metrics.clone()]);
             Node {
@@ -215,21 +219,8 @@ impl Group {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut peers = self.peers();
         peers.push(format!("{id}={addr}"));
-        let mut args: Vec<String> = [
-            "--id",
-            &id.to_string(),
-            "--listen",
-            &addr,
-            "--peers",
-            &peers.join(","),
-            "--data-dir",
-            &self.dir.0.join(id.to_string()).display().to_string(),
-            "--token-file",
-            &self.token_file.display().to_string(),
-            "--join",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args = node_args(id, &addr, &peers, &self.dir.0, &self.token_file);
+        args.push("--join".to_string());
         args.extend(extra.iter().cloned());
         Node {
             id,
