@@ -73,6 +73,7 @@ pub async fn run(
     tracing::info!(
         id = config.id,
         listen = %config.listen,
+        peer_listen = ?config.peer_listen,
         tls = server_tls.is_some(),
         "node serving"
     );
