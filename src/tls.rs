@@ -75,7 +75,8 @@ impl TlsFiles {
         self.cacert.is_some() || self.cert.is_some() || self.key.is_some()
     }
 
-    fn identity(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, TlsError> {
+    /// The certificate chain and key, as PEM bytes, if given.
+    fn identity(&self) -> Result<Option<PemIdentity>, TlsError> {
         match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => Ok(Some((read(cert)?, read(key)?))),
             (None, None) => Ok(None),
@@ -84,6 +85,9 @@ impl TlsFiles {
         }
     }
 }
+
+/// A certificate chain and its private key, as PEM bytes.
+type PemIdentity = (Vec<u8>, Vec<u8>);
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {

@@ -76,7 +76,7 @@ fn cli(group: &Group, args: &[&str]) -> (Option<i32>, String, String) {
     support::cluster::cli(&[&common[..], args].concat())
 }
 
-fn tls_args<'a>(files: &'a [(String, String); 3]) -> Vec<&'a str> {
+fn tls_args(files: &[(String, String); 3]) -> Vec<&str> {
     files
         .iter()
         .filter(|(_, value)| !value.is_empty())
