@@ -72,6 +72,14 @@ pub enum KvError {
     /// The request names a configuration this replica has not reached yet.
     #[error("not yet: {0}")]
     NotYet(String),
+    /// The write's session is unknown to the group and may be one it
+    /// evicted (idle, over the bound, or closed): this attempt applied
+    /// nothing. A new session must open after `horizon`.
+    #[error("session expired (the group evicted sessions active up to {horizon})")]
+    SessionExpired {
+        /// The group's eviction horizon (`expired_through`).
+        horizon: u64,
+    },
 }
 
 impl KvError {
@@ -137,6 +145,11 @@ impl KvError {
                 detail.set_kind(Kind::NotYet);
                 detail.reason = reason.clone();
                 Code::Unavailable
+            }
+            KvError::SessionExpired { horizon } => {
+                detail.set_kind(Kind::SessionExpired);
+                detail.horizon = *horizon;
+                Code::FailedPrecondition
             }
         };
         (code, detail)
@@ -217,6 +230,9 @@ impl KvError {
             },
             Kind::Refused => KvError::Refused(detail.reason),
             Kind::NotYet => KvError::NotYet(detail.reason),
+            Kind::SessionExpired => KvError::SessionExpired {
+                horizon: detail.horizon,
+            },
         })
     }
 }
@@ -272,6 +288,7 @@ mod tests {
             KvError::WrongGroup { config_num: 7 },
             KvError::Refused("group 1 has already joined".into()),
             KvError::NotYet("configuration 4".into()),
+            KvError::SessionExpired { horizon: 1_700_000 },
         ];
         for error in errors {
             let status = error.to_status();

@@ -247,6 +247,11 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
     };
+    // Every invocation is a session of its own: end it, so the cluster's
+    // de-duplication tables do not keep it until it expires.
+    if let Err(e) = client.close_session().await {
+        tracing::debug!(error = %e, "the session was not closed; it will expire");
+    }
     match result {
         Ok(code) => code,
         Err(e) => {

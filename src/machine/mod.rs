@@ -3,6 +3,8 @@
 //!
 //! - [`command`]: the log's commands and their results;
 //! - [`kv`]: the data and the client de-duplication table;
+//! - [`session`]: the de-duplication table's sessions, the group clock and
+//!   their bounded, deterministic expiry;
 //! - [`shard`]: the shard function, the controller's configurations and a
 //!   data group's shard moves.
 //!
@@ -12,6 +14,7 @@
 
 pub mod command;
 pub mod kv;
+pub mod session;
 pub mod shard;
 
 use std::ops::Bound;
@@ -25,6 +28,7 @@ use crate::ids::{GroupKey, NodeId, ShardId};
 use crate::runtime::{planted, PlantedBug};
 use command::{Command, CommandResult};
 use kv::{KvState, Session};
+use session::SessionLimits;
 use shard::controller::ControllerState;
 use shard::group::GroupShards;
 use shard::{shard_of, ShardOp};
@@ -163,22 +167,26 @@ impl Applied {
         if planted(PlantedBug::ShardHandedOverEmpty) {
             data.clear();
         }
-        Ok((data, self.kv.sessions.clone()))
+        Ok((data, self.kv.sessions.table().clone()))
     }
 
     /// Applies one command: data operations on keys this group serves,
-    /// sharding operations to the role they belong to.
-    pub fn apply_command(&mut self, command: &Command) -> CommandResult {
+    /// sharding operations to the role they belong to. `limits` bound the
+    /// de-duplication table; every member of a group applies the same.
+    pub fn apply_command(&mut self, command: &Command, limits: &SessionLimits) -> CommandResult {
         match command {
-            Command::Data { id, op } => match self.serves(op.key()) {
-                Ok(()) => self.kv.apply(*id, op),
+            Command::Data { id, op, stamp } => match self.serves(op.key()) {
+                Ok(()) => self.kv.apply(*id, *stamp, op, limits),
                 Err(config_num) => CommandResult::WrongGroup { config_num },
             },
-            Command::Shard(op) => self.apply_shard_op(op),
+            Command::CloseSession { client_id, stamp } => {
+                self.kv.close_session(*client_id, *stamp, limits)
+            }
+            Command::Shard(op) => self.apply_shard_op(op, limits),
         }
     }
 
-    fn apply_shard_op(&mut self, op: &ShardOp) -> CommandResult {
+    fn apply_shard_op(&mut self, op: &ShardOp, limits: &SessionLimits) -> CommandResult {
         match (&mut self.role, op) {
             (Role::Controller(controller), ShardOp::Controller(op)) => {
                 CommandResult::Controller(controller.apply(op))
@@ -197,7 +205,7 @@ impl Applied {
             ) => {
                 let install = group.received(*num, *shard);
                 if install {
-                    self.kv.install_shard(data, sessions);
+                    self.kv.install_shard(data, sessions, limits);
                 }
                 CommandResult::Shard(install)
             }
@@ -242,15 +250,15 @@ mod tests {
             let id = Some(WriteId {
                 client_id: 9,
                 seq: seq as u64 + 1,
+                opened_at: 1,
             });
             let op = DataOp::Put {
                 key: Bytes::copy_from_slice(key.as_bytes()),
                 value: "v".into(),
             };
-            assert_eq!(
-                applied.apply_command(&Command::Data { id, op }),
-                CommandResult::Put
-            );
+            let command = Command::Data { id, op, stamp: 1 };
+            let result = applied.apply_command(&command, &SessionLimits::default());
+            assert_eq!(result, CommandResult::Put);
         }
         applied
     }
@@ -318,7 +326,8 @@ mod tests {
         };
         (next.num, next.shards) = (2, vec![1, 2]);
         let command = Command::Shard(ShardOp::Reconfigure(next));
-        assert_eq!(applied.apply_command(&command), CommandResult::Shard(true));
+        let result = applied.apply_command(&command, &SessionLimits::default());
+        assert_eq!(result, CommandResult::Shard(true));
         let (data, sessions) = applied.shard_for_new_owner(2, 1).unwrap();
         assert!(!data.is_empty() && data.iter().all(|(k, _)| shard_of(k, 2) == 1));
         assert_eq!(sessions.keys().copied().collect::<Vec<_>>(), [9]);
