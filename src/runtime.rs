@@ -234,6 +234,10 @@ named! {
         /// may have evicted them already: an older copy of an evicted
         /// session comes back, and a retry past it applies again.
         MovedSessionRevived = "moved-session-revived",
+        /// A moved shard's new owner takes its sessions but not the previous
+        /// owner's eviction horizon: a retry of a write into the shard whose
+        /// session the previous owner had evicted is applied again.
+        MovedHorizonDropped = "moved-horizon-dropped",
     }
 }
 

@@ -139,6 +139,12 @@ impl Client {
         Ok(())
     }
 
+    /// Starts a new session, leaving the current one to expire in the
+    /// groups (as a client that vanishes does).
+    pub fn abandon_session(&mut self) {
+        self.session = self.new_session(0);
+    }
+
     /// A new session, opened after `horizon`.
     pub(super) fn new_session(&self, horizon: u64) -> Session {
         let client_id = rand::Rng::gen(&mut crate::runtime::rng());

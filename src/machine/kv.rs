@@ -56,18 +56,20 @@ impl KvState {
     }
 
     /// Adds a moved shard: its data, and the previous owner's sessions
-    /// (see [`Sessions::install`]), then evicts what the limits require.
+    /// and eviction horizon (see [`Sessions::install`]), then evicts what
+    /// the limits require.
     pub fn install_shard(
         &mut self,
         data: &[(Bytes, Bytes)],
         sessions: &BTreeMap<u64, Session>,
+        expired_through: u64,
         limits: &SessionLimits,
     ) {
         self.data.extend(data.iter().cloned());
         if planted(PlantedBug::ShardMovesWithoutSessions) {
             return;
         }
-        for client in self.sessions.install(sessions) {
+        for client in self.sessions.install(sessions, expired_through) {
             reached(Situation::SessionsMovedWithShard);
             self.moved_sessions.insert(client);
         }
@@ -420,7 +422,7 @@ mod tests {
             last_active,
         };
         let incoming = BTreeMap::from([(4, s(50)), (8, s(50)), (6, s(50))]);
-        state.install_shard(&[], &incoming, &limits(2, u64::MAX));
+        state.install_shard(&[], &incoming, 0, &limits(2, u64::MAX));
         assert_eq!(live(&state), [6, 8]);
         assert_eq!(state.sessions.clock(), 50);
         assert_eq!(state.sessions.expired_through(), 50);
@@ -441,7 +443,7 @@ mod tests {
         // An older copy of client 1's session (seq 2) must not come back:
         // client 1's retry of seq 3 would then apply again.
         let old = BTreeMap::from([(1, s(2, 90))]);
-        state.install_shard(&[], &old, &limits(10, u64::MAX));
+        state.install_shard(&[], &old, 0, &limits(10, u64::MAX));
         assert_eq!(live(&state), [2]);
         assert_eq!(
             write(&mut state, &limits(10, u64::MAX), (1, 3, 1), 300, "a"),
@@ -449,7 +451,7 @@ mod tests {
         );
         // Newer sessions move in; a known client keeps the higher seq.
         let newer = BTreeMap::from([(2, s(5, 150)), (4, s(1, 900))]);
-        state.install_shard(&[], &newer, &limits(10, u64::MAX));
+        state.install_shard(&[], &newer, 0, &limits(10, u64::MAX));
         assert_eq!(live(&state), [2, 4]);
         assert_eq!(state.sessions.table()[&2].seq, 5);
         assert_eq!(state.sessions.table()[&2].last_active, 200);
@@ -457,6 +459,25 @@ mod tests {
             state.sessions.clock(),
             900,
             "the clock passes installed sessions"
+        );
+    }
+
+    #[test]
+    fn a_moved_shard_brings_its_previous_owners_horizon() {
+        // The previous owner evicted sessions active up to 500: one of them
+        // may have written into the shard, so its retry is refused here.
+        let mut state = KvState::default();
+        let l = limits(10, u64::MAX);
+        state.install_shard(&[], &BTreeMap::new(), 500, &l);
+        assert_eq!(state.sessions.expired_through(), 500);
+        assert!(state.sessions.clock() >= 500);
+        assert_eq!(
+            write(&mut state, &l, (1, 2, 400), 600, "a"),
+            CommandResult::SessionExpired { horizon: 500 }
+        );
+        assert_eq!(
+            write(&mut state, &l, (2, 1, 501), 601, "a"),
+            CommandResult::Put
         );
     }
 

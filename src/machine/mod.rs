@@ -71,10 +71,16 @@ impl Role {
 
 /// The keys and values of one shard, and the de-duplication table that goes
 /// with them when the shard moves to another group.
-pub type ShardData = (
-    Vec<(Bytes, Bytes)>,
-    std::collections::BTreeMap<u64, Session>,
-);
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardData {
+    /// The shard's keys and values.
+    pub data: Vec<(Bytes, Bytes)>,
+    /// The previous owner's live sessions.
+    pub sessions: std::collections::BTreeMap<u64, Session>,
+    /// The previous owner's eviction horizon: a session it evicted may have
+    /// written into the shard, so the new owner must refuse it too.
+    pub expired_through: u64,
+}
 
 /// One group's answer to a scan: the entries found, and the requested shards
 /// it served.
@@ -167,7 +173,11 @@ impl Applied {
         if planted(PlantedBug::ShardHandedOverEmpty) {
             data.clear();
         }
-        Ok((data, self.kv.sessions.table().clone()))
+        Ok(ShardData {
+            data,
+            sessions: self.kv.sessions.table().clone(),
+            expired_through: self.kv.sessions.expired_through(),
+        })
     }
 
     /// Applies one command: data operations on keys this group serves,
@@ -201,11 +211,13 @@ impl Applied {
                     shard,
                     data,
                     sessions,
+                    expired_through,
                 },
             ) => {
                 let install = group.received(*num, *shard);
                 if install {
-                    self.kv.install_shard(data, sessions, limits);
+                    self.kv
+                        .install_shard(data, sessions, *expired_through, limits);
                 }
                 CommandResult::Shard(install)
             }
@@ -328,7 +340,7 @@ mod tests {
         let command = Command::Shard(ShardOp::Reconfigure(next));
         let result = applied.apply_command(&command, &SessionLimits::default());
         assert_eq!(result, CommandResult::Shard(true));
-        let (data, sessions) = applied.shard_for_new_owner(2, 1).unwrap();
+        let ShardData { data, sessions, .. } = applied.shard_for_new_owner(2, 1).unwrap();
         assert!(!data.is_empty() && data.iter().all(|(k, _)| shard_of(k, 2) == 1));
         assert_eq!(sessions.keys().copied().collect::<Vec<_>>(), [9]);
         assert!(matches!(

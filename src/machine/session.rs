@@ -249,9 +249,16 @@ impl Sessions {
     /// Adds the sessions of a moved shard's previous owner: a known client
     /// keeps the higher sequence number; an unknown one is installed only if
     /// it was active after `expired_through` (else this group may have
-    /// evicted it, and an older copy must not come back). Returns the
-    /// clients installed or updated. The clock advances past them.
-    pub fn install(&mut self, incoming: &BTreeMap<u64, Session>) -> Vec<u64> {
+    /// evicted it, and an older copy must not come back). Then takes on the
+    /// previous owner's horizon `their_expired_through`: a session it
+    /// evicted may have written into the shard, and a retry of that write
+    /// must be refused here too. Returns the clients installed or updated.
+    /// The clock advances past them and the horizon.
+    pub fn install(
+        &mut self,
+        incoming: &BTreeMap<u64, Session>,
+        their_expired_through: u64,
+    ) -> Vec<u64> {
         let mut installed = Vec::new();
         for (client, session) in incoming {
             let mut session = session.clone();
@@ -270,6 +277,10 @@ impl Sessions {
             self.insert(*client, session);
             installed.push(*client);
         }
+        if !planted(PlantedBug::MovedHorizonDropped) {
+            self.expired_through = self.expired_through.max(their_expired_through);
+        }
+        self.clock = self.clock.max(self.expired_through);
         installed
     }
 

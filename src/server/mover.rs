@@ -135,7 +135,11 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
                 }
                 buggify_delay(FaultSite::ShardPullDelay, BUGGIFY_MOVE_DELAY_MAX).await;
                 match peer.pull_shard(num, *shard).await {
-                    Ok((data, sessions)) => {
+                    Ok(ShardData {
+                        data,
+                        sessions,
+                        expired_through,
+                    }) => {
                         tracing::info!(num, shard, from, keys = data.len(), "shard received");
                         buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
                         let install = ShardOp::Install {
@@ -143,6 +147,7 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>) {
                             shard: *shard,
                             data,
                             sessions,
+                            expired_through,
                         };
                         if propose(install).await {
                             replica.metrics.shard_moves_finished.inc();

@@ -265,6 +265,12 @@ impl Cluster {
         if let Some(size) = spec.wal_segment_size_max {
             config.wal_segment_size_max = size;
         }
+        if let Some(max) = spec.max_sessions {
+            config.max_sessions = max;
+        }
+        if let Some(idle) = spec.session_idle_timeout_ms {
+            config.session_idle_timeout_ms = idle;
+        }
         config
     }
 
@@ -517,6 +523,12 @@ impl Cluster {
     /// A handle that looks at what replica `id` has applied.
     pub fn probe(&self, id: ReplicaId) -> Probe {
         Probe(self.replicas[&id].storage.clone())
+    }
+
+    /// Each replica's storage metrics, which its node's registry exports.
+    pub fn storage_metrics(&self) -> Vec<(ReplicaId, Arc<StorageMetrics>)> {
+        let replicas = self.replicas.iter();
+        replicas.map(|(id, r)| (*id, r.metrics.clone())).collect()
     }
 
     /// One probe per replica, for observers that run alongside.
