@@ -230,10 +230,6 @@ named! {
         /// even when its session may be one the group evicted: a retry of a
         /// write whose session expired is applied a second time.
         ExpiredSessionReapplied = "expired-session-reapplied",
-        /// A moved shard's sessions are installed even when the new owner
-        /// may have evicted them already: an older copy of an evicted
-        /// session comes back, and a retry past it applies again.
-        MovedSessionRevived = "moved-session-revived",
         /// A moved shard's new owner takes its sessions but not the previous
         /// owner's eviction horizon: a retry of a write into the shard whose
         /// session the previous owner had evicted is applied again.

@@ -265,13 +265,8 @@ impl Sessions {
             match self.table.get(client) {
                 Some(mine) if mine.seq >= session.seq => continue,
                 Some(mine) => session.last_active = session.last_active.max(mine.last_active),
-                None => {
-                    let revivable = session.last_active > self.expired_through
-                        || planted(PlantedBug::MovedSessionRevived);
-                    if !revivable {
-                        continue;
-                    }
-                }
+                None if session.last_active <= self.expired_through => continue,
+                None => {}
             }
             self.clock = self.clock.max(session.last_active);
             self.insert(*client, session);
