@@ -26,6 +26,8 @@ catalogue=(
   "controller-ignores-move sharding 3"
   "shard-moves-without-sessions sharding 10"
   "torn-tail-kept crash-majority 20"
+  "expired-session-reapplied session-churn 3"
+  "moved-horizon-dropped session-churn 11"
   "process-dependent leader-kill 3 --check-determinism"
 )
 
