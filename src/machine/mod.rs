@@ -82,6 +82,20 @@ pub struct ShardData {
     pub expired_through: u64,
 }
 
+impl ShardData {
+    /// The log command that installs this shard, received at configuration
+    /// `num`.
+    pub fn install(self, num: u64, shard: ShardId) -> ShardOp {
+        ShardOp::Install {
+            num,
+            shard,
+            data: self.data,
+            sessions: self.sessions,
+            expired_through: self.expired_through,
+        }
+    }
+}
+
 /// One group's answer to a scan: the entries found, and the requested shards
 /// it served.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
