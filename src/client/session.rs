@@ -15,6 +15,36 @@ use std::collections::BTreeSet;
 use crate::ids::GroupId;
 use crate::proto::WriteId;
 
+/// New sessions one write may start after refusals before it gives up.
+pub const SESSION_RENEWALS_MAX: u32 = 4;
+
+/// What a write does when a group refuses its session as expired (the
+/// client has already started a new session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRefusal {
+    /// Nothing of the write is in doubt: send it again in the new session.
+    Resend,
+    /// An earlier attempt went unanswered and may have applied: the write
+    /// ends, its outcome unknown.
+    InDoubt,
+    /// Refused again and again: the write ends, not applied.
+    GiveUp,
+}
+
+impl AfterRefusal {
+    /// The decision after a refusal, given whether an attempt of the write
+    /// went unanswered and how many new sessions it has started already.
+    pub fn decide(unanswered: bool, renewals: u32) -> AfterRefusal {
+        if unanswered {
+            AfterRefusal::InDoubt
+        } else if renewals >= SESSION_RENEWALS_MAX {
+            AfterRefusal::GiveUp
+        } else {
+            AfterRefusal::Resend
+        }
+    }
+}
+
 /// One session of a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -81,5 +111,18 @@ mod tests {
         // A refusal's horizon ahead of the clock moves the start past it.
         assert_eq!(Session::open(8, 1_000, 4_000).opened_at, 4_001);
         assert_eq!(Session::open(8, 5_000, 4_000).opened_at, 5_000);
+    }
+
+    #[test]
+    fn a_refused_write_is_resent_only_when_nothing_is_in_doubt() {
+        use AfterRefusal::*;
+        assert_eq!(AfterRefusal::decide(false, 0), Resend);
+        assert_eq!(AfterRefusal::decide(true, 0), InDoubt);
+        assert_eq!(
+            AfterRefusal::decide(false, SESSION_RENEWALS_MAX - 1),
+            Resend
+        );
+        assert_eq!(AfterRefusal::decide(false, SESSION_RENEWALS_MAX), GiveUp);
+        assert_eq!(AfterRefusal::decide(true, SESSION_RENEWALS_MAX), InDoubt);
     }
 }

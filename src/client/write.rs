@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 use tonic::{Response, Status};
 
 use super::link::kv;
-use super::session::Session;
+use super::session::{AfterRefusal, Session};
 use super::{group_link, mark, routed, CasOutcome, Client, ClientError, Routing};
 use crate::error::KvError;
 use crate::limits::{check_key, check_value};
@@ -20,9 +20,6 @@ use crate::proto::{
     CasRequest, CasResponse, CloseSessionRequest, DeleteRequest, DeleteResponse, PutRequest,
     PutResponse, WriteId,
 };
-
-/// New sessions one write may start after refusals before it gives up.
-const SESSION_RENEWALS_MAX: u32 = 4;
 
 /// An answer to a write, which carries the entry's stamp.
 pub trait Stamped {
@@ -198,12 +195,11 @@ impl Client {
                 }
             };
             self.session = self.new_session(horizon);
-            if self.ambiguous_attempts() > unanswered_before {
-                return Err(ClientError::SessionExpired { horizon });
-            }
-            renewals += 1;
-            if renewals > SESSION_RENEWALS_MAX {
-                return Err(KvError::SessionExpired { horizon }.into());
+            let unanswered = self.ambiguous_attempts() > unanswered_before;
+            match AfterRefusal::decide(unanswered, renewals) {
+                AfterRefusal::Resend => renewals += 1,
+                AfterRefusal::InDoubt => return Err(ClientError::SessionExpired { horizon }),
+                AfterRefusal::GiveUp => return Err(KvError::SessionExpired { horizon }.into()),
             }
             tracing::debug!(horizon, "session expired; resending under a new one");
         }
