@@ -104,11 +104,16 @@ mod bench {
 
     fn entry(index: u64, client_id: u64, seq: u64) -> Entry<shoal::raft::TypeConfig> {
         let command = Command::Data {
-            id: Some(WriteId { client_id, seq }),
+            id: Some(WriteId {
+                client_id,
+                seq,
+                opened_at: 1,
+            }),
             op: DataOp::Put {
                 key: format!("key-{client_id}-{seq}").into(),
                 value: vec![7u8; VALUE_SIZE_BYTES].into(),
             },
+            stamp: index,
         };
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 # bug, scenario, CI seeds (1..=N), extra sweep flags
 catalogue=(
-  "ack-before-fsync crash-majority 40"
+  "ack-before-fsync crash-majority 90"
   "skip-dedup register-leader-kill 10"
   "stale-read leader-isolation 10"
   "serve-while-leaving sharding 5"
@@ -26,6 +26,8 @@ catalogue=(
   "controller-ignores-move sharding 3"
   "shard-moves-without-sessions sharding 10"
   "torn-tail-kept crash-majority 20"
+  "expired-session-reapplied session-churn 3"
+  "moved-horizon-dropped session-churn 11"
   "process-dependent leader-kill 3 --check-determinism"
 )
 

@@ -76,6 +76,14 @@ pub enum KvError {
     /// peer's); nothing changed.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The write's session is unknown to the group and may be one it
+    /// evicted (idle, over the bound, or closed): this attempt applied
+    /// nothing. A new session must open after `horizon`.
+    #[error("session expired (the group evicted sessions active up to {horizon})")]
+    SessionExpired {
+        /// The group's eviction horizon (`expired_through`).
+        horizon: u64,
+    },
 }
 
 impl KvError {
@@ -146,6 +154,11 @@ impl KvError {
                 detail.set_kind(Kind::PermissionDenied);
                 detail.reason = reason.clone();
                 Code::PermissionDenied
+            }
+            KvError::SessionExpired { horizon } => {
+                detail.set_kind(Kind::SessionExpired);
+                detail.horizon = *horizon;
+                Code::FailedPrecondition
             }
         };
         (code, detail)
@@ -227,6 +240,9 @@ impl KvError {
             Kind::Refused => KvError::Refused(detail.reason),
             Kind::NotYet => KvError::NotYet(detail.reason),
             Kind::PermissionDenied => KvError::PermissionDenied(detail.reason),
+            Kind::SessionExpired => KvError::SessionExpired {
+                horizon: detail.horizon,
+            },
         })
     }
 }
@@ -283,6 +299,7 @@ mod tests {
             KvError::Refused("group 1 has already joined".into()),
             KvError::NotYet("configuration 4".into()),
             KvError::PermissionDenied("an administrator is needed".into()),
+            KvError::SessionExpired { horizon: 1_700_000 },
         ];
         for error in errors {
             let status = error.to_status();

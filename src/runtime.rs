@@ -13,6 +13,7 @@
 //! - [`rng`], the process's single source of randomness: the simulator's seeded
 //!   generator under madsim, OS-seeded entropy in real mode;
 //! - [`shutdown_signal`], how a node learns it should stop;
+//! - [`wall_clock_ms`], the wall clock (simulated time under madsim);
 //! - [`serve_http`], the HTTP gateway's listener: a real socket in real mode;
 //!   the simulator has none to offer, so there it refuses;
 //! - [`planted`], the switch for deliberately planted bugs, which exist only in
@@ -60,6 +61,18 @@ pub fn rng() -> Rng {
     {
         rand::thread_rng()
     }
+}
+
+/// Milliseconds since the Unix epoch on this node's wall clock: the
+/// simulator's clock under madsim, the system's in real mode. Only a hint
+/// (it may jump back and forth); the state machine orders its own stamps.
+pub fn wall_clock_ms() -> u64 {
+    #[cfg(madsim)]
+    let now = madsim::time::TimeHandle::current().now_time();
+    #[cfg(not(madsim))]
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 /// Runs blocking work (file I/O) where it does not stall the async workers:
@@ -168,6 +181,14 @@ named! {
         /// cutting it off, and appends after it: the next recovery finds the
         /// log corrupt in the middle.
         TornTailKept = "torn-tail-kept",
+        /// A write of a client the group does not know is always applied,
+        /// even when its session may be one the group evicted: a retry of a
+        /// write whose session expired is applied a second time.
+        ExpiredSessionReapplied = "expired-session-reapplied",
+        /// A moved shard's new owner takes its sessions but not the previous
+        /// owner's eviction horizon: a retry of a write into the shard whose
+        /// session the previous owner had evicted is applied again.
+        MovedHorizonDropped = "moved-horizon-dropped",
     }
 }
 
@@ -264,6 +285,11 @@ named! {
         WrongGroupRefused = "wrong-group-refused",
         /// A node forwarded a client's request to the group serving its key.
         RequestForwarded = "request-forwarded",
+        /// A write of a session that had written before was refused because
+        /// the group may have evicted the session (`SESSION_EXPIRED`).
+        ExpiredSessionRefused = "expired-session-refused",
+        /// A session was evicted because the group held `max_sessions`.
+        SessionEvictedByCap = "session-evicted-by-cap",
     }
 }
 

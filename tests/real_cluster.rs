@@ -510,6 +510,11 @@ async fn metrics_are_served_in_prometheus_format_and_move_under_load() {
     assert!(leader["shoal_key_value_bytes{}"] >= 4000.0);
     assert!(leader["shoal_sessions{}"] >= 1.0);
     assert!(leader["shoal_raft_applied_index{}"] >= 41.0);
+    // Closing the session removes it, counted as expired.
+    client.close_session().await.unwrap();
+    let closed = scrape(&group.nodes[leaders[0]]);
+    assert_eq!(closed["shoal_sessions{}"], 0.0, "{closed:?}");
+    assert_eq!(closed["shoal_sessions_expired_total{}"], 1.0, "{closed:?}");
 
     for node in &group.nodes {
         assert_eq!(

@@ -112,6 +112,8 @@ class Cluster:
         self.config = None
         self.client_id = random.getrandbits(63)
         self.seq = 0
+        # A session says when it began (see WriteId in shoal.proto).
+        self.opened_at = int(time.time() * 1000)
 
     def channel(self, addr):
         if addr not in self.channels:
@@ -166,7 +168,9 @@ class Cluster:
 
     def write_id(self):
         self.seq += 1
-        return pb.WriteId(client_id=self.client_id, seq=self.seq)
+        return pb.WriteId(
+            client_id=self.client_id, seq=self.seq, opened_at=self.opened_at, floor=self.opened_at
+        )
 
     def put(self, key, value):
         request = pb.PutRequest(key=key, value=value, id=self.write_id())
@@ -329,7 +333,8 @@ def test_every_error_kind_decodes_with_grpc_status():
     assert "retry_info" in found
     assert {KIND.Name(k) for k in KIND.values()} - {"KIND_UNSPECIFIED"} == {
         "NOT_LEADER", "UNAVAILABLE", "KEY_EMPTY", "KEY_TOO_LARGE", "VALUE_TOO_LARGE",
-        "STALE_SEQUENCE", "WRITE_ID_CONFLICT", "WRONG_GROUP", "REFUSED", "NOT_YET", "PERMISSION_DENIED",
+        "STALE_SEQUENCE", "WRITE_ID_CONFLICT", "WRONG_GROUP", "REFUSED", "NOT_YET",
+        "SESSION_EXPIRED", "PERMISSION_DENIED",
     }, "a new error kind needs a case here"
 
 

@@ -211,6 +211,7 @@ pub async fn run(scenario: &Scenario) -> Report {
 
     form_groups(&cluster, scenario).await;
     let shard_safety = check::shard_safety::Observer::start(&cluster);
+    let sessions = check::sessions::Observer::start(&cluster, t0);
     let clients = start_clients(&mut cluster, scenario, &workload, &history, &progress, t0);
 
     let nemesis = Nemesis::new(&cluster, scenario, &history, t0);
@@ -233,6 +234,10 @@ pub async fn run(scenario: &Scenario) -> Report {
     let checks = vec![
         end.workload,
         shard_safety.check(&cluster),
+        sessions.check(
+            (scenario.cluster.max_sessions)
+                .unwrap_or(shoal::machine::session::MAX_SESSIONS_DEFAULT),
+        ),
         check::linearizability::check(&end.history.ops),
         check::contract::check(&end.history),
         check::durability::check(&end.history, &end.reads),

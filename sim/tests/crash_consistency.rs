@@ -429,6 +429,7 @@ mod snapshots {
                 disk_ref.clone(),
                 shoal::ids::GroupKey::Standalone,
                 1,
+                Default::default(),
                 Arc::default(),
             )
             .await
@@ -470,6 +471,7 @@ mod snapshots {
                 disk_ref,
                 shoal::ids::GroupKey::Standalone,
                 1,
+                Default::default(),
                 Arc::default(),
             )
             .await

@@ -283,21 +283,13 @@ async fn main() -> ExitCode {
         Command::Admin { command } => admin(&mut client, command).await,
         Command::Snapshot { command } => return snapshot(&mut client, command).await,
         Command::Endpoint { command } => endpoint(&mut client, command).await,
-        Command::Status => client.status().await.map(|status| {
-            println!("node:         {}", status.node_id);
-            println!("role:         {}", status.role);
-            println!("term:         {}", status.term);
-            match status.leader_id {
-                Some(leader) => println!("leader:       {leader}"),
-                None => println!("leader:       (none)"),
-            }
-            println!("last applied: {}", status.last_applied);
-            for (id, addr) in &status.members {
-                println!("member:       {id} {addr}");
-            }
-            ExitCode::SUCCESS
-        }),
+        Command::Status => client.status().await.map(print_status),
     };
+    // Every invocation is a session of its own: end it, so the cluster's
+    // de-duplication tables do not keep it until it expires.
+    if let Err(e) = client.close_session().await {
+        tracing::debug!(error = %e, "the session was not closed; it will expire");
+    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -305,6 +297,25 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints one member's view of its group.
+fn print_status(status: shoal::proto::StatusResponse) -> ExitCode {
+    println!("node:         {}", status.node_id);
+    println!("role:         {}", status.role);
+    println!("term:         {}", status.term);
+    match status.leader_id {
+        Some(leader) => println!("leader:       {leader}"),
+        None => println!("leader:       (none)"),
+    }
+    println!("last applied: {}", status.last_applied);
+    for (id, addr) in &status.members {
+        match status.peer_members.get(id).filter(|peer| *peer != addr) {
+            Some(peer) => println!("member:       {id} {addr} (peers: {peer})"),
+            None => println!("member:       {id} {addr}"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn admin(

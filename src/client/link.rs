@@ -40,6 +40,9 @@ pub struct GroupLink {
     /// Index of the next endpoint to try when no leader is known.
     next_endpoint: usize,
     connections: std::collections::BTreeMap<String, Channel>,
+    /// Attempts sent whose outcome is unknown (no answer, a transport
+    /// error, an unavailable group): a write among them may have applied.
+    ambiguous: u64,
 }
 
 /// How one attempt failed.
@@ -58,7 +61,18 @@ impl GroupLink {
             endpoints,
             leader: None,
             connections: std::collections::BTreeMap::new(),
+            ambiguous: 0,
         }
+    }
+
+    /// Attempts so far whose outcome is unknown.
+    pub fn ambiguous_attempts(&self) -> u64 {
+        self.ambiguous
+    }
+
+    /// Takes over the count of a link this one replaces.
+    pub fn carry_ambiguous_attempts(&mut self, count: u64) {
+        self.ambiguous += count;
     }
 
     /// The members' addresses.
@@ -152,15 +166,17 @@ impl GroupLink {
     {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let limit = config.attempt_timeout.min(remaining);
+        // `sent`: the request left (a failure after it is ambiguous).
         let result = crate::runtime::timeout(limit, async {
-            let channel = self.connect(config, target).await?;
-            send(channel).await
+            let channel = self.connect(config, target).await.map_err(|s| (false, s))?;
+            send(channel).await.map_err(|s| (true, s))
         })
         .await;
-        let status = match result {
+        let (sent, status) = match result {
             Ok(Ok(reply)) => return Ok(reply.into_inner()),
-            Ok(Err(status)) => status,
+            Ok(Err(failed)) => failed,
             Err(_) => {
+                self.ambiguous += 1;
                 self.connections.remove(target);
                 return Err(Failure::Retry(format!(
                     "{target}: no answer within {limit:?}"
@@ -172,9 +188,17 @@ impl GroupLink {
                 leader_addr: Some(leader),
                 ..
             }) if leader != target => Err(Failure::Redirect(leader)),
-            Some(e) if e.is_retryable() => Err(Failure::Retry(format!("{target}: {e}"))),
+            Some(e) if e.is_retryable() => {
+                if matches!(e, KvError::Unavailable(_)) {
+                    self.ambiguous += 1;
+                }
+                Err(Failure::Retry(format!("{target}: {e}")))
+            }
             Some(e) => Err(Failure::Fatal(ClientError::Rejected(e))),
             None if retryable_code(status.code()) => {
+                if sent {
+                    self.ambiguous += 1;
+                }
                 self.connections.remove(target);
                 Err(Failure::Retry(format!("{target}: {status}")))
             }

@@ -23,16 +23,15 @@ pub mod backup;
 pub mod endpoints;
 pub mod link;
 pub mod retry;
+pub mod session;
+mod write;
 
 use crate::error::KvError;
 use crate::ids::{GroupId, ShardId};
-use crate::limits::{check_key, check_value};
+use crate::limits::check_key;
 use crate::machine::shard::config::Config;
 use crate::machine::shard::shard_of;
-use crate::proto::{
-    CasRequest, DeleteRequest, GetRequest, PutRequest, QueryRequest, ScanRequest, StatusRequest,
-    StatusResponse, WriteId,
-};
+use crate::proto::{GetRequest, QueryRequest, ScanRequest, StatusRequest, StatusResponse};
 pub use crate::tls::Credentials;
 pub use link::GroupLink;
 use link::{admin, kv};
@@ -128,6 +127,15 @@ pub enum ClientError {
     /// The client was given no endpoints.
     #[error("no endpoints configured")]
     NoEndpoints,
+    /// The write's session expired in its group after an earlier attempt
+    /// went unanswered: the write may or may not have been applied. (A
+    /// refusal with no attempt in doubt is not an error: the client sends
+    /// the write again under a new session.)
+    #[error("session expired (horizon {horizon}) after an unanswered attempt: the write may or may not have applied")]
+    SessionExpired {
+        /// The group's eviction horizon.
+        horizon: u64,
+    },
 }
 
 /// The result of a compare-and-swap.
@@ -142,9 +150,8 @@ pub struct CasOutcome {
 /// A connection to one cluster: a standalone group, or a sharded cluster.
 pub struct Client {
     config: ClientConfig,
-    client_id: u64,
-    /// Sequence number of the last write issued.
-    seq: u64,
+    /// The session writes are numbered in (see [`session`]).
+    session: session::Session,
     /// The standalone group, or the shard controller.
     home: GroupLink,
     /// Sharded: the configuration in use, and a link per data group.
@@ -156,19 +163,19 @@ impl Client {
     /// A client with a fresh random identity.
     pub fn new(config: ClientConfig) -> Client {
         let mut rng = crate::runtime::rng();
+        let client_id = rng.gen();
         Client {
-            client_id: rng.gen(),
+            session: session::Session::open(client_id, crate::runtime::wall_clock_ms(), 0),
             home: GroupLink::new(config.endpoints.clone(), &mut rng),
             config,
-            seq: 0,
             routing: None,
             groups: BTreeMap::new(),
         }
     }
 
-    /// This client's identity in the de-duplication table.
+    /// The current session's identity in the de-duplication tables.
     pub fn id(&self) -> u64 {
-        self.client_id
+        self.session.client_id
     }
 
     /// Reads `key` (linearizable).
@@ -184,79 +191,6 @@ impl Client {
             })
             .await?;
         Ok(reply.value)
-    }
-
-    /// Stores `value` under `key`.
-    pub async fn put(
-        &mut self,
-        key: impl Into<Bytes>,
-        value: impl Into<Bytes>,
-    ) -> Result<(), ClientError> {
-        let (key, value) = (key.into(), value.into());
-        check_key(&key)?;
-        check_value(&value)?;
-        let request = PutRequest {
-            key: key.clone(),
-            value,
-            id: Some(self.next_write_id()),
-        };
-        let routing = self.config.routing;
-        self.call_for_key(&key, |ch| {
-            let request = request.clone();
-            async move { kv(ch).put(mark(routing, request)).await }
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Removes `key`; returns whether it existed.
-    pub async fn delete(&mut self, key: impl Into<Bytes>) -> Result<bool, ClientError> {
-        let key = key.into();
-        check_key(&key)?;
-        let request = DeleteRequest {
-            key: key.clone(),
-            id: Some(self.next_write_id()),
-        };
-        let routing = self.config.routing;
-        let reply = self
-            .call_for_key(&key, |ch| {
-                let request = request.clone();
-                async move { kv(ch).delete(mark(routing, request)).await }
-            })
-            .await?;
-        Ok(reply.existed)
-    }
-
-    /// If `key` holds `expected` (`None`: is absent), replaces it with `new`
-    /// (`None`: removes it).
-    pub async fn compare_and_swap(
-        &mut self,
-        key: impl Into<Bytes>,
-        expected: Option<Bytes>,
-        new: Option<Bytes>,
-    ) -> Result<CasOutcome, ClientError> {
-        let key = key.into();
-        check_key(&key)?;
-        for value in expected.iter().chain(new.iter()) {
-            check_value(value)?;
-        }
-        let request = CasRequest {
-            key: key.clone(),
-            expected,
-            new_value: new,
-            id: Some(self.next_write_id()),
-        };
-        let routing = self.config.routing;
-        let reply = self
-            .call_for_key(&key, |ch| {
-                let request = request.clone();
-                async move { kv(ch).compare_and_swap(mark(routing, request)).await }
-            })
-            .await?;
-        Ok(CasOutcome {
-            swapped: reply.swapped,
-            current: reply.current,
-        })
     }
 
     /// Keys in `[start, end)` (`end` empty: to the end), in order, at most
@@ -326,14 +260,6 @@ impl Client {
                 kv(ch).status(StatusRequest {}).await
             })
             .await
-    }
-
-    fn next_write_id(&mut self) -> WriteId {
-        self.seq += 1;
-        WriteId {
-            client_id: self.client_id,
-            seq: self.seq,
-        }
     }
 
     fn deadline(&self) -> tokio::time::Instant {
@@ -496,7 +422,9 @@ fn group_link<'a>(
         .entry(group)
         .or_insert_with(|| GroupLink::new(members.clone(), &mut crate::runtime::rng()));
     if link.endpoints() != members {
+        let unanswered = link.ambiguous_attempts();
         *link = GroupLink::new(members, &mut crate::runtime::rng());
+        link.carry_ambiguous_attempts(unanswered);
     }
     link
 }
@@ -522,6 +450,7 @@ impl From<ClientError> for Status {
     fn from(error: ClientError) -> Status {
         match error {
             ClientError::Rejected(e) => e.into(),
+            ClientError::SessionExpired { horizon } => KvError::SessionExpired { horizon }.into(),
             ClientError::Rpc(status) => status,
             other => KvError::Unavailable(other.to_string()).into(),
         }

@@ -11,10 +11,15 @@ use super::shard::ShardOp;
 /// 1, 2, 3... and retry a write under the same number until it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WriteId {
-    /// A client's random 64-bit identity.
+    /// A client's random 64-bit identity: one session of one client.
     pub client_id: u64,
-    /// The write's number within the client, starting at 1.
+    /// The write's number within the session, starting at 1.
     pub seq: u64,
+    /// When the session began, in the groups' stamp units (milliseconds):
+    /// every stamp of the session's writes is at least this. A group that
+    /// does not know the session refuses it if it may have evicted it
+    /// (`opened_at` at or below its `expired_through`).
+    pub opened_at: u64,
 }
 
 /// One log entry's command.
@@ -27,6 +32,17 @@ pub enum Command {
         id: Option<WriteId>,
         /// What it does.
         op: DataOp,
+        /// The proposing leader's stamp: its wall clock in milliseconds, or
+        /// the client's `floor` if larger. The state machine makes stamps
+        /// strictly increasing (see [`super::kv::KvState::tick`]).
+        stamp: u64,
+    },
+    /// A client ends its session: the group forgets it (as if evicted).
+    CloseSession {
+        /// The session's client id.
+        client_id: u64,
+        /// The proposing leader's stamp, as for [`Command::Data`].
+        stamp: u64,
     },
     /// A change to the group's sharding state (see [`super::shard`]).
     Shard(ShardOp),
@@ -90,6 +106,15 @@ pub enum CommandResult {
     /// The command's sequence number is older than the client's latest write:
     /// it was answered before and its answer is no longer kept.
     StaleSequence,
+    /// The write's session is unknown here and may be one this group
+    /// evicted (its `opened_at` is at or below `horizon`): nothing was
+    /// applied. Whether an earlier attempt of the write applied is unknown.
+    SessionExpired {
+        /// The group's `expired_through`: a new session must open after it.
+        horizon: u64,
+    },
+    /// A session was closed (`true`) or was not known (`false`).
+    SessionClosed(bool),
     /// The key's shard is not served by this group (as of configuration
     /// `config_num`); nothing was applied.
     WrongGroup {
@@ -101,4 +126,15 @@ pub enum CommandResult {
     /// A sharding change took effect (`true`) or was a no-op (`false`:
     /// stale or duplicate).
     Shard(bool),
+}
+
+/// What applying one log entry answers: its result, and the entry's
+/// effective stamp (the group clock after it), which a client keeps as the
+/// `floor` of its later writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The command's result.
+    pub result: CommandResult,
+    /// The group clock after the entry.
+    pub stamp: u64,
 }

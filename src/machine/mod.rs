@@ -3,6 +3,8 @@
 //!
 //! - [`command`]: the log's commands and their results;
 //! - [`kv`]: the data and the client de-duplication table;
+//! - [`session`]: the de-duplication table's sessions, the group clock and
+//!   their bounded, deterministic expiry;
 //! - [`shard`]: the shard function, the controller's configurations and a
 //!   data group's shard moves.
 //!
@@ -12,6 +14,7 @@
 
 pub mod command;
 pub mod kv;
+pub mod session;
 pub mod shard;
 
 use std::ops::Bound;
@@ -25,6 +28,7 @@ use crate::ids::{GroupKey, Member, NodeId, ShardId};
 use crate::runtime::{planted, PlantedBug};
 use command::{Command, CommandResult};
 use kv::{KvState, Session};
+use session::SessionLimits;
 use shard::controller::ControllerState;
 use shard::group::GroupShards;
 use shard::{shard_of, ShardOp};
@@ -67,10 +71,30 @@ impl Role {
 
 /// The keys and values of one shard, and the de-duplication table that goes
 /// with them when the shard moves to another group.
-pub type ShardData = (
-    Vec<(Bytes, Bytes)>,
-    std::collections::BTreeMap<u64, Session>,
-);
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardData {
+    /// The shard's keys and values.
+    pub data: Vec<(Bytes, Bytes)>,
+    /// The previous owner's live sessions.
+    pub sessions: std::collections::BTreeMap<u64, Session>,
+    /// The previous owner's eviction horizon: a session it evicted may have
+    /// written into the shard, so the new owner must refuse it too.
+    pub expired_through: u64,
+}
+
+impl ShardData {
+    /// The log command that installs this shard, received at configuration
+    /// `num`.
+    pub fn install(self, num: u64, shard: ShardId) -> ShardOp {
+        ShardOp::Install {
+            num,
+            shard,
+            data: self.data,
+            sessions: self.sessions,
+            expired_through: self.expired_through,
+        }
+    }
+}
 
 /// One group's answer to a scan: the entries found, and the requested shards
 /// it served.
@@ -163,22 +187,30 @@ impl Applied {
         if planted(PlantedBug::ShardHandedOverEmpty) {
             data.clear();
         }
-        Ok((data, self.kv.sessions.clone()))
+        Ok(ShardData {
+            data,
+            sessions: self.kv.sessions.table().clone(),
+            expired_through: self.kv.sessions.expired_through(),
+        })
     }
 
     /// Applies one command: data operations on keys this group serves,
-    /// sharding operations to the role they belong to.
-    pub fn apply_command(&mut self, command: &Command) -> CommandResult {
+    /// sharding operations to the role they belong to. `limits` bound the
+    /// de-duplication table; every member of a group applies the same.
+    pub fn apply_command(&mut self, command: &Command, limits: &SessionLimits) -> CommandResult {
         match command {
-            Command::Data { id, op } => match self.serves(op.key()) {
-                Ok(()) => self.kv.apply(*id, op),
+            Command::Data { id, op, stamp } => match self.serves(op.key()) {
+                Ok(()) => self.kv.apply(*id, *stamp, op, limits),
                 Err(config_num) => CommandResult::WrongGroup { config_num },
             },
-            Command::Shard(op) => self.apply_shard_op(op),
+            Command::CloseSession { client_id, stamp } => {
+                self.kv.close_session(*client_id, *stamp, limits)
+            }
+            Command::Shard(op) => self.apply_shard_op(op, limits),
         }
     }
 
-    fn apply_shard_op(&mut self, op: &ShardOp) -> CommandResult {
+    fn apply_shard_op(&mut self, op: &ShardOp, limits: &SessionLimits) -> CommandResult {
         match (&mut self.role, op) {
             (Role::Controller(controller), ShardOp::Controller(op)) => {
                 CommandResult::Controller(controller.apply(op))
@@ -193,11 +225,13 @@ impl Applied {
                     shard,
                     data,
                     sessions,
+                    expired_through,
                 },
             ) => {
                 let install = group.received(*num, *shard);
                 if install {
-                    self.kv.install_shard(data, sessions);
+                    self.kv
+                        .install_shard(data, sessions, *expired_through, limits);
                 }
                 CommandResult::Shard(install)
             }
@@ -242,15 +276,15 @@ mod tests {
             let id = Some(WriteId {
                 client_id: 9,
                 seq: seq as u64 + 1,
+                opened_at: 1,
             });
             let op = DataOp::Put {
                 key: Bytes::copy_from_slice(key.as_bytes()),
                 value: "v".into(),
             };
-            assert_eq!(
-                applied.apply_command(&Command::Data { id, op }),
-                CommandResult::Put
-            );
+            let command = Command::Data { id, op, stamp: 1 };
+            let result = applied.apply_command(&command, &SessionLimits::default());
+            assert_eq!(result, CommandResult::Put);
         }
         applied
     }
@@ -318,8 +352,9 @@ mod tests {
         };
         (next.num, next.shards) = (2, vec![1, 2]);
         let command = Command::Shard(ShardOp::Reconfigure(next));
-        assert_eq!(applied.apply_command(&command), CommandResult::Shard(true));
-        let (data, sessions) = applied.shard_for_new_owner(2, 1).unwrap();
+        let result = applied.apply_command(&command, &SessionLimits::default());
+        assert_eq!(result, CommandResult::Shard(true));
+        let ShardData { data, sessions, .. } = applied.shard_for_new_owner(2, 1).unwrap();
         assert!(!data.is_empty() && data.iter().all(|(k, _)| shard_of(k, 2) == 1));
         assert_eq!(sessions.keys().copied().collect::<Vec<_>>(), [9]);
         assert!(matches!(

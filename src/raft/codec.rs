@@ -40,19 +40,21 @@ mod tests {
             id: Some(WriteId {
                 client_id: 7,
                 seq: 3,
+                opened_at: 5,
             }),
             op: DataOp::Put {
                 key: "k".into(),
                 value: "v".into(),
             },
+            stamp: 9,
         };
         let bytes = encode(&command).unwrap();
         assert_eq!(decode::<Command>(&bytes).unwrap(), command);
         assert!(decode::<Command>(&bytes[..bytes.len() - 1]).is_err());
         // A length prefix claiming more than the limit is refused, not allocated.
         let mut huge = bytes.clone();
-        // (command tag 4, write id 1 + 16, operation tag 4, then the key's.)
-        huge[25..33].copy_from_slice(&u64::MAX.to_le_bytes());
+        // (command tag 4, write id 1 + 24, operation tag 4, then the key's.)
+        huge[33..41].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode::<Command>(&huge).is_err());
     }
 

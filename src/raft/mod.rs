@@ -12,14 +12,14 @@ use openraft::SnapshotPolicy;
 
 use crate::ids::{Member, NodeId};
 use crate::limits::{ENTRIES_PER_APPEND_MAX, SNAPSHOT_CHUNK_SIZE_BYTES};
-use crate::machine::command::{Command, CommandResult};
+use crate::machine::command::{Command, Outcome};
 use crate::runtime::ShoalRuntime;
 
 openraft::declare_raft_types!(
     /// Shoal's openraft type configuration.
     pub TypeConfig:
         D = Command,
-        R = CommandResult,
+        R = Outcome,
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,

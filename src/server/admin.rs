@@ -150,7 +150,7 @@ impl Admin for AdminService {
         self.replica.access.admit(&request, Needs::Admin)?;
         let op = ControllerOp::try_from(request.into_inner())?;
         let command = Command::Shard(ShardOp::Controller(op));
-        match self.replica.write(command).await? {
+        match self.replica.write(command).await?.result {
             CommandResult::Controller(Ok(num)) => self.config(Some(num)),
             CommandResult::Controller(Err(e)) => Err(KvError::Refused(e.to_string()).into()),
             _ => Err(KvError::Refused("this group is not the shard controller".into()).into()),

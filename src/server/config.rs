@@ -108,6 +108,23 @@ pub struct NodeConfig {
     /// set directly by code that builds a configuration).
     #[serde(skip)]
     pub token: Option<String>,
+    /// Live client sessions (de-duplication entries) a group keeps at most;
+    /// beyond it the least recently active is evicted. Must be the same on
+    /// every member of a group, like `shard_count`.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Milliseconds a client session may stay idle before it is evicted.
+    /// Must be the same on every member of a group.
+    #[serde(default = "default_session_idle_timeout_ms")]
+    pub session_idle_timeout_ms: u64,
+}
+
+fn default_max_sessions() -> usize {
+    crate::machine::session::MAX_SESSIONS_DEFAULT
+}
+
+fn default_session_idle_timeout_ms() -> u64 {
+    crate::machine::session::SESSION_IDLE_TIMEOUT_MS_DEFAULT
 }
 
 fn default_shard_count() -> u32 {
@@ -201,6 +218,8 @@ impl NodeConfig {
             peer_names: Vec::new(),
             token_file: None,
             token: None,
+            max_sessions: default_max_sessions(),
+            session_idle_timeout_ms: default_session_idle_timeout_ms(),
         }
     }
 
@@ -251,6 +270,11 @@ impl NodeConfig {
         if !tls.any() && self.token.is_none() && self.token_file.is_none() {
             return Err(ConfigError::NoIdentity);
         }
+        if self.max_sessions == 0 || self.session_idle_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "max_sessions and session_idle_timeout_ms must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -292,6 +316,10 @@ impl NodeConfig {
             wal_segment_size_max: self.wal_segment_size_max,
             group: self.group,
             shard_count: self.shard_count,
+            sessions: crate::machine::session::SessionLimits {
+                max_sessions: self.max_sessions,
+                idle_timeout_ms: self.session_idle_timeout_ms,
+            },
         }
     }
 }
@@ -357,6 +385,23 @@ mod tests {
         assert_eq!(config, expect);
         assert_eq!(config.storage_options().group, GroupKey::Data(1));
         assert_eq!(config.raft_settings().snapshot_every_entries, 10_000);
+        assert_eq!(config.storage_options().sessions.max_sessions, 10_000);
+    }
+
+    #[test]
+    fn session_limits_are_read_and_must_be_positive() {
+        let base = "id = 1\nlisten = \"127.0.0.1:7001\"\npeers = [\"1=127.0.0.1:7001\"]\n\
+                    token_file = \"t\"\n";
+        let config = read(&format!(
+            "{base}max_sessions = 64\nsession_idle_timeout_ms = 5000\n"
+        ));
+        let sessions = config.unwrap().storage_options().sessions;
+        assert_eq!(
+            (sessions.max_sessions, sessions.idle_timeout_ms),
+            (64, 5000)
+        );
+        let zero = read(&format!("{base}max_sessions = 0\n")).unwrap_err();
+        assert!(zero.to_string().contains("max_sessions"));
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl From<KvError> for Failure {
                 fields["leader_addr"] = leader_addr.into();
             }
             KvError::WrongGroup { config_num } => fields["config_num"] = config_num.into(),
+            KvError::SessionExpired { horizon } => fields["horizon"] = horizon.into(),
             _ => {}
         }
         Failure {
@@ -112,6 +113,9 @@ impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         let (status, kind) = match &error {
             ClientError::Rejected(e) => return e.clone().into(),
+            ClientError::SessionExpired { horizon } => {
+                return KvError::SessionExpired { horizon: *horizon }.into()
+            }
             ClientError::DeadlineExceeded { .. } => {
                 (StatusCode::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED")
             }

@@ -17,12 +17,13 @@ use crate::client::link::kv;
 use crate::client::{routed, ROUTED_HEADER};
 use crate::error::KvError;
 use crate::limits::{check_key, check_value};
-use crate::machine::command::{Command, CommandResult, DataOp, WriteId};
+use crate::machine::command::{Command, CommandResult, DataOp, Outcome, WriteId};
 use crate::machine::Role;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
-    CasRequest, CasResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue,
-    PutRequest, PutResponse, ScanRequest, ScanResponse, StatusRequest, StatusResponse,
+    CasRequest, CasResponse, CloseSessionRequest, CloseSessionResponse, DeleteRequest,
+    DeleteResponse, GetRequest, GetResponse, KeyValue, PutRequest, PutResponse, ScanRequest,
+    ScanResponse, StatusRequest, StatusResponse,
 };
 
 /// Serves the `Kv` gRPC service from one replica.
@@ -37,17 +38,22 @@ impl KvService {
         KvService { replica }
     }
 
-    /// Commits a data operation sent with write id `id`.
+    /// Commits a data operation sent with write id `id`, stamped with this
+    /// node's wall clock or the client's floor, whichever is larger (the
+    /// node proposing is the leader, or the write fails).
     async fn write(
         &self,
         id: Option<crate::proto::WriteId>,
         op: DataOp,
-    ) -> Result<CommandResult, KvError> {
+    ) -> Result<Outcome, KvError> {
+        let floor = id.as_ref().map_or(0, |id| id.floor);
+        let stamp = crate::runtime::wall_clock_ms().max(floor);
         let id = id.map(|id| WriteId {
             client_id: id.client_id,
             seq: id.seq,
+            opened_at: id.opened_at,
         });
-        self.replica.write(Command::Data { id, op }).await
+        self.replica.write(Command::Data { id, op, stamp }).await
     }
 
     /// Sends a request about `key` to the group that serves it, through
@@ -146,6 +152,13 @@ impl Kv for KvService {
     ) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(self.replica.status()))
     }
+
+    async fn close_session(
+        &self,
+        request: Request<CloseSessionRequest>,
+    ) -> Result<Response<CloseSessionResponse>, Status> {
+        timed!(self, "close_session", self.serve_close_session(request))
+    }
 }
 
 impl KvService {
@@ -182,8 +195,9 @@ impl KvService {
                 .forward(&request.key.clone(), resend!(request, put))
                 .await;
         }
-        match result? {
-            CommandResult::Put => Ok(Response::new(PutResponse {})),
+        let Outcome { result, stamp } = result?;
+        match result {
+            CommandResult::Put => Ok(Response::new(PutResponse { stamp })),
             _ => Err(KvError::WriteIdConflict.into()),
         }
     }
@@ -202,8 +216,11 @@ impl KvService {
                 .forward(&request.key.clone(), resend!(request, delete))
                 .await;
         }
-        match result? {
-            CommandResult::Delete { existed } => Ok(Response::new(DeleteResponse { existed })),
+        let Outcome { result, stamp } = result?;
+        match result {
+            CommandResult::Delete { existed } => {
+                Ok(Response::new(DeleteResponse { existed, stamp }))
+            }
             _ => Err(KvError::WriteIdConflict.into()),
         }
     }
@@ -234,12 +251,29 @@ impl KvService {
             let key = request.key.clone();
             return self.forward(&key, resend!(request, compare_and_swap)).await;
         }
-        match result? {
-            CommandResult::Cas { swapped, current } => {
-                Ok(Response::new(CasResponse { swapped, current }))
-            }
+        let Outcome { result, stamp } = result?;
+        match result {
+            CommandResult::Cas { swapped, current } => Ok(Response::new(CasResponse {
+                swapped,
+                current,
+                stamp,
+            })),
             _ => Err(KvError::WriteIdConflict.into()),
         }
+    }
+
+    /// Closes a session in this replica's group (never forwarded: a
+    /// session lives in each group the client wrote to).
+    async fn serve_close_session(
+        &self,
+        request: Request<CloseSessionRequest>,
+    ) -> Result<Response<CloseSessionResponse>, Status> {
+        let CloseSessionRequest { client_id, floor } = request.into_inner();
+        let stamp = crate::runtime::wall_clock_ms().max(floor);
+        let command = Command::CloseSession { client_id, stamp };
+        let Outcome { result, stamp } = self.replica.write(command).await?;
+        let closed = result == CommandResult::SessionClosed(true);
+        Ok(Response::new(CloseSessionResponse { closed, stamp }))
     }
 
     async fn serve_scan(

@@ -43,7 +43,6 @@ pub struct NodeMetrics {
     last_log_index: Gauge,
     applied_index: Gauge,
     apply_lag: Gauge,
-    sessions: Gauge,
     keys: Gauge,
     key_bytes: Gauge,
     last_leader: Mutex<Option<NodeId>>,
@@ -70,7 +69,6 @@ impl NodeMetrics {
             last_log_index: Gauge::default(),
             applied_index: Gauge::default(),
             apply_lag: Gauge::default(),
-            sessions: Gauge::default(),
             keys: Gauge::default(),
             key_bytes: Gauge::default(),
             last_leader: Mutex::new(None),
@@ -131,11 +129,6 @@ impl NodeMetrics {
             "Log entries not yet applied",
             self.apply_lag.clone(),
         );
-        r.register(
-            "sessions",
-            "Live client de-duplication sessions",
-            self.sessions.clone(),
-        );
         r.register("keys", "Keys stored", self.keys.clone());
         r.register(
             "key_value_bytes",
@@ -191,7 +184,6 @@ impl NodeMetrics {
         self.observe_raft(replica);
         {
             let applied = replica.state_machine.read();
-            self.sessions.set(applied.kv.sessions.len() as i64);
             self.keys.set(applied.kv.data.len() as i64);
             let bytes: usize = applied.kv.data.iter().map(|(k, v)| k.len() + v.len()).sum();
             self.key_bytes.set(bytes as i64);

@@ -180,16 +180,11 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>, credentials:
                 }
                 buggify_delay(FaultSite::ShardPullDelay, BUGGIFY_MOVE_DELAY_MAX).await;
                 match peer.pull_shard(num, *shard).await {
-                    Ok((data, sessions)) => {
-                        tracing::info!(num, shard, from, keys = data.len(), "shard received");
+                    Ok(received) => {
+                        let keys = received.data.len();
+                        tracing::info!(num, shard, from, keys, "shard received");
                         buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
-                        let install = ShardOp::Install {
-                            num,
-                            shard: *shard,
-                            data,
-                            sessions,
-                        };
-                        if propose(install).await {
+                        if propose(received.install(num, *shard)).await {
                             replica.metrics.shard_moves_finished.inc();
                         }
                     }

@@ -13,7 +13,7 @@ use super::metrics::NodeMetrics;
 use super::pool::ClientPool;
 use crate::error::KvError;
 use crate::ids::NodeId;
-use crate::machine::command::{Command, CommandResult};
+use crate::machine::command::{Command, CommandResult, Outcome};
 use crate::proto::StatusResponse;
 use crate::raft::ShoalRaft;
 use crate::runtime::{buggify_delay, planted, reached, FaultSite, PlantedBug, Situation};
@@ -77,21 +77,23 @@ impl Replica {
         Ok(())
     }
 
-    /// Commits a command and returns its result; a stale sequence number or
-    /// a key of a shard this group does not serve is an error.
-    pub async fn write(&self, command: Command) -> Result<CommandResult, KvError> {
+    /// Commits a command and returns its outcome; a stale sequence number,
+    /// an expired session or a key of a shard this group does not serve is
+    /// an error.
+    pub async fn write(&self, command: Command) -> Result<Outcome, KvError> {
         self.metrics.proposals_pending.inc();
         let response = self.raft.client_write(command).await;
         self.metrics.proposals_pending.dec();
         let response = response.map_err(from_write_error)?;
         buggify_delay(FaultSite::ReplyDelay, BUGGIFY_REPLY_DELAY_MAX).await;
-        match response.data {
+        match response.data.result {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),
+            CommandResult::SessionExpired { horizon } => Err(KvError::SessionExpired { horizon }),
             CommandResult::WrongGroup { config_num } => {
                 reached(Situation::WrongGroupRefused);
                 Err(KvError::WrongGroup { config_num })
             }
-            result => Ok(result),
+            _ => Ok(response.data),
         }
     }
 

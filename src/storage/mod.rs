@@ -27,10 +27,12 @@ pub use state_machine::StateMachineStore;
 
 use disk::DiskRef;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::ids::GroupKey;
+use crate::machine::session::SessionLimits;
 use crate::machine::shard::SHARD_COUNT_DEFAULT;
 
 /// Tunables of a replica's storage.
@@ -42,6 +44,8 @@ pub struct StorageOptions {
     pub group: GroupKey,
     /// Shards in the cluster (sharded clusters).
     pub shard_count: u32,
+    /// The bounds of the de-duplication table (the same on every member).
+    pub sessions: SessionLimits,
 }
 
 impl Default for StorageOptions {
@@ -50,6 +54,7 @@ impl Default for StorageOptions {
             wal_segment_size_max: 64 * 1024 * 1024,
             group: GroupKey::Standalone,
             shard_count: SHARD_COUNT_DEFAULT,
+            sessions: SessionLimits::default(),
         }
     }
 }
@@ -74,6 +79,11 @@ pub struct StorageMetrics {
     pub snapshot_bytes: Histogram,
     /// Snapshots this replica installed from a leader.
     pub snapshots_installed: Counter,
+    /// Live de-duplication sessions in the applied state, set as it
+    /// changes (apply, snapshot install, recovery).
+    pub sessions: Gauge,
+    /// Sessions this replica evicted (idle, over the bound) or closed.
+    pub sessions_expired: Counter,
 }
 
 impl Default for StorageMetrics {
@@ -87,6 +97,8 @@ impl Default for StorageMetrics {
             snapshot_install_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             snapshot_bytes: Histogram::new(exponential_buckets(1024.0, 4.0, 12)),
             snapshots_installed: Counter::default(),
+            sessions: Gauge::default(),
+            sessions_expired: Counter::default(),
         }
     }
 }
@@ -141,6 +153,16 @@ impl StorageMetrics {
             "Snapshots installed from a leader",
             self.snapshots_installed.clone(),
         );
+        registry.register(
+            "sessions",
+            "Live client de-duplication sessions",
+            self.sessions.clone(),
+        );
+        registry.register(
+            "sessions_expired",
+            "Client sessions evicted (idle or over the bound) or closed",
+            self.sessions_expired.clone(),
+        );
     }
 }
 
@@ -180,6 +202,7 @@ impl Storage {
             disk.clone(),
             options.group,
             options.shard_count,
+            options.sessions,
             metrics.clone(),
         )
         .await?;

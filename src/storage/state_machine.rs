@@ -21,7 +21,8 @@ use super::disk::DiskRef;
 use super::snapshot::{self, SnapshotError};
 use super::StorageMetrics;
 use crate::ids::{GroupKey, Member, NodeId};
-use crate::machine::command::CommandResult;
+use crate::machine::command::{CommandResult, Outcome};
+use crate::machine::session::SessionLimits;
 use crate::machine::Applied;
 use crate::raft::{codec, TypeConfig};
 use crate::runtime::{buggify_delay, planted, reached, FaultSite, PlantedBug, Situation};
@@ -51,6 +52,8 @@ pub struct StateMachineStore {
     snapshot_covers: Arc<AtomicU64>,
     disk: DiskRef,
     metrics: Arc<StorageMetrics>,
+    /// The bounds of the de-duplication table, passed to every apply.
+    limits: SessionLimits,
 }
 
 impl StateMachineStore {
@@ -59,6 +62,7 @@ impl StateMachineStore {
         disk: DiskRef,
         group: GroupKey,
         shard_count: u32,
+        limits: SessionLimits,
         metrics: Arc<StorageMetrics>,
     ) -> Result<StateMachineStore, SnapshotError> {
         let (applied, snapshot) = match snapshot::load_latest(&disk).await? {
@@ -85,6 +89,7 @@ impl StateMachineStore {
             .as_ref()
             .and_then(|s: &StoredSnapshot| s.meta.last_log_id)
             .map_or(0, |l| l.index + 1);
+        metrics.sessions.set(applied.kv.sessions.len() as i64);
         Ok(StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
             snapshot: Arc::new(Mutex::new(snapshot)),
@@ -92,6 +97,7 @@ impl StateMachineStore {
             snapshot_covers: Arc::new(AtomicU64::new(covers)),
             disk,
             metrics,
+            limits,
         })
     }
 
@@ -112,7 +118,7 @@ impl StateMachineStore {
         let applied = self.read();
         let data = if planted(PlantedBug::SnapshotDropsDedup) {
             let mut forgetful = applied.clone();
-            forgetful.kv.sessions.clear();
+            forgetful.kv.sessions.forget_all();
             codec::encode(&forgetful)
         } else {
             codec::encode(&*applied)
@@ -217,13 +223,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         buggify_delay(FaultSite::ApplyDelay, BUGGIFY_APPLY_DELAY_MAX).await;
         let mut applied = self.applied.write().expect("state machine lock poisoned");
+        let evicted_before = applied.kv.sessions.evicted();
         let mut results = Vec::new();
         for entry in entries {
             assert!(
@@ -235,15 +242,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Normal(ref command) => applied.apply_command(command),
+                EntryPayload::Normal(ref command) => applied.apply_command(command, &self.limits),
                 EntryPayload::Membership(ref membership) => {
                     applied.membership =
                         StoredMembership::new(Some(entry.log_id), membership.clone());
                     CommandResult::None
                 }
             };
-            results.push(result);
+            results.push(Outcome {
+                result,
+                stamp: applied.kv.sessions.clock(),
+            });
         }
+        let sessions = &applied.kv.sessions;
+        let metrics = &self.metrics;
+        metrics
+            .sessions_expired
+            .inc_by(sessions.evicted() - evicted_before);
+        metrics.sessions.set(sessions.len() as i64);
         Ok(results)
     }
 
@@ -282,6 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         metrics.snapshot_bytes.observe(data.len() as f64);
         metrics.snapshots_installed.inc();
         reached(Situation::SnapshotInstalled);
+        metrics.sessions.set(applied.kv.sessions.len() as i64);
         self.replace(applied);
         Ok(())
     }

@@ -54,12 +54,13 @@ mod tests {
         let id = Some(WriteId {
             client_id: 1,
             seq: 1,
+            opened_at: 1,
         });
         let put = DataOp::Put {
             key: "k".into(),
             value: "v".into(),
         };
-        a.kv.apply(id, &put);
+        a.kv.apply(id, 1, &put, &Default::default());
         let same = a.clone();
         assert_eq!(check(&[(1, a.clone()), (2, same)]), Ok(()));
         let mut diverged = a.clone();

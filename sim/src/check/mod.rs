@@ -7,6 +7,7 @@ pub mod durability;
 pub mod linearizability;
 pub mod list_append;
 pub mod progress;
+pub mod sessions;
 pub mod shard_safety;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ pub enum Checker {
     /// Replicas clean up after themselves: none keeps more than two snapshot
     /// files (the newest, and one a crash interrupted the removal of).
     DiskUse,
+    /// No replica ever holds more live client sessions than `max_sessions`.
+    SessionBound,
     /// Some replica installed a snapshot sent by a leader. Not chosen in
     /// `[checks] run`: it runs when the scenario demands a snapshot install
     /// (`[checks] snapshot_installed`), and then always counts.
@@ -56,6 +59,7 @@ impl Checker {
             Checker::Recovery,
             Checker::ApiContract,
             Checker::DiskUse,
+            Checker::SessionBound,
         ]
     }
 
@@ -71,6 +75,7 @@ impl Checker {
             Checker::Recovery => "recovery",
             Checker::ApiContract => "api-contract",
             Checker::DiskUse => "disk-use",
+            Checker::SessionBound => "session-bound",
             Checker::SnapshotInstall => "snapshot-install",
         }
     }

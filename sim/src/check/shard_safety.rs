@@ -176,14 +176,13 @@ mod tests {
         let id = Some(WriteId {
             client_id: 1,
             seq: 1,
+            opened_at: 1,
         });
-        applied.kv.apply(
-            id,
-            &DataOp::Put {
-                key: key.into(),
-                value: "v".into(),
-            },
-        );
+        let put = DataOp::Put {
+            key: key.into(),
+            value: "v".into(),
+        };
+        applied.kv.apply(id, 1, &put, &Default::default());
         let violation = check_final(&applied).unwrap_err();
         assert!(
             violation

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use shoal::ids::{GroupKey, NodeId};
+use shoal::server::config::NodeConfig;
 
 use super::PORT;
 use crate::scenario::ClusterSpec;
@@ -36,6 +37,25 @@ pub(super) fn replica_id(group: GroupKey, id: NodeId) -> ReplicaId {
 }
 
 impl ClusterSpec {
+    /// Sets the node settings this shape chooses on `config`.
+    pub(super) fn tune(&self, config: &mut NodeConfig) {
+        if let Some(every) = self.snapshot_every_entries {
+            config.snapshot_every_entries = every;
+        }
+        if let Some(kept) = self.entries_kept_after_snapshot {
+            config.entries_kept_after_snapshot = kept;
+        }
+        if let Some(size) = self.wal_segment_size_max {
+            config.wal_segment_size_max = size;
+        }
+        if let Some(max) = self.max_sessions {
+            config.max_sessions = max;
+        }
+        if let Some(idle) = self.session_idle_timeout_ms {
+            config.session_idle_timeout_ms = idle;
+        }
+    }
+
     /// The groups a cluster of this shape has: the standalone group, or the
     /// controller and every data group.
     pub fn group_ids(&self) -> Vec<GroupKey> {

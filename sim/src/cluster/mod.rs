@@ -266,15 +266,7 @@ impl Cluster {
         config.group = group;
         config.shard_count = spec.shard_count;
         config.controller = self.controller_endpoints();
-        if let Some(every) = spec.snapshot_every_entries {
-            config.snapshot_every_entries = every;
-        }
-        if let Some(kept) = spec.entries_kept_after_snapshot {
-            config.entries_kept_after_snapshot = kept;
-        }
-        if let Some(size) = spec.wal_segment_size_max {
-            config.wal_segment_size_max = size;
-        }
+        spec.tune(&mut config);
         config
     }
 
@@ -535,6 +527,12 @@ impl Cluster {
     /// A handle that looks at what replica `id` has applied.
     pub fn probe(&self, id: ReplicaId) -> Probe {
         Probe(self.replicas[&id].storage.clone())
+    }
+
+    /// Each replica's storage metrics, which its node's registry exports.
+    pub fn storage_metrics(&self) -> Vec<(ReplicaId, Arc<StorageMetrics>)> {
+        let replicas = self.replicas.iter();
+        replicas.map(|(id, r)| (*id, r.metrics.clone())).collect()
     }
 
     /// One probe per replica, for observers that run alongside.

@@ -84,6 +84,11 @@ pub struct ClusterSpec {
     pub entries_kept_after_snapshot: Option<u64>,
     /// Write-ahead log segment size (small values exercise rotation).
     pub wal_segment_size_max: Option<u64>,
+    /// Override of the node setting of the same name (small values make
+    /// sessions get evicted).
+    pub max_sessions: Option<usize>,
+    /// Override of the node setting of the same name.
+    pub session_idle_timeout_ms: Option<u64>,
 }
 
 fn default_shard_count() -> u32 {

@@ -54,6 +54,12 @@ fn cluster(cluster: &ClusterSpec) -> Result<(), Invalid> {
             format!("and cluster.standby_groups must add up to at most {GROUPS_MAX}"),
         ));
     }
+    if cluster.max_sessions == Some(0) || cluster.session_idle_timeout_ms == Some(0) {
+        return Err((
+            "cluster.max_sessions",
+            "and cluster.session_idle_timeout_ms must be at least 1".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -76,6 +82,9 @@ fn workload(workload: &WorkloadSpec) -> Result<(), Invalid> {
             "workload.swarm_kinds",
             "draws only among register and list-append, and `kind` must be one of them".into(),
         ));
+    }
+    if workload.appends_per_session == Some(0) {
+        return Err(("workload.appends_per_session", "must be at least 1".into()));
     }
     if workload.ops_per_client == Some(0) {
         return Err(("workload.ops_per_client", "must be positive".into()));

@@ -34,6 +34,11 @@ pub struct WorkloadSpec {
     /// default) or the nodes, which the clients then reach at random.
     #[serde(default, skip_serializing_if = "ClientRouting::is_default")]
     pub routing: ClientRouting,
+    /// List-append: each client starts a new session (a new client id, as
+    /// a new short-lived client would) after this many appends, closing
+    /// the old one or just leaving it (absent: one session throughout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appends_per_session: Option<u32>,
     /// Swarm mode: the workloads a seed draws from (empty: always `kind`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub swarm_kinds: Vec<WorkloadKind>,

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal::client::CasOutcome;
+use shoal::client::{CasOutcome, ClientError};
+use shoal::error::KvError;
 
 use super::Worker;
 use crate::history::{list_elements, Append, KeyedOp, RegisterOp};
@@ -56,6 +57,11 @@ pub async fn run_client(mut worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
                 Ok(CasOutcome { swapped, current }) => {
                     (Some(swapped), Some(current), Some(worker.now()))
                 }
+                // Refused as expired with no attempt in doubt: nothing
+                // applied, so the append goes on (a refusal after an
+                // unanswered attempt is `ClientError::SessionExpired`, in
+                // doubt like any other failure).
+                Err(ClientError::Rejected(KvError::SessionExpired { .. })) => continue,
                 Err(_) => (None, None, None),
             };
             worker.record(KeyedOp {
@@ -87,5 +93,25 @@ pub async fn run_client(mut worker: Worker, appends: Arc<Mutex<Vec<Append>>>) {
             start,
             end,
         });
+        if worker
+            .spec
+            .appends_per_session
+            .is_some_and(|every| n % every == 0)
+        {
+            end_session(&mut worker, &mut rng).await;
+        }
+    }
+}
+
+/// Ends the worker's session, as a short-lived client does: half close it,
+/// the others just vanish (their sessions stay until evicted). Either way
+/// the next append comes from a new session (a new client id).
+async fn end_session(worker: &mut Worker, rng: &mut ChaCha8Rng) {
+    if rng.gen_bool(0.5) {
+        if let Err(e) = worker.client.close_session().await {
+            tracing::debug!(error = %e, "session not closed");
+        }
+    } else {
+        worker.client.abandon_session();
     }
 }

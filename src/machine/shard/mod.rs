@@ -41,6 +41,9 @@ pub enum ShardOp {
         data: Vec<(Bytes, Bytes)>,
         /// The previous owner's de-duplication table.
         sessions: BTreeMap<u64, Session>,
+        /// The previous owner's eviction horizon (see
+        /// [`crate::machine::ShardData`]).
+        expired_through: u64,
     },
     /// Delete a shard given away, now that the new owner has it.
     Drop {

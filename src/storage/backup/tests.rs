@@ -6,6 +6,7 @@ use openraft::{CommittedLeaderId, LogId, SnapshotMeta};
 
 use super::*;
 use crate::machine::command::{Command, DataOp};
+use crate::machine::session::SessionLimits;
 
 /// A standalone group's state after `keys` puts of `value_size` bytes.
 fn state(keys: u64, value_size: usize) -> (Meta, Vec<u8>) {
@@ -13,12 +14,13 @@ fn state(keys: u64, value_size: usize) -> (Meta, Vec<u8>) {
     for i in 0..keys {
         let command = Command::Data {
             id: None,
+            stamp: i,
             op: DataOp::Put {
                 key: Bytes::from(format!("key-{i}")),
                 value: Bytes::from(vec![i as u8; value_size]),
             },
         };
-        applied.apply_command(&command);
+        applied.apply_command(&command, &SessionLimits::default());
     }
     let log_id = Some(LogId::new(CommittedLeaderId::new(3, 1), 42));
     applied.last_applied = log_id;
