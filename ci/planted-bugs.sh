@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 # bug, scenario, CI seeds (1..=N), extra sweep flags
 catalogue=(
-  "ack-before-fsync crash-majority 90"
+  "ack-before-fsync unsynced-acks 10"
   "skip-dedup register-leader-kill 10"
   "stale-read leader-isolation 10"
   "serve-while-leaving sharding 5"
