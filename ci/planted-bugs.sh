@@ -19,7 +19,7 @@ catalogue=(
   "snapshot-drops-dedup snapshot-restarts 20"
   "leader-survives-restart leader-bounce 10"
   "scan-includes-end throughput 3"
-  "read-before-apply apply-lag 20"
+  "read-before-apply apply-lag 50"
   "delete-always-existed register-leader-kill 3"
   "cas-answers-new-value register-leader-kill 3"
   "shard-handed-over-empty sharding 3"
@@ -27,7 +27,7 @@ catalogue=(
   "shard-moves-without-sessions sharding 10"
   "torn-tail-kept crash-majority 20"
   "expired-session-reapplied session-churn 3"
-  "moved-horizon-dropped session-churn 11"
+  "moved-horizon-dropped session-churn 30"
   "process-dependent leader-kill 3 --check-determinism"
 )
 
