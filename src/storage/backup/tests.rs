@@ -181,8 +181,11 @@ impl crate::storage::disk::Disk for MemDisk {
         let bytes = self.0.lock().unwrap().get(path).cloned();
         Box::pin(async move { bytes.ok_or_else(|| std::io::ErrorKind::NotFound.into()) })
     }
-    fn truncate(&self, _: &str, _: u64) -> crate::storage::disk::DiskFuture<'_, ()> {
-        unimplemented!()
+    fn truncate(&self, path: &str, len: u64) -> crate::storage::disk::DiskFuture<'_, ()> {
+        if let Some(bytes) = self.0.lock().unwrap().get_mut(path) {
+            bytes.truncate(len as usize);
+        }
+        Box::pin(async { Ok(()) })
     }
     fn sync(&self, _: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
         Box::pin(async { Ok(()) })
