@@ -19,7 +19,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use shoal::storage::disk::{Disk, DiskFuture, SECTOR_SIZE_BYTES};
+use shoal::storage::disk::{Disk, DiskFuture, RandomFile, SECTOR_SIZE_BYTES};
 
 /// Fault rates of a simulated disk. Rates are probabilities per operation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,46 @@ struct Inode {
     /// `live` and `durable` agree up to here, so a sync copies only what
     /// follows (a log's sync costs its new bytes, not the whole file).
     same_until: usize,
+    /// Sectors written in place since the last sync: any of them may or may
+    /// not survive a crash.
+    dirty: BTreeSet<usize>,
+}
+
+impl Inode {
+    fn sync(&mut self) {
+        if self.dirty.is_empty() {
+            self.durable.truncate(self.same_until);
+            self.durable.extend_from_slice(&self.live[self.same_until..]);
+        } else {
+            self.durable.clone_from(&self.live);
+            self.dirty.clear();
+        }
+        self.same_until = self.live.len();
+    }
+
+    /// What survives a crash of an inode written in place: the synced
+    /// contents, with each sector written since surviving with chance
+    /// `torn_rate`. Returns it and whether any new sector survived.
+    fn crash_in_place(&self, rng: &mut ChaCha8Rng, torn_rate: f64) -> (Vec<u8>, bool) {
+        let mut survivor = self.durable.clone();
+        let mut any = false;
+        for &sector in &self.dirty {
+            if !rng.gen_bool(torn_rate) {
+                continue;
+            }
+            let start = sector * SECTOR_SIZE_BYTES;
+            let end = (start + SECTOR_SIZE_BYTES).min(self.live.len());
+            if start >= end {
+                continue;
+            }
+            if survivor.len() < end {
+                survivor.resize(end, 0);
+            }
+            survivor[start..end].copy_from_slice(&self.live[start..end]);
+            any = true;
+        }
+        (survivor, any)
+    }
 }
 
 #[derive(Debug)]
@@ -87,6 +127,58 @@ struct DiskState {
     faults: DiskFaults,
     faults_on: bool,
     stats: DiskStats,
+    /// Crashes so far: a file opened before the last one belongs to a dead
+    /// process, and nothing it does reaches the disk.
+    generation: u64,
+}
+
+impl DiskState {
+    /// Decides whether an operation fails with an injected error.
+    fn fail(&mut self, eio_rate: fn(&DiskFaults) -> f64, what: &str) -> io::Result<()> {
+        let rate = if self.faults_on {
+            eio_rate(&self.faults)
+        } else {
+            0.0
+        };
+        if rate > 0.0 && self.rng.gen_bool(rate) {
+            self.stats.errors += 1;
+            return Err(io::Error::other(format!("{what}: EIO (simulated)")));
+        }
+        Ok(())
+    }
+
+    /// Refuses growing the live contents by `more` bytes past the capacity.
+    fn reserve(&mut self, more: u64, what: &str) -> io::Result<()> {
+        let capacity = if self.faults_on {
+            self.faults.capacity_bytes
+        } else {
+            None
+        };
+        if let Some(capacity) = capacity {
+            if SimDisk::used_bytes(self) + more > capacity {
+                self.stats.errors += 1;
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("{what}: no space left on device (simulated)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flips one bit of `bytes` with the scenario's read bit-flip rate.
+    fn maybe_flip(&mut self, bytes: &mut [u8]) {
+        let rate = if self.faults_on {
+            self.faults.read_bitflip_rate
+        } else {
+            0.0
+        };
+        if !bytes.is_empty() && rate > 0.0 && self.rng.gen_bool(rate) {
+            let at = self.rng.gen_range(0..bytes.len());
+            bytes[at] ^= 1 << self.rng.gen_range(0..8);
+            self.stats.bitflips += 1;
+        }
+    }
 }
 
 /// What a simulated disk has seen, for reports and tests.
@@ -131,6 +223,7 @@ impl SimDisk {
                 faults,
                 faults_on: true,
                 stats: DiskStats::default(),
+                generation: 0,
             })),
         }
     }
@@ -165,12 +258,23 @@ impl SimDisk {
         let mut state = self.state();
         let state = &mut *state;
         state.stats.crashes += 1;
+        state.generation += 1;
         let torn_rate = if state.faults_on {
             state.faults.torn_write_rate
         } else {
             0.0
         };
         for inode in state.inodes.values_mut() {
+            if !inode.dirty.is_empty() {
+                let (survivor, torn) = inode.crash_in_place(&mut state.rng, torn_rate);
+                state.stats.torn_files += u64::from(torn);
+                // What reached the platter is now simply the file.
+                inode.dirty.clear();
+                inode.same_until = survivor.len();
+                inode.durable.clone_from(&survivor);
+                inode.live = survivor;
+                continue;
+            }
             let appended =
                 inode.live.len() > inode.durable.len() && inode.live.starts_with(&inode.durable);
             let mut survivor = inode.durable.clone();
@@ -230,17 +334,7 @@ impl SimDisk {
         if let Some(latency) = latency {
             tokio::time::sleep(latency).await;
         }
-        let mut state = self.state();
-        let rate = if state.faults_on {
-            eio_rate(&state.faults)
-        } else {
-            0.0
-        };
-        if rate > 0.0 && state.rng.gen_bool(rate) {
-            state.stats.errors += 1;
-            return Err(io::Error::other(format!("{what}: EIO (simulated)")));
-        }
-        Ok(())
+        self.state().fail(eio_rate, what)
     }
 
     fn with_inode<T>(
@@ -284,6 +378,7 @@ impl Disk for SimDisk {
                 let inode = state.inodes.get_mut(&id).expect("inode");
                 inode.live.clear();
                 inode.same_until = 0;
+                inode.dirty.clear();
                 return Ok(());
             }
             let id = state.next_inode;
@@ -298,20 +393,7 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.write_eio_rate, path).await?;
             self.with_inode(path, |state, id| {
-                let capacity = if state.faults_on {
-                    state.faults.capacity_bytes
-                } else {
-                    None
-                };
-                if let Some(capacity) = capacity {
-                    if SimDisk::used_bytes(state) + data.len() as u64 > capacity {
-                        state.stats.errors += 1;
-                        return Err(io::Error::new(
-                            io::ErrorKind::StorageFull,
-                            format!("{path}: no space left on device (simulated)"),
-                        ));
-                    }
-                }
+                state.reserve(data.len() as u64, path)?;
                 state
                     .inodes
                     .get_mut(&id)
@@ -329,16 +411,7 @@ impl Disk for SimDisk {
             self.begin(|f| f.read_eio_rate, &path).await?;
             self.with_inode(&path, |state, id| {
                 let mut bytes = state.inodes[&id].live.clone();
-                let rate = if state.faults_on {
-                    state.faults.read_bitflip_rate
-                } else {
-                    0.0
-                };
-                if !bytes.is_empty() && rate > 0.0 && state.rng.gen_bool(rate) {
-                    let at = state.rng.gen_range(0..bytes.len());
-                    bytes[at] ^= 1 << state.rng.gen_range(0..8);
-                    state.stats.bitflips += 1;
-                }
+                state.maybe_flip(&mut bytes);
                 Ok(bytes)
             })
         })
@@ -362,12 +435,7 @@ impl Disk for SimDisk {
         Box::pin(async move {
             self.begin(|f| f.sync_eio_rate, &path).await?;
             self.with_inode(&path, |state, id| {
-                let inode = state.inodes.get_mut(&id).expect("inode");
-                inode.durable.truncate(inode.same_until);
-                inode
-                    .durable
-                    .extend_from_slice(&inode.live[inode.same_until..]);
-                inode.same_until = inode.live.len();
+                state.inodes.get_mut(&id).expect("inode").sync();
                 Ok(())
             })
         })
@@ -427,6 +495,113 @@ impl Disk for SimDisk {
             state
                 .durable_dirs
                 .extend(children.cloned().collect::<Vec<_>>());
+            Ok(())
+        })
+    }
+
+    fn open_random(&self, path: &str) -> DiskFuture<'_, Arc<dyn RandomFile>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            if self.state().live_names.get(&path).is_none() {
+                self.create(&path).await?;
+            }
+            let (id, generation) = self.with_inode(&path, |state, id| Ok((id, state.generation)))?;
+            let file = SimFile {
+                disk: self.clone(),
+                id,
+                generation,
+                path,
+            };
+            Ok(Arc::new(file) as Arc<dyn RandomFile>)
+        })
+    }
+}
+
+/// A simulated file written in place. Its calls take no simulated time
+/// (they are synchronous); faults and crash semantics apply as to any file.
+#[derive(Debug)]
+struct SimFile {
+    disk: SimDisk,
+    id: u64,
+    /// The disk's generation when opened.
+    generation: u64,
+    path: String,
+}
+
+impl SimFile {
+    fn with<T>(&self, f: impl FnOnce(&mut DiskState, u64) -> io::Result<T>) -> io::Result<T> {
+        let mut state = self.disk.state();
+        if state.generation != self.generation {
+            return Err(io::Error::other(format!(
+                "{}: opened before a crash (simulated)",
+                self.path
+            )));
+        }
+        if !state.inodes.contains_key(&self.id) {
+            return Err(not_found(&self.path));
+        }
+        f(&mut state, self.id)
+    }
+}
+
+impl RandomFile for SimFile {
+    fn len(&self) -> io::Result<u64> {
+        self.with(|state, id| Ok(state.inodes[&id].live.len() as u64))
+    }
+
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.with(|state, id| {
+            state.fail(|f| f.read_eio_rate, &self.path)?;
+            let live = &state.inodes[&id].live;
+            let start = offset as usize;
+            let Some(bytes) = live.get(start..start + out.len()) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: read past the end", self.path),
+                ));
+            };
+            out.copy_from_slice(bytes);
+            state.maybe_flip(out);
+            Ok(())
+        })
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.with(|state, id| {
+            state.fail(|f| f.write_eio_rate, &self.path)?;
+            let start = offset as usize;
+            let end = start + data.len();
+            let grows = end.saturating_sub(state.inodes[&id].live.len());
+            state.reserve(grows as u64, &self.path)?;
+            let inode = state.inodes.get_mut(&id).expect("inode");
+            if inode.live.len() < end {
+                inode.live.resize(end, 0);
+            }
+            inode.live[start..end].copy_from_slice(data);
+            let sectors = start / SECTOR_SIZE_BYTES..end.div_ceil(SECTOR_SIZE_BYTES);
+            inode.dirty.extend(sectors);
+            Ok(())
+        })
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.with(|state, id| {
+            state.fail(|f| f.write_eio_rate, &self.path)?;
+            let grows = (len as usize).saturating_sub(state.inodes[&id].live.len());
+            state.reserve(grows as u64, &self.path)?;
+            let inode = state.inodes.get_mut(&id).expect("inode");
+            inode.live.resize(len as usize, 0);
+            inode.same_until = inode.same_until.min(inode.live.len());
+            // A length change is durable only with a sync, like a write.
+            inode.dirty.insert(inode.live.len() / SECTOR_SIZE_BYTES);
+            Ok(())
+        })
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.with(|state, id| {
+            state.fail(|f| f.sync_eio_rate, &self.path)?;
+            state.inodes.get_mut(&id).expect("inode").sync();
             Ok(())
         })
     }

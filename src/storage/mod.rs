@@ -12,6 +12,7 @@
 
 pub mod backup;
 pub mod disk;
+pub mod engine;
 pub mod frame;
 pub mod log_store;
 pub mod snapshot;

@@ -223,6 +223,16 @@ impl crate::storage::disk::Disk for MemDisk {
     fn sync_dir(&self, _: &str) -> crate::storage::disk::DiskFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+    fn open_random(
+        &self,
+        path: &str,
+    ) -> crate::storage::disk::DiskFuture<'_, Arc<dyn crate::storage::disk::RandomFile>> {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{path}: the memory disk holds no files written in place"),
+        );
+        Box::pin(async move { Err(refused) })
+    }
 }
 
 #[test]

@@ -14,6 +14,9 @@
 //!   them survives, cut at a sector boundary); synced bytes are intact.
 //! - Any operation may fail with an I/O error; a failed `sync` means the data
 //!   may or may not be durable, so callers must not carry on as if it were.
+//! - A [`RandomFile`] is written in place: after a crash, any subset of the
+//!   sectors written since its last [`RandomFile::sync`] may hold the new
+//!   bytes, the rest the old ones (disks reorder writes).
 //!
 //! Paths are relative to the disk's root and use `/` separators.
 
@@ -69,6 +72,30 @@ pub trait Disk: Debug + Send + Sync + 'static {
 
     /// Makes the names in `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &str) -> DiskFuture<'_, ()>;
+
+    /// Opens a file for reads and writes in place, creating it empty if
+    /// missing (its name durable after `sync_dir`).
+    fn open_random(&self, path: &str) -> DiskFuture<'_, Arc<dyn RandomFile>>;
+}
+
+/// A file read and written in place at byte offsets, synchronously: the
+/// shape an embedded storage engine drives (see [`super::engine`]). Calls
+/// block briefly; a caller that needs many makes them in batches.
+pub trait RandomFile: Debug + Send + Sync + 'static {
+    /// The file's length in bytes.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Fills `out` from `offset`; reading past the end is an error.
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> io::Result<()>;
+
+    /// Writes `data` at `offset`, growing the file if needed.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+
+    /// Sets the length; new bytes read as zero.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// Makes the contents and length durable.
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// Reads of a damaged file before trusting what it holds.

@@ -4,7 +4,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Disk, DiskFuture};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::{Disk, DiskFuture, RandomFile};
 
 /// The file in a data directory whose lock says a process uses it.
 pub const LOCK_FILE: &str = "LOCK";
@@ -16,7 +19,7 @@ pub const LOCK_FILE: &str = "LOCK";
 #[derive(Debug, Clone)]
 pub struct OsDisk {
     root: PathBuf,
-    _lock: std::sync::Arc<File>,
+    _lock: Arc<File>,
 }
 
 impl OsDisk {
@@ -44,7 +47,7 @@ impl OsDisk {
         })?;
         Ok(OsDisk {
             root,
-            _lock: std::sync::Arc::new(lock),
+            _lock: Arc::new(lock),
         })
     }
 
@@ -139,5 +142,43 @@ impl Disk for OsDisk {
 
     fn sync_dir(&self, dir: &str) -> DiskFuture<'_, ()> {
         self.blocking(dir, |path| File::open(path)?.sync_all())
+    }
+
+    fn open_random(&self, path: &str) -> DiskFuture<'_, Arc<dyn RandomFile>> {
+        self.blocking(path, |path| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            Ok(Arc::new(OsFile(file)) as Arc<dyn RandomFile>)
+        })
+    }
+}
+
+/// A real file written in place.
+#[derive(Debug)]
+struct OsFile(File);
+
+impl RandomFile for OsFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(out, offset)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
     }
 }

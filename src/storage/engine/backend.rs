@@ -1,0 +1,66 @@
+//! The engine's file, reached through the disk seam: redb asks for bytes at
+//! offsets, the seam's [`RandomFile`] answers, so the simulator's faults and
+//! crash semantics reach every page the engine reads and writes.
+
+use std::io;
+use std::sync::Arc;
+
+use redb::StorageBackend;
+
+use crate::storage::disk::RandomFile;
+
+/// Reads of one range before a disagreement is reported as an error.
+const READS_PER_RANGE_MAX: usize = 8;
+
+/// A [`RandomFile`] as redb's storage.
+#[derive(Debug)]
+pub(super) struct DiskBackend {
+    file: Arc<dyn RandomFile>,
+}
+
+impl DiskBackend {
+    pub(super) fn new(file: Arc<dyn RandomFile>) -> DiskBackend {
+        DiskBackend { file }
+    }
+}
+
+impl StorageBackend for DiskBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.file.len()
+    }
+
+    /// Reads a range twice, and again until two reads in a row agree: the
+    /// engine trusts a page it reads, so a read damaged in flight must not
+    /// reach it. Damage at rest reads the same every time and is caught by
+    /// the per-value checksums above.
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.file.read_at(offset, out)?;
+        let mut again = vec![0; out.len()];
+        for _ in 0..READS_PER_RANGE_MAX {
+            self.file.read_at(offset, &mut again)?;
+            if again == out {
+                return Ok(());
+            }
+            out.copy_from_slice(&again);
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes at offset {offset}: reads disagree {READS_PER_RANGE_MAX} times in a row",
+                out.len()
+            ),
+        ))
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.file.sync()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.file.write_at(offset, data)
+    }
+}
