@@ -8,6 +8,7 @@
 #![cfg(madsim)]
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -44,7 +45,7 @@ fn read_all(engine: &Engine) -> Result<(Model, Counts), EngineError> {
     let reader = engine.reader()?;
     let mut model = Model::default();
     for shard in 0..SHARDS {
-        for entry in reader.scan(shard, b"", None)? {
+        for entry in reader.scan(shard, Bound::Unbounded, None)? {
             let (key, value) = entry?;
             let got = reader.get(shard, &key)?;
             assert_eq!(got.as_deref(), Some(value.as_ref()), "get agrees with scan");
@@ -247,7 +248,7 @@ async fn a_flipped_bit_at_rest_is_reported_with_its_key_and_file() {
         error.contains("engine.redb") && error.contains("\"needle\" (shard 2)"),
         "{error}"
     );
-    let scanned: Vec<_> = reader.scan(2, b"", None).unwrap().collect();
+    let scanned: Vec<_> = reader.scan(2, Bound::Unbounded, None).unwrap().collect();
     assert!(scanned.iter().any(|e| matches!(e, Err(EngineError::Damaged { .. }))));
 }
 
@@ -267,9 +268,9 @@ async fn dropping_a_shard_leaves_the_others_and_the_counts_right() {
     drop.put(1, b"after", Bytes::from_static(b"x"));
     engine.commit(&drop, Commit::Checkpoint).unwrap();
     let reader = engine.reader().unwrap();
-    let shard_one: Vec<_> = reader.scan(1, b"", None).unwrap().map(Result::unwrap).collect();
+    let shard_one: Vec<_> = reader.scan(1, Bound::Unbounded, None).unwrap().map(Result::unwrap).collect();
     assert_eq!(shard_one, [(Bytes::from_static(b"after"), Bytes::from_static(b"x"))]);
-    assert_eq!(reader.scan(2, b"key10", Some(b"key13")).unwrap().count(), 3);
+    assert_eq!(reader.scan(2, Bound::Included(b"key10"), Some(b"key13")).unwrap().count(), 3);
     assert_eq!(
         reader.counts().unwrap(),
         Counts {

@@ -394,7 +394,7 @@ fn check_backup(bytes: &[u8]) -> Result<String, String> {
     let at =
         |d: shoal::storage::snapshot::Damage| format!("at byte offset {}: {}", d.offset, d.reason);
     let backup = backup::decode(bytes).map_err(at)?;
-    let applied = backup.applied().map_err(at)?;
+    let (sessions, keys) = backup.check().map_err(at)?;
     let header = &backup.header;
     let last = match header.meta.last_log_id {
         Some(id) => format!("index {} (term {})", id.index, id.leader_id.term),
@@ -413,8 +413,8 @@ fn check_backup(bytes: &[u8]) -> Result<String, String> {
          file:         {} bytes, crc32c {:08x}\n",
         header.group,
         members.join(","),
-        applied.kv.data.len(),
-        applied.kv.sessions.len(),
+        keys,
+        sessions,
         header.state_size_bytes,
         header.chunks,
         backup.size_bytes,

@@ -4,31 +4,30 @@
 //! its inputs (no clock, no randomness, no unordered iteration).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::command::{CommandResult, DataOp, WriteId};
+use super::data::{Data, DataFault};
 use super::session::{Admission, SessionLimits, Sessions};
-use super::shard::shard_of;
 use crate::ids::ShardId;
 use crate::runtime::{planted, reached, PlantedBug, Situation};
 
 pub use super::session::Session;
 
 /// The state every replica of a group holds: the data and the de-duplication
-/// table. Both are ordered maps so that iteration (snapshots, digests) is the
+/// table. Both are ordered so that iteration (snapshots, digests) is the
 /// same on every replica and every run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct KvState {
     /// The data.
-    pub data: BTreeMap<Bytes, Bytes>,
+    pub data: Data,
     /// client id → latest session, with the group clock.
     pub sessions: Sessions,
     /// Clients whose latest session arrived with a moved shard. Only for
     /// counting [`Situation::RetryDeduplicatedAfterMove`]: not replicated
     /// through snapshots, not part of the state's equality.
-    #[serde(skip)]
     moved_sessions: BTreeSet<u64>,
 }
 
@@ -41,18 +40,23 @@ impl PartialEq for KvState {
 impl Eq for KvState {}
 
 impl KvState {
-    /// The keys and values of one shard.
-    pub fn shard_data(&self, shard: ShardId, shard_count: u32) -> Vec<(Bytes, Bytes)> {
-        self.data
-            .iter()
-            .filter(|(k, _)| shard_of(k, shard_count) == shard)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    /// The state of `data` with the de-duplication table `sessions`.
+    pub fn new(data: Data, sessions: Sessions) -> KvState {
+        KvState {
+            data,
+            sessions,
+            moved_sessions: BTreeSet::new(),
+        }
+    }
+
+    /// The keys and values of one shard: a read of its range only.
+    pub fn shard_data(&self, shard: ShardId) -> Result<Vec<(Bytes, Bytes)>, DataFault> {
+        self.data.range(shard, Bound::Unbounded, None)?.collect()
     }
 
     /// Deletes one shard's keys.
-    pub fn drop_shard(&mut self, shard: ShardId, shard_count: u32) {
-        self.data.retain(|k, _| shard_of(k, shard_count) != shard);
+    pub fn drop_shard(&mut self, shard: ShardId) {
+        self.data.drop_shard(shard);
     }
 
     /// Adds a moved shard: its data, and the previous owner's sessions
@@ -65,7 +69,9 @@ impl KvState {
         expired_through: u64,
         limits: &SessionLimits,
     ) {
-        self.data.extend(data.iter().cloned());
+        for (key, value) in data {
+            self.data.insert(key.clone(), value.clone());
+        }
         if planted(PlantedBug::ShardMovesWithoutSessions) {
             return;
         }
@@ -79,8 +85,8 @@ impl KvState {
     }
 
     /// Reads one key.
-    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        self.data.get(key).cloned()
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, DataFault> {
+        self.data.get(key)
     }
 
     /// Applies a data operation stamped `stamp` exactly once per
@@ -165,17 +171,18 @@ impl KvState {
                 CommandResult::Put
             }
             DataOp::Delete { key } => CommandResult::Delete {
-                existed: self.data.remove(key).is_some()
-                    || planted(PlantedBug::DeleteAlwaysExisted),
+                existed: self.data.remove(key) || planted(PlantedBug::DeleteAlwaysExisted),
             },
             DataOp::Cas { key, expected, new } => {
-                let current = self.data.get(key).cloned();
+                let current = self.data.read_for_apply(key);
                 let swapped = current == *expected;
                 if swapped {
                     match new {
                         Some(value) => self.data.insert(key.clone(), value.clone()),
-                        None => self.data.remove(key),
-                    };
+                        None => {
+                            self.data.remove(key);
+                        }
+                    }
                 }
                 let current = if swapped && planted(PlantedBug::CasAnswersNewValue) {
                     new.clone()
@@ -219,10 +226,10 @@ mod tests {
             let result = state.apply(Some(id), 10, &op, &SessionLimits::default());
             assert_eq!(result, expected, "applying {op:?} as ({client}, {seq})");
         }
-        let data: Vec<(&[u8], &[u8])> = state
-            .data
+        let entries = state.data.entries().unwrap();
+        let data: Vec<(&[u8], &[u8])> = entries
             .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .map(|(_, k, v)| (k.as_ref(), v.as_ref()))
             .collect();
         let expect: Vec<(&[u8], &[u8])> = expect_data
             .iter()
@@ -379,10 +386,10 @@ mod tests {
         assert_eq!(live(&state), [2]);
         assert_eq!(state.sessions.expired_through(), 1000);
         // The retry of client 1's write is refused, not applied again.
-        state.data.clear();
+        state.data = Data::default();
         let retry = write(&mut state, &l, (1, 1, 1000), 1102, "a");
         assert_eq!(retry, CommandResult::SessionExpired { horizon: 1000 });
-        assert!(state.get(b"a").is_none());
+        assert!(state.get(b"a").unwrap().is_none());
         assert_eq!(live(&state), [2]);
         // A session opened after the horizon is new and applies.
         assert_eq!(
@@ -509,8 +516,11 @@ mod tests {
         for (client, stamp) in [(5, 10), (2, 20), (9, 30)] {
             write(&mut state, &l, (client, 1, 1), stamp, "k");
         }
-        let bytes = bincode::serialize(&state).unwrap();
-        let mut copy: KvState = bincode::deserialize(&bytes).unwrap();
+        let bytes = bincode::serialize(&state.sessions).unwrap();
+        let mut copy = KvState {
+            sessions: bincode::deserialize(&bytes).unwrap(),
+            ..state.clone()
+        };
         assert_eq!(copy, state);
         write(&mut copy, &l, (4, 1, 1), 40, "k");
         write(&mut state, &l, (4, 1, 1), 40, "k");

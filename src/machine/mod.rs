@@ -13,11 +13,13 @@
 //! no randomness, no unordered iteration).
 
 pub mod command;
+pub mod data;
 pub mod kv;
 pub mod session;
 pub mod shard;
 
-use std::ops::Bound;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use openraft::{LogId, StoredMembership};
@@ -27,14 +29,15 @@ use crate::error::KvError;
 use crate::ids::{GroupKey, Member, NodeId, ShardId};
 use crate::runtime::{planted, PlantedBug};
 use command::{Command, CommandResult};
+use data::{Data, DataFault, DataSource, Empty};
 use kv::{KvState, Session};
-use session::SessionLimits;
+use session::{SessionLimits, Sessions};
 use shard::controller::ControllerState;
 use shard::group::GroupShards;
 use shard::{shard_of, ShardOp};
 
 /// Everything a replica has applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// The last log entry applied.
     pub last_applied: Option<LogId<NodeId>>,
@@ -58,7 +61,31 @@ pub enum Role {
     Data(GroupShards),
 }
 
+/// What a replica has applied besides its data and its sessions' table:
+/// storage keeps it with them and commits all three together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// The last log entry applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The membership as of `last_applied`.
+    pub membership: StoredMembership<NodeId, Member>,
+    /// The group's role with its sharding state.
+    pub role: Role,
+    /// The group clock.
+    pub clock: u64,
+    /// The sessions' eviction horizon.
+    pub expired_through: u64,
+}
+
 impl Role {
+    /// Shards the group's keys are spread over (1: one shard holds all).
+    pub fn shard_count(&self) -> u32 {
+        match self {
+            Role::Data(group) => group.config.shard_count(),
+            Role::Standalone | Role::Controller(_) => 1,
+        }
+    }
+
     /// The empty role of `group` in a cluster of `shard_count` shards.
     pub fn new(group: GroupKey, shard_count: u32) -> Role {
         match group {
@@ -110,9 +137,43 @@ pub struct ScanPart {
 impl Applied {
     /// The empty state of `group`.
     pub fn new(group: GroupKey, shard_count: u32) -> Applied {
+        let role = Role::new(group, shard_count);
+        Applied::restore(Head { role, ..Head::default() }, BTreeMap::new(), Arc::new(Empty))
+    }
+
+    /// The state storage holds: its head, sessions and data.
+    pub fn restore(
+        head: Head,
+        sessions: BTreeMap<u64, Session>,
+        data: Arc<dyn DataSource>,
+    ) -> Applied {
+        let Head {
+            last_applied,
+            membership,
+            role,
+            clock,
+            expired_through,
+        } = head;
+        let kv = KvState::new(
+            Data::new(data, role.shard_count()),
+            Sessions::from_parts(sessions, clock, expired_through),
+        );
         Applied {
-            role: Role::new(group, shard_count),
-            ..Applied::default()
+            last_applied,
+            membership,
+            kv,
+            role,
+        }
+    }
+
+    /// The head: everything but the data and the sessions' table.
+    pub fn head(&self) -> Head {
+        Head {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            role: self.role.clone(),
+            clock: self.kv.sessions.clock(),
+            expired_through: self.kv.sessions.expired_through(),
         }
     }
 
@@ -136,39 +197,44 @@ impl Applied {
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
         self.serves(key)
             .map_err(|config_num| KvError::WrongGroup { config_num })?;
-        Ok(self.kv.get(key))
+        self.kv.get(key).map_err(unavailable)
     }
 
     /// Keys in `[start, end)` (`end` empty: to the end) of the requested
-    /// `shards` this group serves, in order, at most `limit`.
-    pub fn scan(&self, start: &[u8], end: &[u8], limit: u32, shards: &[ShardId]) -> ScanPart {
-        let served: Vec<ShardId> = match &self.role {
-            Role::Standalone => shards.to_vec(),
-            Role::Controller(_) => Vec::new(),
-            Role::Data(group) => shards
-                .iter()
-                .copied()
-                .filter(|s| group.serves(*s))
-                .collect(),
+    /// `shards` this group serves, in order, at most `limit`: reads at most
+    /// `limit` keys of each shard.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        shards: &[ShardId],
+    ) -> Result<ScanPart, KvError> {
+        let (served, read): (Vec<ShardId>, Vec<ShardId>) = match &self.role {
+            Role::Standalone => (shards.to_vec(), vec![0]),
+            Role::Controller(_) => (Vec::new(), Vec::new()),
+            Role::Data(group) => {
+                let served: Vec<ShardId> = shards
+                    .iter()
+                    .copied()
+                    .filter(|s| group.serves(*s))
+                    .collect();
+                (served.clone(), served)
+            }
         };
+        // The smallest key after `end`, for a scan that wrongly includes it.
+        let past_end = [end, &[0]].concat();
         let upper = match (end.is_empty(), planted(PlantedBug::ScanIncludesEnd)) {
-            (true, _) => Bound::Unbounded,
-            (false, false) => Bound::Excluded(end),
-            (false, true) => Bound::Included(end),
+            (true, _) => None,
+            (false, false) => Some(end),
+            (false, true) => Some(past_end.as_slice()),
         };
         let entries = self
             .kv
             .data
-            .range::<[u8], _>((Bound::Included(start), upper))
-            .filter(|(key, _)| match &self.role {
-                Role::Standalone => true,
-                Role::Controller(_) => false,
-                Role::Data(group) => served.contains(&shard_of(key, group.config.shard_count())),
-            })
-            .take(limit as usize)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        ScanPart { entries, served }
+            .scan(&read, start, upper, limit as usize)
+            .map_err(unavailable)?;
+        Ok(ScanPart { entries, served })
     }
 
     /// The data of a shard this group gives away at configuration `num`,
@@ -183,7 +249,7 @@ impl Applied {
                 group.config.num
             )));
         }
-        let mut data = self.kv.shard_data(shard, group.config.shard_count());
+        let mut data = self.kv.shard_data(shard).map_err(unavailable)?;
         if planted(PlantedBug::ShardHandedOverEmpty) {
             data.clear();
         }
@@ -238,7 +304,7 @@ impl Applied {
             (Role::Data(group), ShardOp::Drop { num, shard }) => {
                 let drop = group.dropped(*num, *shard);
                 if drop {
-                    self.kv.drop_shard(*shard, group.config.shard_count());
+                    self.kv.drop_shard(*shard);
                 }
                 CommandResult::Shard(drop)
             }
@@ -250,6 +316,11 @@ impl Applied {
             _ => CommandResult::Shard(false),
         }
     }
+}
+
+/// A failed read of stored data, as clients see it.
+fn unavailable(fault: DataFault) -> KvError {
+    KvError::Unavailable(format!("stored data unreadable: {fault}"))
 }
 
 #[cfg(test)]
@@ -305,13 +376,13 @@ mod tests {
         let keys = keys_by_shard();
         let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let applied = group_with(&[1, 1], &names);
-        let all = applied.scan(b"k1", b"k6", 100, &[0, 1]);
+        let all = applied.scan(b"k1", b"k6", 100, &[0, 1]).unwrap();
         let found: Vec<&[u8]> = all.entries.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(found, [&b"k1"[..], b"k2", b"k3", b"k4", b"k5"]);
         assert_eq!(all.served, [0, 1]);
-        assert_eq!(applied.scan(b"k1", b"", 2, &[0, 1]).entries.len(), 2);
+        assert_eq!(applied.scan(b"k1", b"", 2, &[0, 1]).unwrap().entries.len(), 2);
         // Only the requested shards, and only those served.
-        let shard_one = applied.scan(b"", b"", 100, &[1]);
+        let shard_one = applied.scan(b"", b"", 100, &[1]).unwrap();
         assert!(shard_one.entries.iter().all(|(k, _)| shard_of(k, 2) == 1));
         assert_eq!(shard_one.served, [1]);
     }
@@ -326,7 +397,7 @@ mod tests {
             .map(|(k, _)| k.as_str())
             .collect();
         let applied = group_with(&[1, 2], &mine);
-        let part = applied.scan(b"", b"", 100, &[0, 1]);
+        let part = applied.scan(b"", b"", 100, &[0, 1]).unwrap();
         assert_eq!(part.served, [0]);
         assert_eq!(part.entries.len(), mine.len());
         let (other, _) = keys.iter().find(|(_, s)| *s == 1).unwrap();

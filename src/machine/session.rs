@@ -106,6 +106,10 @@ pub struct Sessions {
     /// made: a local count for metrics, not replicated.
     #[serde(skip)]
     evicted: u64,
+    /// Clients whose session changed (or went) since storage last took
+    /// them: what the next commit writes.
+    #[serde(skip)]
+    changed: BTreeSet<u64>,
 }
 
 impl From<SessionsFields> for Sessions {
@@ -121,6 +125,7 @@ impl From<SessionsFields> for Sessions {
             expired_through: fields.expired_through,
             by_activity,
             evicted: 0,
+            changed: BTreeSet::new(),
         }
     }
 }
@@ -135,6 +140,25 @@ impl PartialEq for Sessions {
 impl Eq for Sessions {}
 
 impl Sessions {
+    /// The table as stored: its sessions, the group clock and the horizon.
+    pub fn from_parts(table: BTreeMap<u64, Session>, clock: u64, expired_through: u64) -> Sessions {
+        Sessions::from(SessionsFields {
+            table,
+            clock,
+            expired_through,
+        })
+    }
+
+    /// The clients whose session changed since the last call, each with its
+    /// session now (`None`: gone).
+    pub fn take_changed(&mut self) -> Vec<(u64, Option<&Session>)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .map(|client| (client, self.table.get(&client)))
+            .collect()
+    }
+
     /// The live sessions.
     pub fn table(&self) -> &BTreeMap<u64, Session> {
         &self.table
@@ -209,6 +233,7 @@ impl Sessions {
         }
         self.by_activity.insert((session.last_active, client_id));
         self.table.insert(client_id, session);
+        self.changed.insert(client_id);
     }
 
     /// Forgets `client_id`'s session as an eviction; whether it was live.
@@ -216,6 +241,7 @@ impl Sessions {
         let Some(session) = self.table.remove(&client_id) else {
             return false;
         };
+        self.changed.insert(client_id);
         assert!(
             self.by_activity.remove(&(session.last_active, client_id)),
             "activity index out of step with the table"
@@ -282,6 +308,7 @@ impl Sessions {
     /// Forgets every session without counting them as evicted (a planted
     /// bug's snapshot only).
     pub fn forget_all(&mut self) {
+        self.changed.extend(self.table.keys().copied());
         self.table.clear();
         self.by_activity.clear();
     }

@@ -5,10 +5,12 @@
 pub mod codec;
 pub mod network;
 
-use std::io::Cursor;
+use std::any::Any;
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use openraft::SnapshotPolicy;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite};
 
 use crate::ids::{Member, NodeId};
 use crate::limits::{ENTRIES_PER_APPEND_MAX, SNAPSHOT_CHUNK_SIZE_BYTES};
@@ -23,9 +25,19 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotData,
         AsyncRuntime = ShoalRuntime,
 );
+
+/// A snapshot's bytes as openraft moves them between replicas. Storage
+/// decides how they are made and kept.
+pub trait SnapshotBytes: AsyncRead + AsyncWrite + AsyncSeek + Debug + Send + Sync + Unpin + 'static {
+    /// The concrete type, for the storage that made it.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+/// The snapshot data of [`TypeConfig`].
+pub type SnapshotData = Box<dyn SnapshotBytes>;
 
 /// A running Raft replica.
 pub type ShoalRaft = openraft::Raft<TypeConfig>;

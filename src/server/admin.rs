@@ -117,7 +117,7 @@ impl Admin for AdminService {
         let (meta, state) = state_machine
             .capture()
             .map_err(|e| Status::internal(e.to_string()))?;
-        let group = backup::group_of(&state_machine.read());
+        let group = backup::group_of(&state_machine.read().role);
         let file = bytes::Bytes::from(backup::encode(group, &meta, &state));
         tracing::info!(%group, last_log_id = ?meta.last_log_id, size_bytes = file.len(), "backup taken");
         let chunks: Vec<Result<SnapshotChunk, Status>> = (0..file.len())

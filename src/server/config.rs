@@ -320,6 +320,7 @@ impl NodeConfig {
                 max_sessions: self.max_sessions,
                 idle_timeout_ms: self.session_idle_timeout_ms,
             },
+            ..StorageOptions::default()
         }
     }
 }

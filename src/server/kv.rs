@@ -313,7 +313,7 @@ impl KvService {
             .replica
             .state_machine
             .read()
-            .scan(&start, &end, limit, &shards);
+            .scan(&start, &end, limit, &shards)?;
         let entries = part
             .entries
             .into_iter()

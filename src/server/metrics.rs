@@ -178,14 +178,13 @@ impl NodeMetrics {
     }
 
     /// The registry in Prometheus's text format, its state gauges brought up
-    /// to date first (the bytes stored are summed over every key: the cost
-    /// of a scrape grows with the data).
+    /// to date first (from counts storage keeps as it commits).
     pub fn encode(&self, replica: &Replica) -> String {
         self.observe_raft(replica);
         {
             let applied = replica.state_machine.read();
-            self.keys.set(applied.kv.data.len() as i64);
-            let bytes: usize = applied.kv.data.iter().map(|(k, v)| k.len() + v.len()).sum();
+            let (keys, bytes) = applied.kv.data.counts();
+            self.keys.set(keys as i64);
             self.key_bytes.set(bytes as i64);
         }
         let mut text = String::new();

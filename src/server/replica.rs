@@ -116,7 +116,7 @@ impl Replica {
                 .nodes()
                 .map(|(id, node)| (*id, node.peer_addr().to_string()))
                 .collect(),
-            keys: self.state_machine.read().kv.data.len() as u64,
+            keys: self.state_machine.read().kv.data.counts().0,
         }
     }
 

@@ -30,10 +30,12 @@ use serde::{Deserialize, Serialize};
 use super::disk::DiskRef;
 use super::frame;
 use super::log_store::WAL_DIR;
-use super::snapshot::{self, Damage, Meta, SNAPSHOT_DIR};
+use super::snapshot::{self, Damage, Meta, FORMER_SNAPSHOT_DIR};
+use super::state_machine::install_engine;
 use crate::ids::{GroupKey, Member, NodeId};
 use crate::limits::BACKUP_CHUNK_SIZE_BYTES;
-use crate::machine::{Applied, Role};
+use crate::machine::kv::Session;
+use crate::machine::{Head, Role};
 use crate::raft::codec;
 
 const MAGIC: &[u8; 8] = b"SHOALBAK";
@@ -85,9 +87,9 @@ pub struct Backup {
     pub checksum: u32,
 }
 
-/// The group whose state `applied` is.
-pub fn group_of(applied: &Applied) -> GroupKey {
-    match &applied.role {
+/// The group whose role `role` is.
+pub fn group_of(role: &Role) -> GroupKey {
+    match role {
         Role::Standalone => GroupKey::Standalone,
         Role::Controller(_) => GroupKey::Controller,
         Role::Data(shards) => GroupKey::Data(shards.group),
@@ -215,24 +217,38 @@ pub fn decode(file: &[u8]) -> Result<Backup, Damage> {
 }
 
 impl Backup {
-    /// The applied state the backup holds, checked against its header.
-    pub fn applied(&self) -> Result<Applied, Damage> {
-        let first_chunk = PREFIX_SIZE_BYTES;
-        let applied: Applied = codec::decode(&self.state)
-            .map_err(|e| damage(first_chunk, format!("the state does not decode: {e}")))?;
-        if applied.last_applied != self.header.meta.last_log_id {
+    /// The head and sessions of the state the backup holds, checked
+    /// against its header; and where the state's entries begin.
+    pub fn head(&self) -> Result<((Head, BTreeMap<u64, Session>), usize), Damage> {
+        let first_chunk = PREFIX_SIZE_BYTES as u64;
+        let (head, len) = snapshot::decode_head(&self.state).map_err(|d| Damage {
+            offset: first_chunk + d.offset,
+            reason: d.reason,
+        })?;
+        if head.0.last_applied != self.header.meta.last_log_id {
             return Err(damage(
-                first_chunk,
+                PREFIX_SIZE_BYTES,
                 "the state and the header disagree on the last applied index",
             ));
         }
-        if group_of(&applied) != self.header.group {
+        if group_of(&head.0.role) != self.header.group {
             return Err(damage(
-                first_chunk,
+                PREFIX_SIZE_BYTES,
                 "the state and the header disagree on the group",
             ));
         }
-        Ok(applied)
+        Ok((head, len))
+    }
+
+    /// Checks the whole state, entries included; returns its sessions and
+    /// keys.
+    pub fn check(&self) -> Result<(usize, u64), Damage> {
+        self.head()?;
+        let (_, sessions, keys) = snapshot::check(&self.state).map_err(|d| {
+            let reason = format!("{} (at byte {} of the state)", d.reason, d.offset);
+            damage(PREFIX_SIZE_BYTES, reason)
+        })?;
+        Ok((sessions.len(), keys))
     }
 }
 
@@ -266,10 +282,10 @@ pub enum RestoreError {
     Io(#[from] std::io::Error),
 }
 
-/// The shards of the cluster `applied` belongs to (none for a standalone
-/// group).
-fn shard_count_of(applied: &Applied) -> Option<u32> {
-    match &applied.role {
+/// The shards of the cluster a group of role `role` belongs to (none for
+/// a standalone group).
+fn shard_count_of(role: &Role) -> Option<u32> {
+    match role {
         Role::Standalone => None,
         Role::Controller(controller) => Some(controller.query(None).shard_count()),
         Role::Data(shards) => Some(shards.config.shard_count()),
@@ -294,25 +310,26 @@ pub fn restored_snapshot(
             replica: group,
         });
     }
-    let mut applied = backup.applied().map_err(RestoreError::Damaged)?;
-    if let Some(backup) = shard_count_of(&applied).filter(|n| *n != shard_count) {
+    let ((mut head, sessions), entries_at) = backup.head().map_err(RestoreError::Damaged)?;
+    if let Some(backup) = shard_count_of(&head.role).filter(|n| *n != shard_count) {
         return Err(RestoreError::ShardCount {
             backup,
             replica: shard_count,
         });
     }
-    let index = applied.last_applied.map_or(0, |log_id| log_id.index);
+    let index = head.last_applied.map_or(0, |log_id| log_id.index);
     let log_id = Some(LogId::new(CommittedLeaderId::new(0, 0), index));
     let voters: BTreeSet<NodeId> = peers.keys().copied().collect();
     let nodes = peers.clone();
-    applied.last_applied = log_id;
-    applied.membership = StoredMembership::new(log_id, Membership::new(vec![voters], nodes));
+    head.last_applied = log_id;
+    head.membership = StoredMembership::new(log_id, Membership::new(vec![voters], nodes));
     let meta = Meta {
         last_log_id: log_id,
-        last_membership: applied.membership.clone(),
+        last_membership: head.membership.clone(),
         snapshot_id: format!("restored-{index}"),
     };
-    let data = codec::encode(&applied).expect("an applied state always encodes");
+    let mut data = snapshot::encode_head(&head, &sessions);
+    data.extend_from_slice(&backup.state[entries_at..]);
     Ok((meta, data))
 }
 
@@ -324,14 +341,14 @@ async fn replica_files(disk: &DiskRef, lock_file: &str) -> std::io::Result<Vec<S
         .into_iter()
         .filter(|name| name != lock_file)
         .collect();
-    for dir in [WAL_DIR, SNAPSHOT_DIR] {
+    for dir in [WAL_DIR, FORMER_SNAPSHOT_DIR] {
         let inside = disk.list(dir).await?;
         files.extend(inside.into_iter().map(|name| format!("{dir}/{name}")));
     }
     Ok(files)
 }
 
-/// Makes `meta`/`data` the installed snapshot of a replica whose `disk`
+/// Makes `meta`/`data` the installed state of a replica whose `disk`
 /// holds nothing yet (only `lock_file`, if it has one); its log starts after
 /// the snapshot. Refused, with nothing written, if the disk holds anything.
 pub async fn seed(
@@ -344,7 +361,18 @@ pub async fn seed(
     if !present.is_empty() {
         return Err(RestoreError::NotEmpty(present.join(", ")));
     }
-    snapshot::write(disk, meta, data).await?;
+    let read = |at: u64, out: &mut [u8]| {
+        let at = at as usize;
+        out.copy_from_slice(&data[at..at + out.len()]);
+        Ok(())
+    };
+    let cache = super::engine::CACHE_SIZE_BYTES_DEFAULT;
+    install_engine(disk, cache, data.len() as u64, &read, Some(meta))
+        .await
+        .map_err(|e| match e {
+            snapshot::InstallError::Damaged(d) => RestoreError::Damaged(d),
+            other => RestoreError::Io(std::io::Error::other(other)),
+        })?;
     Ok(())
 }
 

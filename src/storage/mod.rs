@@ -36,6 +36,9 @@ use crate::ids::GroupKey;
 use crate::machine::session::SessionLimits;
 use crate::machine::shard::SHARD_COUNT_DEFAULT;
 
+/// Entries applied between checkpoints unless told otherwise.
+pub const CHECKPOINT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
+
 /// Tunables of a replica's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageOptions {
@@ -47,6 +50,11 @@ pub struct StorageOptions {
     pub shard_count: u32,
     /// The bounds of the de-duplication table (the same on every member).
     pub sessions: SessionLimits,
+    /// Bytes of engine pages cached in memory.
+    pub engine_cache_bytes: usize,
+    /// Entries applied between two durable checkpoints of the engine: the
+    /// most a restart re-applies from the log.
+    pub checkpoint_every_entries: u64,
 }
 
 impl Default for StorageOptions {
@@ -56,6 +64,8 @@ impl Default for StorageOptions {
             group: GroupKey::Standalone,
             shard_count: SHARD_COUNT_DEFAULT,
             sessions: SessionLimits::default(),
+            engine_cache_bytes: engine::CACHE_SIZE_BYTES_DEFAULT,
+            checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
         }
     }
 }
@@ -173,9 +183,22 @@ pub enum StorageOpenError {
     /// The write-ahead log is unreadable or damaged.
     #[error("write-ahead log: {0}")]
     Wal(#[from] wal::WalError),
-    /// The newest snapshot is unreadable or damaged.
-    #[error("snapshot: {0}")]
-    Snapshot(#[from] snapshot::SnapshotError),
+    /// The engine is unreadable or damaged.
+    #[error("engine: {0}")]
+    Engine(#[from] engine::EngineError),
+    /// The data directory is of the former format, state in snapshot files.
+    #[error(
+        "this data directory was written by an older Shoal that kept the state in \
+         snapshot files ({}/); this version keeps it in {}. Start this node with an \
+         empty data directory and restore a backup taken with the older version's \
+         `shoal snapshot save`, or let it catch up from its group",
+        snapshot::FORMER_SNAPSHOT_DIR,
+        state_machine::ENGINE_FILE
+    )]
+    FormerFormat,
+    /// The data directory could not be listed or cleaned.
+    #[error("data directory: {0}")]
+    Io(std::io::Error),
     /// The vote file is unreadable or damaged.
     #[error("vote: {0}")]
     Vote(#[from] vote::VoteError),
@@ -199,14 +222,7 @@ impl Storage {
         options: &StorageOptions,
         metrics: Arc<StorageMetrics>,
     ) -> Result<Storage, StorageOpenError> {
-        let state_machine = StateMachineStore::open(
-            disk.clone(),
-            options.group,
-            options.shard_count,
-            options.sessions,
-            metrics.clone(),
-        )
-        .await?;
+        let state_machine = StateMachineStore::open(disk.clone(), options, metrics.clone()).await?;
         let log = LogStore::open(
             disk,
             options.wal_segment_size_max,

@@ -1,72 +1,55 @@
-//! Snapshot files: the applied state at one log index, checksummed, written
-//! so that a crash leaves either the old snapshot or the new one, never a mix.
-//!
-//! File `snapshots/SEQ.snap` (`SEQ` = last included index + 1, zero-padded):
+//! Snapshots: a replica's applied state as one byte stream, generated from
+//! the engine as it is read (never whole in memory) and installed into a
+//! fresh engine file that replaces the old one at once.
 //!
 //! ```text
-//! magic "SHOALSNP" | version: u32 LE | meta_len: u32 LE | meta | data_len: u64 LE | data | crc: u32 LE
+//! magic "SHOALSS2"
+//! head:    len: u32 LE | bincode of (Head, sessions) | crc32c: u32 LE
+//! entries: shard: u32 BE | key_len: u32 LE | value_len: u32 LE | key | value
+//! end:     u32::MAX | entries: u64 LE | crc32c: u32 LE of every entry byte
 //! ```
 //!
-//! `meta` is openraft's snapshot metadata and `data` the encoded state (both
-//! bincode); `crc` is CRC32C over everything before it. Writing goes to a
-//! `.tmp` file, which is synced, renamed into place, and the directory synced;
-//! only then are older snapshots removed.
+//! Entries come shard by shard in key order. The head has its own checksum
+//! so that a restore can give the state a new head (a new group's history)
+//! without touching the entries. The same stream is a Raft snapshot's data,
+//! a backup's state and what `--restore` installs.
 
+use std::collections::BTreeMap;
+use std::io;
+use std::ops::Bound;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use openraft::SnapshotMeta;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-use super::disk::{read_stable, DiskRef, StableReadError};
-use crate::ids::{Member, NodeId};
+use super::disk::{DiskRef, RandomFile};
+use super::engine::{Batch, Commit, Engine, EngineError};
+use crate::ids::{Member, NodeId, ShardId};
+use crate::machine::data::Data;
+use crate::machine::kv::Session;
+use crate::machine::Head;
 use crate::raft::codec;
-
-/// Directory of snapshot files on the disk.
-pub const SNAPSHOT_DIR: &str = "snapshots";
-
-const MAGIC: &[u8; 8] = b"SHOALSNP";
-const VERSION: u32 = 1;
 
 /// Snapshot metadata as openraft defines it.
 pub type Meta = SnapshotMeta<NodeId, Member>;
 
-/// A snapshot file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The disk failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The disk's error.
-        source: std::io::Error,
-    },
-    /// The file is damaged or not a snapshot.
-    #[error("{path}: corrupt snapshot at offset {offset}: {reason}")]
-    Corrupt {
-        /// The file.
-        path: String,
-        /// Where the damage shows.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-}
+/// Directory the snapshots of the former format lived in (a data directory
+/// holding files there is of that format).
+pub const FORMER_SNAPSHOT_DIR: &str = "snapshots";
 
-/// Encodes a snapshot file.
-pub fn encode(meta: &Meta, data: &[u8]) -> Vec<u8> {
-    let meta = codec::encode(meta).expect("snapshot metadata always encodes");
-    let mut file = Vec::with_capacity(data.len() + meta.len() + 32);
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&VERSION.to_le_bytes());
-    file.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    file.extend_from_slice(&meta);
-    file.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    file.extend_from_slice(data);
-    let crc = crc32c::crc32c(&file);
-    file.extend_from_slice(&crc.to_le_bytes());
-    file
-}
+const MAGIC: &[u8; 8] = b"SHOALSS2";
+const END: u32 = u32::MAX;
+/// Bytes of entries generated at a time.
+const CHUNK_SIZE_BYTES: usize = 1024 * 1024;
+/// Bytes of entries installed per engine commit.
+const INSTALL_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Where and why a file is not a valid snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and why a stream is not a valid snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at byte offset {offset}: {reason}")]
 pub struct Damage {
     /// Byte offset at which the problem shows.
     pub offset: u64,
@@ -74,143 +57,417 @@ pub struct Damage {
     pub reason: String,
 }
 
-/// Decodes a snapshot file, verifying everything.
-pub fn decode(file: &[u8]) -> Result<(Meta, Vec<u8>), Damage> {
-    let damage = |offset: usize, reason: &str| Damage {
-        offset: offset as u64,
-        reason: reason.to_string(),
-    };
-    if file.len() < MAGIC.len() + 4 + 4 + 8 + 4 {
-        return Err(damage(file.len(), "too short"));
+fn damage(offset: u64, reason: impl Into<String>) -> Damage {
+    Damage {
+        offset,
+        reason: reason.into(),
     }
-    let (body, crc) = file.split_at(file.len() - 4);
-    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
-        return Err(damage(body.len(), "checksum mismatch"));
-    }
-    if &body[..8] != MAGIC {
-        return Err(damage(0, "not a Shoal snapshot"));
-    }
-    let version = u32::from_le_bytes(body[8..12].try_into().unwrap());
-    if version != VERSION {
-        return Err(damage(8, &format!("unknown version {version}")));
-    }
-    let meta_len = u32::from_le_bytes(body[12..16].try_into().unwrap()) as usize;
-    let meta_end = 16usize
-        .checked_add(meta_len)
-        .filter(|end| end + 8 <= body.len());
-    let Some(meta_end) = meta_end else {
-        return Err(damage(12, "metadata length out of range"));
-    };
-    let meta: Meta = codec::decode(&body[16..meta_end]).map_err(|e| damage(16, &e.to_string()))?;
-    let data_len = u64::from_le_bytes(body[meta_end..meta_end + 8].try_into().unwrap());
-    if data_len != (body.len() - meta_end - 8) as u64 {
-        return Err(damage(meta_end, "data length disagrees with the file size"));
-    }
-    Ok((meta, body[meta_end + 8..].to_vec()))
 }
 
-/// A snapshot's file name: the index after its last entry, zero-padded, so
-/// that names sort by index.
-fn file_name(meta: &Meta) -> String {
-    let seq = meta.last_log_id.map_or(0, |id| id.index + 1);
-    format!("{seq:020}.snap")
+/// The encoded head: magic, length, head and sessions, checksum.
+pub fn encode_head(head: &Head, sessions: &BTreeMap<u64, Session>) -> Vec<u8> {
+    let body = codec::encode(&(head, sessions)).expect("a head always encodes");
+    let mut bytes = Vec::with_capacity(body.len() + 16);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    bytes
 }
 
-/// Writes a snapshot durably, then removes older snapshots and leftovers of
-/// interrupted writes. Callers must not write two snapshots at once.
-pub async fn write(disk: &DiskRef, meta: &Meta, data: &[u8]) -> std::io::Result<()> {
-    let name = file_name(meta);
-    let path = format!("{SNAPSHOT_DIR}/{name}");
-    let tmp = format!("{path}.tmp");
-    disk.create_dir(SNAPSHOT_DIR).await?;
-    disk.sync_dir("").await?;
-    disk.create(&tmp).await?;
-    disk.append(&tmp, &encode(meta, data)).await?;
-    disk.sync(&tmp).await?;
-    disk.rename(&tmp, &path).await?;
-    disk.sync_dir(SNAPSHOT_DIR).await?;
-    let mut removed = false;
-    for other in disk.list(SNAPSHOT_DIR).await? {
-        let older = other.ends_with(".snap") && other < name;
-        if older || other.ends_with(".tmp") {
-            disk.remove(&format!("{SNAPSHOT_DIR}/{other}")).await?;
-            removed = true;
-        }
+/// Reads a stream's head from its first bytes; returns it and its length.
+pub fn decode_head(bytes: &[u8]) -> Result<((Head, BTreeMap<u64, Session>), usize), Damage> {
+    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        return Err(damage(0, "not a snapshot (bad magic)"));
     }
-    if removed {
-        disk.sync_dir(SNAPSHOT_DIR).await?;
+    let len = bytes
+        .get(8..12)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")) as usize)
+        .ok_or_else(|| damage(8, "cut short in the head"))?;
+    let body = bytes
+        .get(12..12 + len)
+        .ok_or_else(|| damage(12, "cut short in the head"))?;
+    let crc = bytes
+        .get(12 + len..16 + len)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("four bytes")))
+        .ok_or_else(|| damage(12 + len as u64, "cut short in the head"))?;
+    if crc32c::crc32c(body) != crc {
+        return Err(damage(12, "the head's checksum does not match"));
     }
-    Ok(())
+    let head = codec::decode(body).map_err(|e| damage(12, format!("the head does not decode: {e}")))?;
+    Ok((head, 16 + len))
 }
 
-/// Loads the newest snapshot, if any, removing leftovers of interrupted
-/// writes. A damaged newest snapshot is an error: it is never skipped for an
-/// older one, which may no longer match the log.
-pub async fn load_latest(disk: &DiskRef) -> Result<Option<(Meta, Vec<u8>)>, SnapshotError> {
-    let io = |path: &str| {
-        let path = path.to_string();
-        move |source| SnapshotError::Io { path, source }
-    };
-    disk.create_dir(SNAPSHOT_DIR)
-        .await
-        .map_err(io(SNAPSHOT_DIR))?;
-    let mut newest = None;
-    for name in disk.list(SNAPSHOT_DIR).await.map_err(io(SNAPSHOT_DIR))? {
-        let path = format!("{SNAPSHOT_DIR}/{name}");
-        if name.ends_with(".tmp") {
-            disk.remove(&path).await.map_err(io(&path))?;
-        } else if name.ends_with(".snap") {
-            newest = Some(path); // names sort by index
-        }
-    }
-    let Some(path) = newest else {
-        return Ok(None);
-    };
-    let file = read_stable(disk, &path, |bytes| decode(bytes).is_err())
-        .await
-        .map_err(|e| match e {
-            StableReadError::Io(source) => SnapshotError::Io {
-                path: path.clone(),
-                source,
-            },
-            StableReadError::Unstable => SnapshotError::Corrupt {
-                path: path.clone(),
-                offset: 0,
-                reason: "reads disagree".to_string(),
-            },
-        })?;
-    decode(&file)
-        .map(Some)
-        .map_err(|Damage { offset, reason }| SnapshotError::Corrupt {
-            path,
-            offset,
-            reason,
+/// Generates a snapshot's bytes from the data, a piece at a time.
+#[derive(Debug, Clone)]
+struct Generator {
+    head: Vec<u8>,
+    data: Data,
+    shards: Vec<ShardId>,
+    /// Where entries resume: a shard's index in `shards`, and the last key
+    /// of it already generated.
+    next_shard: usize,
+    after: Option<Bytes>,
+    entries: u64,
+    crc: u32,
+    done: bool,
+}
+
+impl Generator {
+    fn new(head: Vec<u8>, data: Data) -> io::Result<Generator> {
+        let shards = data.shards().map_err(io::Error::other)?;
+        Ok(Generator {
+            head,
+            data,
+            shards,
+            next_shard: 0,
+            after: None,
+            entries: 0,
+            crc: 0,
+            done: false,
         })
+    }
+
+    /// The next piece (empty once the end was given), at least one entry
+    /// or about `CHUNK_SIZE_BYTES` of them.
+    fn next_piece(&mut self) -> io::Result<Vec<u8>> {
+        if !self.head.is_empty() {
+            return Ok(std::mem::take(&mut self.head));
+        }
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let mut piece = Vec::new();
+        while piece.len() < CHUNK_SIZE_BYTES {
+            let Some(&shard) = self.shards.get(self.next_shard) else {
+                piece.extend_from_slice(&END.to_le_bytes());
+                piece.extend_from_slice(&self.entries.to_le_bytes());
+                piece.extend_from_slice(&self.crc.to_le_bytes());
+                self.done = true;
+                break;
+            };
+            let start = match &self.after {
+                Some(key) => Bound::Excluded(key.as_ref()),
+                None => Bound::Unbounded,
+            };
+            let mut last = None;
+            for entry in self.data.range(shard, start, None).map_err(io::Error::other)? {
+                let (key, value) = entry.map_err(io::Error::other)?;
+                let at = piece.len();
+                piece.extend_from_slice(&shard.to_be_bytes());
+                piece.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                piece.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                piece.extend_from_slice(&key);
+                piece.extend_from_slice(&value);
+                self.crc = crc32c::crc32c_append(self.crc, &piece[at..]);
+                self.entries += 1;
+                last = Some(key);
+                if piece.len() >= CHUNK_SIZE_BYTES {
+                    break;
+                }
+            }
+            match last {
+                Some(key) if piece.len() >= CHUNK_SIZE_BYTES => self.after = Some(key),
+                _ => {
+                    self.next_shard += 1;
+                    self.after = None;
+                }
+            }
+        }
+        Ok(piece)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, LogId, StoredMembership};
+/// A snapshot's bytes as openraft reads and writes them: generated from
+/// the data as read (a snapshot to send), or held in a file (one received).
+#[derive(Debug)]
+pub struct SnapshotStream {
+    source: Source,
+    pos: u64,
+}
 
-    fn meta() -> Meta {
-        SnapshotMeta {
-            last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 1), 42)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: "3-1-42".into(),
+#[derive(Debug)]
+enum Source {
+    Generated {
+        /// The generator at the start, to begin again after a seek back.
+        start: Box<Generator>,
+        at: Box<Generator>,
+        /// The current piece and the stream offset it begins at.
+        piece: Vec<u8>,
+        piece_at: u64,
+    },
+    File(Arc<dyn RandomFile>),
+}
+
+impl SnapshotStream {
+    /// The snapshot of `data` under `head` (and `sessions`).
+    pub fn generate(head: &Head, sessions: &BTreeMap<u64, Session>, data: Data) -> io::Result<SnapshotStream> {
+        let start = Generator::new(encode_head(head, sessions), data)?;
+        Ok(SnapshotStream {
+            source: Source::Generated {
+                at: Box::new(start.clone()),
+                start: Box::new(start),
+                piece: Vec::new(),
+                piece_at: 0,
+            },
+            pos: 0,
+        })
+    }
+
+    /// A snapshot held in `file` (empty: to be written).
+    pub fn in_file(file: Arc<dyn RandomFile>) -> SnapshotStream {
+        SnapshotStream {
+            source: Source::File(file),
+            pos: 0,
         }
     }
 
-    #[test]
-    fn round_trip_and_every_flipped_bit_is_caught() {
-        let file = encode(&meta(), b"the state");
-        assert_eq!(decode(&file), Ok((meta(), b"the state".to_vec())));
-        for byte in 0..file.len() {
-            let mut damaged = file.clone();
-            damaged[byte] ^= 0x10;
-            assert!(decode(&damaged).is_err(), "flip in byte {byte} went unseen");
+    /// Reads up to `out.len()` bytes at the current position.
+    fn read_here(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match &mut self.source {
+            Source::File(file) => {
+                let len = file.len()?;
+                let n = (len.saturating_sub(self.pos) as usize).min(out.len());
+                file.read_at(self.pos, &mut out[..n])?;
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Source::Generated {
+                start,
+                at,
+                piece,
+                piece_at,
+            } => {
+                if self.pos < *piece_at {
+                    **at = (**start).clone();
+                    piece.clear();
+                    *piece_at = 0;
+                }
+                while self.pos >= *piece_at + piece.len() as u64 {
+                    *piece_at += piece.len() as u64;
+                    *piece = at.next_piece()?;
+                    if piece.is_empty() {
+                        return Ok(0);
+                    }
+                }
+                let from = (self.pos - *piece_at) as usize;
+                let n = (piece.len() - from).min(out.len());
+                out[..n].copy_from_slice(&piece[from..from + n]);
+                self.pos += n as u64;
+                Ok(n)
+            }
         }
-        assert!(decode(&file[..file.len() - 1]).is_err());
-        assert_eq!(file_name(&meta()), "00000000000000000043.snap");
     }
+
+    /// Every byte of the stream (a backup holds the state whole).
+    pub fn read_all(mut self) -> io::Result<Vec<u8>> {
+        self.pos = 0;
+        let mut all = Vec::new();
+        let mut buf = vec![0; CHUNK_SIZE_BYTES];
+        loop {
+            let n = self.read_here(&mut buf)?;
+            if n == 0 {
+                return Ok(all);
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The file a received snapshot is in.
+    pub fn file(&self) -> Option<&Arc<dyn RandomFile>> {
+        match &self.source {
+            Source::File(file) => Some(file),
+            Source::Generated { .. } => None,
+        }
+    }
+}
+
+impl crate::raft::SnapshotBytes for SnapshotStream {
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+impl AsyncRead for SnapshotStream {
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let n = self.read_here(buf.initialize_unfilled())?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for SnapshotStream {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let Source::File(file) = &self.source else {
+            return Poll::Ready(Err(io::Error::other("a generated snapshot is read-only")));
+        };
+        file.write_at(self.pos, data)?;
+        self.pos += data.len() as u64;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for SnapshotStream {
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        self.pos = match position {
+            io::SeekFrom::Start(at) => at,
+            io::SeekFrom::Current(by) => self.pos.saturating_add_signed(by),
+            io::SeekFrom::End(_) => match &self.source {
+                Source::File(file) => file.len()?,
+                Source::Generated { .. } => {
+                    return Err(io::Error::other("a generated snapshot's end is not known"))
+                }
+            },
+        };
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(self.pos))
+    }
+}
+
+/// Reads a snapshot sequentially from bytes at offsets.
+struct Cursor<'a> {
+    read: &'a (dyn Fn(u64, &mut [u8]) -> io::Result<()> + Sync),
+    len: u64,
+    pos: u64,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize, what: &str) -> Result<Vec<u8>, InstallError> {
+        if self.pos + n as u64 > self.len {
+            return Err(InstallError::Damaged(damage(self.pos, format!("cut short in {what}"))));
+        }
+        let mut out = vec![0; n];
+        (self.read)(self.pos, &mut out).map_err(InstallError::Io)?;
+        self.pos += n as u64;
+        Ok(out)
+    }
+
+    fn word(&mut self, what: &str) -> Result<u32, InstallError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes(b.try_into().expect("four bytes")))
+    }
+}
+
+/// Why a snapshot could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The snapshot is damaged.
+    #[error("damaged snapshot {0}")]
+    Damaged(Damage),
+    /// The disk failed.
+    #[error(transparent)]
+    Io(io::Error),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Reads a head at the cursor.
+fn read_head(cursor: &mut Cursor<'_>) -> Result<(Head, BTreeMap<u64, Session>), InstallError> {
+    let magic_and_len = cursor.take(12, "the head")?;
+    let head_len = u32::from_le_bytes(magic_and_len[8..].try_into().expect("four bytes")) as usize;
+    let mut head_bytes = magic_and_len;
+    head_bytes.extend(cursor.take(head_len + 4, "the head")?);
+    let (head, _) = decode_head(&head_bytes).map_err(InstallError::Damaged)?;
+    Ok(head)
+}
+
+/// Reads the entries at the cursor, giving each to `each`, and checks
+/// their end. Returns how many there were.
+fn read_entries(
+    cursor: &mut Cursor<'_>,
+    mut each: impl FnMut(ShardId, Vec<u8>, Vec<u8>) -> Result<(), InstallError>,
+) -> Result<u64, InstallError> {
+    let (mut entries, mut crc) = (0u64, 0);
+    loop {
+        let at = cursor.pos;
+        let shard = u32::from_be_bytes(cursor.take(4, "an entry")?.try_into().expect("four bytes"));
+        if shard == END {
+            let count = u64::from_le_bytes(cursor.take(8, "the end")?.try_into().expect("eight"));
+            let sum = cursor.word("the end")?;
+            if count != entries || sum != crc {
+                let reason = "the entries' count or checksum does not match";
+                return Err(InstallError::Damaged(damage(at, reason)));
+            }
+            if cursor.pos != cursor.len {
+                return Err(InstallError::Damaged(damage(cursor.pos, "bytes after the end")));
+            }
+            return Ok(entries);
+        }
+        let key_len = cursor.word("an entry")?;
+        let value_len = cursor.word("an entry")?;
+        let key = cursor.take(key_len as usize, "an entry")?;
+        let value = cursor.take(value_len as usize, "an entry")?;
+        crc = crc32c::crc32c_append(crc, &shard.to_be_bytes());
+        crc = crc32c::crc32c_append(crc, &key_len.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &value_len.to_le_bytes());
+        crc = crc32c::crc32c_append(crc32c::crc32c_append(crc, &key), &value);
+        entries += 1;
+        each(shard, key, value)?;
+    }
+}
+
+/// Checks a whole snapshot held in memory; returns its head, sessions and
+/// number of entries.
+pub fn check(bytes: &[u8]) -> Result<(Head, BTreeMap<u64, Session>, u64), Damage> {
+    let read = |at: u64, out: &mut [u8]| {
+        let at = at as usize;
+        out.copy_from_slice(&bytes[at..at + out.len()]);
+        Ok(())
+    };
+    let mut cursor = Cursor {
+        read: &read,
+        len: bytes.len() as u64,
+        pos: 0,
+    };
+    let checked = read_head(&mut cursor).and_then(|(head, sessions)| {
+        let entries = read_entries(&mut cursor, |_, _, _| Ok(()))?;
+        Ok((head, sessions, entries))
+    });
+    checked.map_err(|e| match e {
+        InstallError::Damaged(d) => d,
+        other => damage(cursor.pos, other.to_string()),
+    })
+}
+
+/// Installs the snapshot `len` bytes long that `read` reads into a new
+/// engine file at `path` (replacing any), checked end to end, and durable
+/// when this returns. Returns its head and sessions.
+pub async fn install(
+    disk: &DiskRef,
+    path: &str,
+    cache_bytes: usize,
+    len: u64,
+    read: &(dyn Fn(u64, &mut [u8]) -> io::Result<()> + Sync),
+) -> Result<(Head, BTreeMap<u64, Session>), InstallError> {
+    let mut cursor = Cursor { read, len, pos: 0 };
+    let (head, sessions) = read_head(&mut cursor)?;
+    let engine = Engine::create(disk, path, cache_bytes).await?;
+    let (mut batch, mut batch_bytes) = (Batch::default(), 0);
+    read_entries(&mut cursor, |shard, key, value| {
+        batch_bytes += key.len() + value.len();
+        batch.put(shard, &key, Bytes::from(value));
+        if batch_bytes >= INSTALL_BATCH_BYTES {
+            engine.commit(&std::mem::take(&mut batch), Commit::Batched)?;
+            batch_bytes = 0;
+        }
+        Ok(())
+    })?;
+    for (client, session) in &sessions {
+        batch.session(*client, Some(codec::encode(session).expect("a session encodes")));
+    }
+    batch.state(codec::encode(&head).expect("a head encodes"));
+    engine.commit(&batch, Commit::Checkpoint)?;
+    Ok((head, sessions))
 }

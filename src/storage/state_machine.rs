@@ -1,14 +1,21 @@
 //! The state machine store: applies committed entries to the replicated
-//! state ([`Applied`]) in memory, and builds, installs and persists snapshots.
+//! state ([`Applied`]), whose data, sessions and head live in the engine
+//! ([`super::engine`]), and builds and installs snapshots from it.
 //!
-//! The applied state is made durable only through snapshots: after a crash,
-//! the state is the newest snapshot, and openraft re-applies the committed
-//! entries after it from the log. A snapshot is durable before openraft may
-//! purge the log entries it covers.
+//! The entries of one apply call are committed to the engine together, in
+//! one batched commit (visible at once, durable at the next checkpoint).
+//! Every `checkpoint_every_entries` entries, and for every snapshot built, a
+//! checkpoint makes everything applied durable. After a crash the engine is
+//! at its last checkpoint and openraft re-applies the committed entries after
+//! it from the log, which is purged only behind a checkpoint: recovery reads
+//! nothing in proportion to the data.
+//!
+//! A snapshot is generated from the engine as it is sent. One received is
+//! written to a file, installed into a new engine file, and renamed over
+//! the old one: a crash mid-install leaves the old state.
 
-use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -18,13 +25,13 @@ use openraft::{
 };
 
 use super::disk::DiskRef;
-use super::snapshot::{self, SnapshotError};
-use super::StorageMetrics;
+use super::engine::{Batch, Commit, Engine, EngineError};
+use super::snapshot::{self, InstallError, Meta, SnapshotStream, FORMER_SNAPSHOT_DIR};
+use super::{StorageMetrics, StorageOpenError, StorageOptions};
 use crate::ids::{GroupKey, Member, NodeId};
 use crate::machine::command::{CommandResult, Outcome};
-use crate::machine::session::SessionLimits;
-use crate::machine::Applied;
-use crate::raft::{codec, TypeConfig};
+use crate::machine::{Applied, Head, Role};
+use crate::raft::{codec, SnapshotData, TypeConfig};
 use crate::runtime::{buggify_delay, planted, reached, FaultSite, PlantedBug, Situation};
 
 /// Longest pause the `apply-delay` fault site puts before an apply.
@@ -32,72 +39,93 @@ const BUGGIFY_APPLY_DELAY_MAX: Duration = Duration::from_millis(3000);
 /// Longest pause the snapshot build and install fault sites put in.
 const BUGGIFY_SNAPSHOT_DELAY_MAX: Duration = Duration::from_millis(800);
 
-#[derive(Debug, Clone)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, Member>,
-    data: Vec<u8>,
-}
+/// The engine file in a data directory.
+pub const ENGINE_FILE: &str = "engine.redb";
+/// A new engine file being made from a received snapshot.
+const INSTALL_FILE: &str = "engine.install";
+/// A snapshot being received.
+const RECEIVED_FILE: &str = "snapshot.received";
 
 /// The state machine of one replica. Clones share it: the server reads from
 /// it while openraft applies to it.
 #[derive(Debug, Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
-    snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
-    /// Held while a snapshot is written: openraft builds snapshots in a task
-    /// of their own, which may run while a leader's snapshot is installed.
+    /// Replaced whole when a snapshot is installed.
+    engine: Arc<RwLock<Arc<Engine>>>,
+    /// The last snapshot built or installed (openraft asks for one only
+    /// after that).
+    snapshot: Arc<Mutex<Option<Meta>>>,
+    /// Held while a snapshot is built or installed: openraft builds in a
+    /// task of its own, which may run while a leader's snapshot installs.
     snapshot_writes: Arc<tokio::sync::Mutex<()>>,
-    /// One past the last log index the durable snapshot covers (0: none);
+    /// One past the last log index the durable checkpoint covers (0: none);
     /// the log store purges no further.
     snapshot_covers: Arc<AtomicU64>,
+    /// Entries applied since the last checkpoint.
+    since_checkpoint: Arc<AtomicU64>,
     disk: DiskRef,
+    options: StorageOptions,
     metrics: Arc<StorageMetrics>,
-    /// The bounds of the de-duplication table, passed to every apply.
-    limits: SessionLimits,
+}
+
+/// The state the engine holds: its head, sessions and data.
+fn load(engine: &Engine, group: GroupKey, shard_count: u32) -> Result<Applied, EngineError> {
+    let reader = engine.reader()?;
+    let damaged = |what: String| EngineError::Damaged {
+        file: engine.file().to_string(),
+        what,
+    };
+    let head = match reader.state()? {
+        None => Head {
+            role: Role::new(group, shard_count),
+            ..Head::default()
+        },
+        Some(bytes) => codec::decode(&bytes).map_err(|e| damaged(format!("the state record ({e})")))?,
+    };
+    let mut sessions = std::collections::BTreeMap::new();
+    for (client, bytes) in reader.sessions()? {
+        let session = codec::decode(&bytes)
+            .map_err(|e| damaged(format!("the session of client {client} ({e})")))?;
+        sessions.insert(client, session);
+    }
+    Ok(Applied::restore(head, sessions, Arc::new(reader)))
 }
 
 impl StateMachineStore {
-    /// Recovers the state from the newest snapshot on `disk`, if any.
+    /// Recovers the state from the engine on `disk` (empty on a fresh disk).
+    /// Refuses a data directory of the former format (state in snapshot
+    /// files).
     pub async fn open(
         disk: DiskRef,
-        group: GroupKey,
-        shard_count: u32,
-        limits: SessionLimits,
+        options: &StorageOptions,
         metrics: Arc<StorageMetrics>,
-    ) -> Result<StateMachineStore, SnapshotError> {
-        let (applied, snapshot) = match snapshot::load_latest(&disk).await? {
-            None => (Applied::new(group, shard_count), None),
-            Some((meta, data)) => {
-                let applied: Applied =
-                    codec::decode(&data).map_err(|e| SnapshotError::Corrupt {
-                        path: snapshot::SNAPSHOT_DIR.to_string(),
-                        offset: 0,
-                        reason: format!("state does not decode: {e}"),
-                    })?;
-                if applied.last_applied != meta.last_log_id {
-                    return Err(SnapshotError::Corrupt {
-                        path: snapshot::SNAPSHOT_DIR.to_string(),
-                        offset: 0,
-                        reason: "state and metadata disagree on the last index".to_string(),
-                    });
-                }
-                tracing::info!(last_log_id = ?meta.last_log_id, "state recovered from snapshot");
-                (applied, Some(StoredSnapshot { meta, data }))
-            }
-        };
-        let covers = snapshot
-            .as_ref()
-            .and_then(|s: &StoredSnapshot| s.meta.last_log_id)
-            .map_or(0, |l| l.index + 1);
+    ) -> Result<StateMachineStore, StorageOpenError> {
+        let names = disk.list("").await.map_err(StorageOpenError::Io)?;
+        let former = disk.list(FORMER_SNAPSHOT_DIR).await.map_err(StorageOpenError::Io)?;
+        if !former.is_empty() && !names.iter().any(|n| n == ENGINE_FILE) {
+            return Err(StorageOpenError::FormerFormat);
+        }
+        for leftover in [INSTALL_FILE, RECEIVED_FILE] {
+            disk.remove(leftover).await.map_err(StorageOpenError::Io)?;
+        }
+        let engine = Engine::open(&disk, ENGINE_FILE, options.engine_cache_bytes).await?;
+        let applied = load(&engine, options.group, options.shard_count)?;
+        if let Some(last) = applied.last_applied {
+            tracing::info!(last_log_id = %last, "state recovered from the engine's checkpoint");
+        }
+        let covers = applied.last_applied.map_or(0, |l| l.index + 1);
         metrics.sessions.set(applied.kv.sessions.len() as i64);
         Ok(StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
-            snapshot: Arc::new(Mutex::new(snapshot)),
+            engine: Arc::new(RwLock::new(Arc::new(engine))),
+            snapshot: Arc::default(),
             snapshot_writes: Arc::default(),
             snapshot_covers: Arc::new(AtomicU64::new(covers)),
+            since_checkpoint: Arc::default(),
             disk,
+            options: options.clone(),
             metrics,
-            limits,
         })
     }
 
@@ -106,23 +134,30 @@ impl StateMachineStore {
         self.applied.read().expect("state machine lock poisoned")
     }
 
-    /// One past the last log index the durable snapshot covers, shared with
-    /// the log store, which must not durably purge beyond it.
+    fn write(&self) -> RwLockWriteGuard<'_, Applied> {
+        self.applied.write().expect("state machine lock poisoned")
+    }
+
+    fn engine(&self) -> Arc<Engine> {
+        self.engine.read().expect("engine lock poisoned").clone()
+    }
+
+    /// One past the last log index the durable checkpoint covers, shared
+    /// with the log store, which must not durably purge beyond it.
     pub fn snapshot_covers(&self) -> Arc<AtomicU64> {
         self.snapshot_covers.clone()
     }
 
-    /// The applied state as a snapshot holds it (its metadata and data), at
-    /// the index applied now: what snapshots and backups are made of.
-    pub fn capture(&self) -> Result<(SnapshotMeta<NodeId, Member>, Vec<u8>), codec::CodecError> {
-        let applied = self.read();
-        let data = if planted(PlantedBug::SnapshotDropsDedup) {
-            let mut forgetful = applied.clone();
-            forgetful.kv.sessions.forget_all();
-            codec::encode(&forgetful)
+    /// The applied state now as a snapshot: its metadata and a stream that
+    /// generates its bytes from the engine as they are read.
+    fn snapshot_now(&self, applied: &Applied) -> std::io::Result<(Meta, SnapshotStream)> {
+        let empty = std::collections::BTreeMap::new();
+        let sessions = if planted(PlantedBug::SnapshotDropsDedup) {
+            &empty
         } else {
-            codec::encode(&*applied)
-        }?;
+            applied.kv.sessions.table()
+        };
+        let stream = SnapshotStream::generate(&applied.head(), sessions, applied.kv.data.clone())?;
         let snapshot_id = match applied.last_applied {
             Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
             None => "empty".to_string(),
@@ -132,82 +167,138 @@ impl StateMachineStore {
             last_membership: applied.membership.clone(),
             snapshot_id,
         };
-        Ok((meta, data))
+        Ok((meta, stream))
     }
 
-    /// The last log id of the current snapshot.
-    fn snapshot_last_log_id(&self) -> Option<LogId<NodeId>> {
-        let snapshot = self.snapshot.lock().expect("snapshot lock poisoned");
-        snapshot.as_ref().and_then(|s| s.meta.last_log_id)
+    /// The applied state as a snapshot holds it (its metadata and bytes), at
+    /// the index applied now: what backups are made of.
+    pub fn capture(&self) -> std::io::Result<(Meta, Vec<u8>)> {
+        let (meta, stream) = self.snapshot_now(&self.read())?;
+        Ok((meta, stream.read_all()?))
     }
 
-    /// Makes `meta`/`data` the current snapshot, on disk and in memory, unless
-    /// a newer one already is (then returns `false`). Callers hold
-    /// `snapshot_writes`.
-    async fn persist_snapshot(
-        &self,
-        meta: &SnapshotMeta<NodeId, Member>,
-        data: &[u8],
-    ) -> Result<bool, StorageError<NodeId>> {
-        let current = self.snapshot_last_log_id();
-        if current.is_some() && current >= meta.last_log_id {
-            return Ok(false);
+    /// Commits what the entries just applied changed, with a checkpoint
+    /// when enough entries have gone by since the last.
+    fn commit_applied(&self, applied: &mut Applied, entries: u64) -> Result<(), StorageError<NodeId>> {
+        let changes = applied.kv.data.take_changes().map_err(|e| apply_error(&e))?;
+        let mut batch = Batch::default();
+        for shard in &changes.dropped {
+            batch.drop_shard(*shard);
         }
-        snapshot::write(&self.disk, meta, data)
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.snapshot_covers.store(
-            meta.last_log_id.map_or(0, |l| l.index + 1),
-            Ordering::Release,
-        );
-        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        });
-        Ok(true)
+        for ((shard, key), value) in changes.writes {
+            match value {
+                Some(value) => batch.put(shard, &key, value),
+                None => batch.delete(shard, &key),
+            }
+        }
+        for (client, session) in applied.kv.sessions.take_changed() {
+            let encoded = session.map(|s| codec::encode(s).expect("a session encodes"));
+            batch.session(client, encoded);
+        }
+        batch.state(codec::encode(&applied.head()).expect("a head encodes"));
+        let since = self.since_checkpoint.fetch_add(entries, Ordering::AcqRel) + entries;
+        let checkpoint = since >= self.options.checkpoint_every_entries;
+        let commit = if checkpoint { Commit::Checkpoint } else { Commit::Batched };
+        let engine = self.engine();
+        engine.commit(&batch, commit).map_err(|e| apply_error(&e))?;
+        applied
+            .kv
+            .data
+            .set_base(Arc::new(engine.reader().map_err(|e| apply_error(&e))?));
+        if checkpoint {
+            self.checkpointed(applied.last_applied);
+        }
+        Ok(())
     }
 
-    /// Replaces the applied state with a snapshot's.
-    fn replace(&self, applied: Applied) {
-        *self.applied.write().expect("state machine lock poisoned") = applied;
+    /// Records that a checkpoint covers the log up to `last`.
+    fn checkpointed(&self, last: Option<LogId<NodeId>>) {
+        self.since_checkpoint.store(0, Ordering::Release);
+        self.snapshot_covers
+            .fetch_max(last.map_or(0, |l| l.index + 1), Ordering::AcqRel);
+    }
+
+    /// Installs the received snapshot `stream` as a new engine and makes it
+    /// the state.
+    async fn install_received(
+        &self,
+        meta: &Meta,
+        stream: &SnapshotStream,
+    ) -> Result<u64, InstallError> {
+        let file = stream
+            .file()
+            .ok_or_else(|| InstallError::Io(std::io::Error::other("the snapshot is not a received one")))?
+            .clone();
+        let len = file.len().map_err(InstallError::Io)?;
+        let read = |at: u64, out: &mut [u8]| file.read_at(at, out);
+        let cache = self.options.engine_cache_bytes;
+        let head = install_engine(&self.disk, cache, len, &read, Some(meta)).await?;
+        debug_assert_eq!(head.last_applied, meta.last_log_id);
+        let io = InstallError::Io;
+        let engine = Engine::open(&self.disk, ENGINE_FILE, cache).await?;
+        let applied = load(&engine, self.options.group, self.options.shard_count)?;
+        self.metrics.sessions.set(applied.kv.sessions.len() as i64);
+        *self.engine.write().expect("engine lock poisoned") = Arc::new(engine);
+        *self.write() = applied;
+        self.checkpointed(meta.last_log_id);
+        self.disk.remove(RECEIVED_FILE).await.map_err(io)?;
+        Ok(len)
     }
 }
 
-/// A received snapshot whose contents end at a different log id than its
-/// metadata says.
-#[derive(Debug, thiserror::Error)]
-#[error("snapshot contents end at {contents:?} but its metadata says {meta:?}")]
-struct SnapshotMismatch {
-    contents: Option<LogId<NodeId>>,
-    meta: Option<LogId<NodeId>>,
+/// Installs the snapshot `len` bytes long that `read` reads as the engine
+/// of the replica on `disk`, replacing any: made whole under another name,
+/// then renamed into place. If `meta` is given, the snapshot's state must
+/// end where it says. Returns the snapshot's head.
+pub(super) async fn install_engine(
+    disk: &DiskRef,
+    cache_bytes: usize,
+    len: u64,
+    read: &(dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync),
+    meta: Option<&Meta>,
+) -> Result<Head, InstallError> {
+    let (head, _) = snapshot::install(disk, INSTALL_FILE, cache_bytes, len, read).await?;
+    if let Some(meta) = meta.filter(|m| m.last_log_id != head.last_applied) {
+        return Err(InstallError::Damaged(snapshot::Damage {
+            offset: 0,
+            reason: format!(
+                "its state ends at {:?} but its metadata says {:?}",
+                head.last_applied, meta.last_log_id
+            ),
+        }));
+    }
+    disk.rename(INSTALL_FILE, ENGINE_FILE).await.map_err(InstallError::Io)?;
+    disk.sync_dir("").await.map_err(InstallError::Io)?;
+    Ok(head)
 }
 
-fn io_error(
-    meta: Option<&SnapshotMeta<NodeId, Member>>,
-    e: &codec::CodecError,
-) -> StorageError<NodeId> {
-    match meta {
-        Some(meta) => StorageIOError::read_snapshot(Some(meta.signature()), e).into(),
-        None => StorageIOError::write_snapshot(None, e).into(),
-    }
+fn apply_error(e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(e).into()
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// A checkpoint: the snapshot is the state it makes durable, generated
+    /// from the engine when sent.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotBuildDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
-        let (meta, data) = self.capture().map_err(|e| io_error(None, &e))?;
         let _writing = self.snapshot_writes.lock().await;
-        if self.persist_snapshot(&meta, &data).await? {
-            let metrics = &self.metrics;
-            metrics
-                .snapshot_build_seconds
-                .observe(started.elapsed().as_secs_f64());
-            metrics.snapshot_bytes.observe(data.len() as f64);
-        }
+        let (meta, stream) = {
+            let applied = self.read();
+            self.engine()
+                .checkpoint()
+                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            self.checkpointed(applied.last_applied);
+            self.snapshot_now(&applied)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+        };
+        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(meta.clone());
+        self.metrics
+            .snapshot_build_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Box::new(stream)),
         })
     }
 }
@@ -229,7 +320,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         buggify_delay(FaultSite::ApplyDelay, BUGGIFY_APPLY_DELAY_MAX).await;
-        let mut applied = self.applied.write().expect("state machine lock poisoned");
+        let mut applied = self.write();
         let evicted_before = applied.kv.sessions.evicted();
         let mut results = Vec::new();
         for entry in entries {
@@ -242,7 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Normal(ref command) => applied.apply_command(command, &self.limits),
+                EntryPayload::Normal(ref command) => applied.apply_command(command, &self.options.sessions),
                 EntryPayload::Membership(ref membership) => {
                     applied.membership =
                         StoredMembership::new(Some(entry.log_id), membership.clone());
@@ -254,6 +345,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 stamp: applied.kv.sessions.clock(),
             });
         }
+        self.commit_applied(&mut applied, results.len() as u64)?;
         let sessions = &applied.kv.sessions;
         let metrics = &self.metrics;
         metrics
@@ -267,53 +359,52 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+        let failed = |e: std::io::Error| StorageIOError::write_snapshot(None, &e);
+        let file = self.disk.open_random(RECEIVED_FILE).await.map_err(failed)?;
+        file.set_len(0).map_err(failed)?;
+        Ok(Box::new(Box::new(SnapshotStream::in_file(file))))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
+        let Ok(snapshot) = (*snapshot).into_any().downcast::<SnapshotStream>() else {
+            unreachable!("every snapshot is a SnapshotStream");
+        };
         let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotInstallDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
-        let data = snapshot.into_inner();
-        let applied: Applied = codec::decode(&data).map_err(|e| io_error(Some(meta), &e))?;
-        if applied.last_applied != meta.last_log_id {
-            let mismatch = SnapshotMismatch {
-                contents: applied.last_applied,
-                meta: meta.last_log_id,
-            };
-            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &mismatch).into());
-        }
         let _writing = self.snapshot_writes.lock().await;
-        self.persist_snapshot(meta, &data).await?;
+        let size = self
+            .install_received(meta, &snapshot)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        *self.snapshot.lock().expect("snapshot lock poisoned") = Some(meta.clone());
         let metrics = &self.metrics;
         metrics
             .snapshot_install_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.snapshot_bytes.observe(data.len() as f64);
+        metrics.snapshot_bytes.observe(size as f64);
         metrics.snapshots_installed.inc();
         reached(Situation::SnapshotInstalled);
-        metrics.sessions.set(applied.kv.sessions.len() as i64);
-        self.replace(applied);
         Ok(())
     }
 
+    /// The state now, if a snapshot was built or installed since start.
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let snapshot = self
-            .snapshot
-            .lock()
-            .expect("snapshot lock poisoned")
-            .clone();
-        Ok(snapshot.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        if self.snapshot.lock().expect("snapshot lock poisoned").is_none() {
+            return Ok(None);
+        }
+        let (meta, stream) = self
+            .snapshot_now(&self.read())
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Box::new(stream)),
         }))
     }
 }

@@ -7,6 +7,17 @@ use openraft::{CommittedLeaderId, LogId, SnapshotMeta};
 use super::*;
 use crate::machine::command::{Command, DataOp};
 use crate::machine::session::SessionLimits;
+use crate::machine::Applied;
+use crate::storage::snapshot::SnapshotStream;
+
+/// The snapshot stream of `applied`.
+fn stream_of(applied: &Applied) -> Vec<u8> {
+    let sessions = applied.kv.sessions.table();
+    SnapshotStream::generate(&applied.head(), sessions, applied.kv.data.clone())
+        .unwrap()
+        .read_all()
+        .unwrap()
+}
 
 /// A standalone group's state after `keys` puts of `value_size` bytes.
 fn state(keys: u64, value_size: usize) -> (Meta, Vec<u8>) {
@@ -29,7 +40,7 @@ fn state(keys: u64, value_size: usize) -> (Meta, Vec<u8>) {
         last_membership: applied.membership.clone(),
         snapshot_id: "3-1-42".into(),
     };
-    (meta, codec::encode(&applied).unwrap())
+    (meta, stream_of(&applied))
 }
 
 #[test]
@@ -42,7 +53,7 @@ fn round_trip() {
     assert_eq!(backup.header.chunks, 1);
     assert_eq!(backup.state, data);
     assert_eq!(backup.size_bytes, file.len() as u64);
-    assert_eq!(backup.applied().unwrap().kv.data.len(), 3);
+    assert_eq!(backup.check().unwrap(), (0, 3));
 }
 
 #[test]
@@ -108,9 +119,11 @@ fn a_restored_snapshot_starts_a_new_history() {
     assert_eq!(restored.last_membership.log_id(), &Some(log_id));
     let voters: Vec<NodeId> = restored.last_membership.membership().voter_ids().collect();
     assert_eq!(voters, vec![4, 5]);
-    let applied: Applied = codec::decode(&data).unwrap();
-    assert_eq!(applied.last_applied, Some(log_id));
-    assert_eq!(applied.kv, backup.applied().unwrap().kv);
+    let (head, _, keys) = snapshot::check(&data).unwrap();
+    assert_eq!(head.last_applied, Some(log_id));
+    assert_eq!(keys, 3);
+    let ((_, _), entries_at) = backup.head().unwrap();
+    assert!(data.ends_with(&backup.state[entries_at..]), "the entries are kept");
     assert!(matches!(
         restored_snapshot(&backup, GroupKey::Controller, 64, &peers),
         Err(RestoreError::WrongGroup { .. })
@@ -125,7 +138,7 @@ fn a_data_group_restores_only_into_a_cluster_of_its_shard_count() {
         last_membership: applied.membership.clone(),
         snapshot_id: "empty".into(),
     };
-    let file = encode(GroupKey::Data(2), &meta, &codec::encode(&applied).unwrap());
+    let file = encode(GroupKey::Data(2), &meta, &stream_of(&applied));
     let backup = decode(&file).unwrap();
     let peers: BTreeMap<NodeId, Member> = [(1, Member::new("a:1", ""))].into();
     assert!(restored_snapshot(&backup, GroupKey::Data(2), 16, &peers).is_ok());
@@ -236,18 +249,13 @@ impl crate::storage::disk::Disk for MemDisk {
 }
 
 #[test]
-fn seeding_writes_the_snapshot_recovery_reads_and_only_on_an_empty_disk() {
+fn seeding_is_refused_on_a_disk_that_holds_anything() {
     let (meta, data) = state(3, 10);
-    let backup = decode(&encode(GroupKey::Standalone, &meta, &data)).unwrap();
-    let peers: BTreeMap<NodeId, Member> = [(1, Member::new("a:1", ""))].into();
-    let (meta, data) = restored_snapshot(&backup, GroupKey::Standalone, 64, &peers).unwrap();
     let disk: DiskRef = Arc::new(MemDisk::default());
     ready(async {
         disk.create("LOCK").await.unwrap();
-        seed(&disk, "LOCK", &meta, &data).await.unwrap();
-        let loaded = snapshot::load_latest(&disk).await.unwrap();
-        assert_eq!(loaded, Some((meta.clone(), data.clone())));
-        let again = seed(&disk, "LOCK", &meta, &data).await;
-        assert!(matches!(again, Err(RestoreError::NotEmpty(_))), "{again:?}");
+        disk.create("wal/00000001.wal").await.unwrap();
+        let refused = seed(&disk, "LOCK", &meta, &data).await;
+        assert!(matches!(refused, Err(RestoreError::NotEmpty(_))), "{refused:?}");
     });
 }

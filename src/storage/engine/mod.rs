@@ -32,6 +32,7 @@ use redb::{
 
 use super::disk::DiskRef;
 use crate::ids::ShardId;
+use crate::machine::data::{DataFault, Entries};
 use backend::DiskBackend;
 
 /// The engine layout this build reads and writes.
@@ -171,13 +172,20 @@ impl Engine {
             // A new engine is made whole under another name first: a crash
             // while it is made leaves no half-made engine at `path`.
             let fresh = format!("{path}.new");
-            disk.remove(&fresh).await.map_err(|e| io_failed(&fresh, e))?;
-            drop(Engine::open_file(disk, &fresh, cache_bytes).await?);
+            drop(Engine::create(disk, &fresh, cache_bytes).await?);
             disk.rename(&fresh, path).await.map_err(|e| io_failed(path, e))?;
         }
         // Every open makes the name durable: an earlier attempt may have
         // renamed the file and then failed to.
         disk.sync_dir(dir).await.map_err(|e| io_failed(path, e))?;
+        Engine::open_file(disk, path, cache_bytes).await
+    }
+
+    /// Creates an empty engine at `path`, replacing any file there. A crash
+    /// may leave a half-made file: the caller renames it into place only
+    /// once complete.
+    pub async fn create(disk: &DiskRef, path: &str, cache_bytes: usize) -> Result<Engine, EngineError> {
+        disk.remove(path).await.map_err(|e| io_failed(path, e))?;
         Engine::open_file(disk, path, cache_bytes).await
     }
 
@@ -311,6 +319,11 @@ impl Engine {
         txn.commit().map_err(|e| self.failed(e))
     }
 
+    /// Makes everything committed so far durable.
+    pub fn checkpoint(&self) -> Result<(), EngineError> {
+        self.commit(&Batch::default(), Commit::Checkpoint)
+    }
+
     /// A consistent view of everything committed so far; later commits do
     /// not change it.
     pub fn reader(&self) -> Result<Reader, EngineError> {
@@ -395,22 +408,51 @@ impl Reader {
 
     /// The keys of `shard` from `start` up to `end` (excluded; `None`: to
     /// the shard's end), in order, read as the iterator advances.
-    pub fn scan(&self, shard: ShardId, start: &[u8], end: Option<&[u8]>) -> Result<Scan, EngineError> {
+    pub fn scan(&self, shard: ShardId, start: Bound<&[u8]>, end: Option<&[u8]>) -> Result<Scan, EngineError> {
         let Some(data) = &self.data else {
             return Ok(Scan { range: None, file: self.file.clone() });
         };
-        let lower = stored_key(shard, start);
+        let lower = match start {
+            Bound::Included(key) => Bound::Included(stored_key(shard, key)),
+            Bound::Excluded(key) => Bound::Excluded(stored_key(shard, key)),
+            Bound::Unbounded => shard_bounds(shard).0,
+        };
         let upper = match end {
             Some(end) => Bound::Excluded(stored_key(shard, end)),
             None => shard_bounds(shard).1,
         };
         let range = data
-            .range::<&[u8]>((Bound::Included(lower.as_slice()), bound_ref(&upper)))
+            .range::<&[u8]>((bound_ref(&lower), bound_ref(&upper)))
             .map_err(|e| self.failed(e))?;
         Ok(Scan {
             range: Some(range),
             file: self.file.clone(),
         })
+    }
+
+    /// Every shard holding a key, in order: one short read per shard.
+    pub fn shards(&self) -> Result<Vec<ShardId>, EngineError> {
+        let Some(data) = &self.data else {
+            return Ok(Vec::new());
+        };
+        let mut shards = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let first = data
+                .range::<&[u8]>(from.as_slice()..)
+                .map_err(|e| self.failed(e))?
+                .next();
+            let Some(entry) = first else {
+                return Ok(shards);
+            };
+            let (key, _) = entry.map_err(|e| self.failed(e))?;
+            let shard = u32::from_be_bytes(key.value()[..4].try_into().expect("a shard"));
+            shards.push(shard);
+            match shard.checked_add(1) {
+                Some(next) => from = next.to_be_bytes().to_vec(),
+                None => return Ok(shards),
+            }
+        }
     }
 
     /// The caller's state record, if one was ever committed.
@@ -452,6 +494,35 @@ impl Reader {
             .map(|b| Some(b.to_vec()))
             .ok_or_else(|| self.damaged(format!("the {name} record")))
     }
+}
+
+impl crate::machine::data::DataSource for Reader {
+    fn get(&self, shard: ShardId, key: &[u8]) -> Result<Option<Bytes>, DataFault> {
+        Reader::get(self, shard, key).map_err(fault)
+    }
+
+    fn range<'a>(
+        &'a self,
+        shard: ShardId,
+        start: Bound<&[u8]>,
+        end: Option<&[u8]>,
+    ) -> Result<Entries<'a>, DataFault> {
+        let scan = self.scan(shard, start, end).map_err(fault)?;
+        Ok(Box::new(scan.map(|e| e.map_err(fault))))
+    }
+
+    fn shards(&self) -> Result<Vec<ShardId>, DataFault> {
+        Reader::shards(self).map_err(fault)
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        let counts = Reader::counts(self).unwrap_or_default();
+        (counts.keys, counts.bytes)
+    }
+}
+
+fn fault(e: EngineError) -> DataFault {
+    DataFault(e.to_string())
 }
 
 /// Keys and values of one shard's range, read from the engine as it goes.
