@@ -190,36 +190,23 @@ async fn transient_read_flips_do_not_disturb_recovery() {
 }
 
 #[madsim::test]
-async fn a_damaged_snapshot_refuses_to_open() {
+async fn a_data_directory_of_the_former_format_is_refused_and_left_alone() {
     let disk = SimDisk::new(5, DiskFaults::default());
     let disk_ref: DiskRef = Arc::new(disk.clone());
-    let meta = shoal::storage::snapshot::Meta {
-        last_log_id: None,
-        last_membership: Default::default(),
-        snapshot_id: "empty".into(),
-    };
-    let state = shoal::raft::codec::encode(&shoal::machine::Applied::default()).unwrap();
-    shoal::storage::snapshot::write(&disk_ref, &meta, &state)
-        .await
-        .unwrap();
+    disk.create_dir("snapshots").await.unwrap();
+    disk.create("snapshots/00000000000000000100.snap").await.unwrap();
     let options = StorageOptions::default();
     let metrics = Arc::new(StorageMetrics::default());
-    assert!(Storage::open(disk_ref.clone(), &options, metrics.clone())
-        .await
-        .is_ok());
-
-    disk.corrupt("snapshots/00000000000000000000.snap", 30, 0);
-    match Storage::open(disk_ref, &options, metrics).await {
-        Err(StorageOpenError::Snapshot(e)) => {
+    match Storage::open(disk_ref.clone(), &options, metrics).await {
+        Err(e @ StorageOpenError::FormerFormat) => {
             let message = e.to_string();
-            assert!(
-                message.contains("snapshots/00000000000000000000.snap"),
-                "{message}"
-            );
-            assert!(message.contains("checksum mismatch"), "{message}");
+            assert!(message.contains("older Shoal"), "{message}");
+            assert!(message.contains("restore a backup"), "{message}");
         }
-        other => panic!("expected a damaged snapshot, got {:?}", other.map(|_| ())),
+        other => panic!("expected the former format refused, got {:?}", other.map(|_| ())),
     }
+    assert_eq!(disk.file_count(""), 0, "nothing written beside it");
+    assert_eq!(disk.file_count("snapshots"), 1);
 }
 
 #[madsim::test]
@@ -411,7 +398,10 @@ mod snapshots {
     use super::*;
     use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, SnapshotMeta};
-    use shoal::machine::Applied;
+    use shoal::machine::{Applied, Head};
+    use shoal::machine::data::Empty;
+    use shoal::storage::snapshot::SnapshotStream;
+    use tokio::io::AsyncWriteExt;
 
     /// openraft builds a snapshot in a task of its own, which can race with
     /// installing a newer snapshot from the leader. The newer one must win,
@@ -425,15 +415,11 @@ mod snapshots {
             };
             let disk = SimDisk::new(seed, faults);
             let disk_ref: DiskRef = Arc::new(disk.clone());
-            let mut store = shoal::storage::StateMachineStore::open(
-                disk_ref.clone(),
-                shoal::ids::GroupKey::Standalone,
-                1,
-                Default::default(),
-                Arc::default(),
-            )
-            .await
-            .unwrap();
+            let options = StorageOptions::default();
+            let mut store =
+                shoal::storage::StateMachineStore::open(disk_ref.clone(), &options, Arc::default())
+                    .await
+                    .unwrap();
             let entries: Vec<_> = (1..=300)
                 .map(|i| Entry {
                     log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
@@ -442,21 +428,28 @@ mod snapshots {
                 .collect();
             store.apply(entries).await.unwrap();
 
-            let newer = Applied {
+            let head = Head {
                 last_applied: Some(LogId::new(CommittedLeaderId::new(2, 1), 600)),
-                ..Applied::default()
+                ..Head::default()
             };
+            let newer = Applied::restore(head, Default::default(), Arc::new(Empty));
             let meta = SnapshotMeta {
                 last_log_id: newer.last_applied,
                 last_membership: Default::default(),
                 snapshot_id: "leader-600".into(),
             };
-            let data = shoal::raft::codec::encode(&newer).unwrap();
+            let sessions = newer.kv.sessions.table();
+            let data = SnapshotStream::generate(&newer.head(), sessions, newer.kv.data.clone())
+                .unwrap()
+                .read_all()
+                .unwrap();
+            let mut received = store.begin_receiving_snapshot().await.unwrap();
+            received.write_all(&data).await.unwrap();
             let mut builder = store.get_snapshot_builder().await;
             let mut installer = store.clone();
             let build = tokio::spawn(async move { builder.build_snapshot().await.map(|_| ()) });
             installer
-                .install_snapshot(&meta, Box::new(std::io::Cursor::new(data)))
+                .install_snapshot(&meta, received)
                 .await
                 .unwrap();
             build.await.unwrap().unwrap();
@@ -467,15 +460,9 @@ mod snapshots {
                 "seed {seed}: in memory"
             );
             disk.crash();
-            let reopened = shoal::storage::StateMachineStore::open(
-                disk_ref,
-                shoal::ids::GroupKey::Standalone,
-                1,
-                Default::default(),
-                Arc::default(),
-            )
-            .await
-            .unwrap();
+            let reopened = shoal::storage::StateMachineStore::open(disk_ref, &options, Arc::default())
+                .await
+                .unwrap();
             assert_eq!(
                 reopened.read().last_applied,
                 newer.last_applied,

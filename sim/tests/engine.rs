@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use shoal::storage::disk::{Disk, DiskRef};
+use shoal::storage::disk::DiskRef;
 use shoal::storage::engine::{Batch, Commit, Counts, Engine, EngineError};
 use shoal_sim::disk::{DiskFaults, SimDisk};
 
@@ -197,7 +197,7 @@ async fn recovery_lands_on_a_committed_batch_at_or_after_the_last_checkpoint() {
         for (seed, faults) in [(seed, &torn), (1000 + seed, &failing)] {
             let seen = trial(seed, faults.clone(), Commit::Checkpoint)
                 .await
-                .unwrap_or_else(|v| panic!("{v:?}"));
+                .unwrap_or_else(|v| panic!("{}", v.0));
             total.beyond_checkpoint += seen.beyond_checkpoint;
             total.torn_files += seen.torn_files;
             total.bitflips += seen.bitflips;

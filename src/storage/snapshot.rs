@@ -421,6 +421,16 @@ fn read_entries(
 /// Checks a whole snapshot held in memory; returns its head, sessions and
 /// number of entries.
 pub fn check(bytes: &[u8]) -> Result<(Head, BTreeMap<u64, Session>, u64), Damage> {
+    read(bytes, |_, _, _| ())
+}
+
+/// Reads a whole snapshot held in memory, checking it, giving each entry
+/// (shard, key, value) to `each`; returns its head, sessions and number of
+/// entries.
+pub fn read(
+    bytes: &[u8],
+    mut each: impl FnMut(ShardId, Vec<u8>, Vec<u8>),
+) -> Result<(Head, BTreeMap<u64, Session>, u64), Damage> {
     let read = |at: u64, out: &mut [u8]| {
         let at = at as usize;
         out.copy_from_slice(&bytes[at..at + out.len()]);
@@ -432,7 +442,10 @@ pub fn check(bytes: &[u8]) -> Result<(Head, BTreeMap<u64, Session>, u64), Damage
         pos: 0,
     };
     let checked = read_head(&mut cursor).and_then(|(head, sessions)| {
-        let entries = read_entries(&mut cursor, |_, _, _| Ok(()))?;
+        let entries = read_entries(&mut cursor, |shard, key, value| {
+            each(shard, key, value);
+            Ok(())
+        })?;
         Ok((head, sessions, entries))
     });
     checked.map_err(|e| match e {

@@ -23,13 +23,12 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
             });
         }
         if applied.kv != first.kv {
-            let differing = first
-                .kv
-                .data
+            let entries = first.kv.data.entries().unwrap_or_default();
+            let differing = entries
                 .iter()
-                .find(|(k, v)| applied.kv.data.get(*k) != Some(v))
-                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_else(|| "(the de-duplication table)".to_string());
+                .find(|(_, k, v)| applied.kv.data.get(k).ok().flatten().as_ref() != Some(v))
+                .map(|(_, k, _)| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_else(|| "(the de-duplication table, or a key only it holds)".to_string());
             return Err(Violation {
                 blamed: Vec::new(),
                 checker: Checker::Convergence,

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shoal::ids::{GroupId, ShardId};
-use shoal::machine::shard::shard_of;
 use shoal::machine::{Applied, Role};
 
 use super::{Checker, Violation};
@@ -64,12 +63,12 @@ pub fn check_final(applied: &Applied) -> Result<(), Violation> {
             ),
         });
     }
-    let count = group.config.shard_count();
     let stray: BTreeSet<ShardId> = applied
         .kv
         .data
-        .keys()
-        .map(|k| shard_of(k, count))
+        .shards()
+        .unwrap_or_default()
+        .into_iter()
         .filter(|s| !group.serves(*s))
         .collect();
     if stray.is_empty() {
@@ -126,7 +125,11 @@ mod tests {
     use super::*;
     use shoal::machine::command::{DataOp, WriteId};
     use shoal::machine::shard::config::Config;
+    use shoal::machine::data::Empty;
     use shoal::machine::shard::group::GroupShards;
+    use shoal::machine::shard::shard_of;
+    use shoal::machine::Head;
+    use std::sync::Arc;
 
     fn serving_group(group: GroupId, owners: &[GroupId]) -> Applied {
         let mut shards = GroupShards::new(group, owners.len() as u32);
@@ -139,10 +142,11 @@ mod tests {
             shards: owners.to_vec(),
             groups
         }));
-        Applied {
+        let head = Head {
             role: Role::Data(shards),
-            ..Applied::default()
-        }
+            ..Head::default()
+        };
+        Applied::restore(head, BTreeMap::new(), Arc::new(Empty))
     }
 
     #[test]

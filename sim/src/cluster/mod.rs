@@ -351,10 +351,13 @@ impl Cluster {
     }
 
     /// Crashes replica `id`: its tasks stop at once, its storage stays.
+    /// The disk crashes first, so nothing the dying process does on its way
+    /// out (such as an engine closing cleanly) reaches it.
     pub fn kill(&self, id: ReplicaId) {
         tracing::info!(id, "nemesis: kill");
         let replica = &self.replicas[&id];
         replica.down.store(true, Ordering::Relaxed);
+        replica.disk.crash();
         self.handle.kill(replica.node.id());
     }
 
@@ -584,11 +587,14 @@ impl Cluster {
 }
 
 fn is_corruption(error: &StorageOpenError) -> bool {
-    use shoal::storage::snapshot::SnapshotError;
+    use shoal::storage::engine::EngineError;
     use shoal::storage::wal::WalError;
-    matches!(
-        error,
-        StorageOpenError::Wal(WalError::Corrupt { .. } | WalError::Unstable { .. })
-            | StorageOpenError::Snapshot(SnapshotError::Corrupt { .. })
-    )
+    match error {
+        StorageOpenError::Wal(WalError::Corrupt { .. } | WalError::Unstable { .. }) => true,
+        StorageOpenError::Engine(EngineError::Damaged { .. } | EngineError::Format { .. }) => true,
+        StorageOpenError::Engine(EngineError::Engine { source, .. }) => {
+            matches!(**source, redb::Error::Corrupted(_))
+        }
+        _ => false,
+    }
 }
