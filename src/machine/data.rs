@@ -256,6 +256,12 @@ impl Data {
         self.base.counts()
     }
 
+    /// The counts, if no change is waiting to be committed (then they are
+    /// exact).
+    pub fn committed_counts(&self) -> Option<(u64, u64)> {
+        self.changes.is_empty().then(|| self.base.counts())
+    }
+
     /// Takes the changes for storage to commit, and the fault met applying
     /// them, if any (then they must not be committed).
     pub fn take_changes(&mut self) -> Result<Changes, DataFault> {

@@ -101,6 +101,8 @@ pub fn decode_head(bytes: &[u8]) -> Result<((Head, BTreeMap<u64, Session>), usiz
 /// Generates a snapshot's bytes from the data, a piece at a time.
 #[derive(Debug, Clone)]
 struct Generator {
+    /// The stream's length in bytes.
+    len: u64,
     head: Vec<u8>,
     data: Data,
     shards: Vec<ShardId>,
@@ -116,7 +118,16 @@ struct Generator {
 impl Generator {
     fn new(head: Vec<u8>, data: Data) -> io::Result<Generator> {
         let shards = data.shards().map_err(io::Error::other)?;
+        // Every entry is 12 bytes of framing and its key and value; the
+        // storage's counts say how many and how large, without a read.
+        let (keys, bytes) = match data.committed_counts() {
+            Some(counts) => counts,
+            None => data.entries().map_err(io::Error::other)?.iter().fold((0, 0), |(n, b), (_, k, v)| {
+                (n + 1, b + (k.len() + v.len()) as u64)
+            }),
+        };
         Ok(Generator {
+            len: head.len() as u64 + 12 * keys + bytes + 16,
             head,
             data,
             shards,
@@ -320,12 +331,13 @@ impl AsyncSeek for SnapshotStream {
         self.pos = match position {
             io::SeekFrom::Start(at) => at,
             io::SeekFrom::Current(by) => self.pos.saturating_add_signed(by),
-            io::SeekFrom::End(_) => match &self.source {
-                Source::File(file) => file.len()?,
-                Source::Generated { .. } => {
-                    return Err(io::Error::other("a generated snapshot's end is not known"))
-                }
-            },
+            io::SeekFrom::End(by) => {
+                let len = match &self.source {
+                    Source::File(file) => file.len()?,
+                    Source::Generated { start, .. } => start.len,
+                };
+                len.saturating_add_signed(by)
+            }
         };
         Ok(())
     }
