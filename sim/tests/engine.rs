@@ -15,7 +15,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shoal::storage::disk::DiskRef;
-use shoal::storage::engine::{Batch, Commit, Counts, Engine, EngineError};
+use shoal::storage::engine::{Batch, Commit, Counts, Engine, EngineError, EngineOptions};
 use shoal_sim::disk::{DiskFaults, SimDisk};
 
 const FILE: &str = "engine.redb";
@@ -106,7 +106,11 @@ async fn open(disk: &DiskRef) -> Engine {
     // as a restarted replica would.
     let mut last = None;
     for _ in 0..20 {
-        match Engine::open(disk, FILE, CACHE_BYTES).await {
+        let options = EngineOptions {
+            cache_bytes: CACHE_BYTES,
+            ..EngineOptions::default()
+        };
+        match Engine::open(disk, FILE, &options).await {
             Ok(engine) => return engine,
             Err(e) => last = Some(e),
         }

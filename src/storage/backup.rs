@@ -366,8 +366,8 @@ pub async fn seed(
         out.copy_from_slice(&data[at..at + out.len()]);
         Ok(())
     };
-    let cache = super::engine::CACHE_SIZE_BYTES_DEFAULT;
-    install_engine(disk, cache, data.len() as u64, &read, Some(meta))
+    let options = super::engine::EngineOptions::default();
+    install_engine(disk, &options, data.len() as u64, &read, Some(meta))
         .await
         .map_err(|e| match e {
             snapshot::InstallError::Damaged(d) => RestoreError::Damaged(d),

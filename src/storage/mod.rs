@@ -95,6 +95,8 @@ pub struct StorageMetrics {
     pub sessions: Gauge,
     /// Sessions this replica evicted (idle, over the bound) or closed.
     pub sessions_expired: Counter,
+    /// Bytes the state machine's engine read and wrote.
+    pub engine: engine::EngineIo,
 }
 
 impl Default for StorageMetrics {
@@ -110,6 +112,7 @@ impl Default for StorageMetrics {
             snapshots_installed: Counter::default(),
             sessions: Gauge::default(),
             sessions_expired: Counter::default(),
+            engine: engine::EngineIo::default(),
         }
     }
 }
@@ -173,6 +176,16 @@ impl StorageMetrics {
             "sessions_expired",
             "Client sessions evicted (idle or over the bound) or closed",
             self.sessions_expired.clone(),
+        );
+        registry.register(
+            "engine_read_bytes",
+            "Bytes the state machine's engine read from its file, past its cache",
+            self.engine.read_bytes.clone(),
+        );
+        registry.register(
+            "engine_written_bytes",
+            "Bytes the state machine's engine wrote to its file",
+            self.engine.written_bytes.clone(),
         );
     }
 }

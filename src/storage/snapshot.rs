@@ -26,7 +26,7 @@ use openraft::SnapshotMeta;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use super::disk::{DiskRef, RandomFile};
-use super::engine::{Batch, Commit, Engine, EngineError};
+use super::engine::{Batch, Commit, Engine, EngineError, EngineOptions};
 use crate::ids::{Member, NodeId, ShardId};
 use crate::machine::data::Data;
 use crate::machine::kv::Session;
@@ -472,13 +472,13 @@ pub fn read(
 pub async fn install(
     disk: &DiskRef,
     path: &str,
-    cache_bytes: usize,
+    options: &EngineOptions,
     len: u64,
     read: &(dyn Fn(u64, &mut [u8]) -> io::Result<()> + Sync),
 ) -> Result<(Head, BTreeMap<u64, Session>), InstallError> {
     let mut cursor = Cursor { read, len, pos: 0 };
     let (head, sessions) = read_head(&mut cursor)?;
-    let engine = Engine::create(disk, path, cache_bytes).await?;
+    let engine = Engine::create(disk, path, options).await?;
     let (mut batch, mut batch_bytes) = (Batch::default(), 0);
     read_entries(&mut cursor, |shard, key, value| {
         batch_bytes += key.len() + value.len();

@@ -25,7 +25,7 @@ use openraft::{
 };
 
 use super::disk::DiskRef;
-use super::engine::{Batch, Commit, Engine, EngineError};
+use super::engine::{Batch, Commit, Engine, EngineError, EngineOptions};
 use super::snapshot::{self, InstallError, Meta, SnapshotStream, FORMER_SNAPSHOT_DIR};
 use super::{StorageMetrics, StorageOpenError, StorageOptions};
 use crate::ids::{GroupKey, Member, NodeId};
@@ -66,6 +66,7 @@ pub struct StateMachineStore {
     since_checkpoint: Arc<AtomicU64>,
     disk: DiskRef,
     options: StorageOptions,
+    engine_options: EngineOptions,
     metrics: Arc<StorageMetrics>,
 }
 
@@ -109,7 +110,11 @@ impl StateMachineStore {
         for leftover in [INSTALL_FILE, RECEIVED_FILE] {
             disk.remove(leftover).await.map_err(StorageOpenError::Io)?;
         }
-        let engine = Engine::open(&disk, ENGINE_FILE, options.engine_cache_bytes).await?;
+        let engine_options = EngineOptions {
+            cache_bytes: options.engine_cache_bytes,
+            io: metrics.engine.clone(),
+        };
+        let engine = Engine::open(&disk, ENGINE_FILE, &engine_options).await?;
         let applied = load(&engine, options.group, options.shard_count)?;
         if let Some(last) = applied.last_applied {
             tracing::info!(last_log_id = %last, "state recovered from the engine's checkpoint");
@@ -125,6 +130,7 @@ impl StateMachineStore {
             since_checkpoint: Arc::default(),
             disk,
             options: options.clone(),
+            engine_options,
             metrics,
         })
     }
@@ -231,11 +237,10 @@ impl StateMachineStore {
             .clone();
         let len = file.len().map_err(InstallError::Io)?;
         let read = |at: u64, out: &mut [u8]| file.read_at(at, out);
-        let cache = self.options.engine_cache_bytes;
-        let head = install_engine(&self.disk, cache, len, &read, Some(meta)).await?;
+        let head = install_engine(&self.disk, &self.engine_options, len, &read, Some(meta)).await?;
         debug_assert_eq!(head.last_applied, meta.last_log_id);
         let io = InstallError::Io;
-        let engine = Engine::open(&self.disk, ENGINE_FILE, cache).await?;
+        let engine = Engine::open(&self.disk, ENGINE_FILE, &self.engine_options).await?;
         let applied = load(&engine, self.options.group, self.options.shard_count)?;
         self.metrics.sessions.set(applied.kv.sessions.len() as i64);
         *self.engine.write().expect("engine lock poisoned") = Arc::new(engine);
@@ -252,12 +257,12 @@ impl StateMachineStore {
 /// end where it says. Returns the snapshot's head.
 pub(super) async fn install_engine(
     disk: &DiskRef,
-    cache_bytes: usize,
+    options: &EngineOptions,
     len: u64,
     read: &(dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync),
     meta: Option<&Meta>,
 ) -> Result<Head, InstallError> {
-    let (head, _) = snapshot::install(disk, INSTALL_FILE, cache_bytes, len, read).await?;
+    let (head, _) = snapshot::install(disk, INSTALL_FILE, options, len, read).await?;
     if let Some(meta) = meta.filter(|m| m.last_log_id != head.last_applied) {
         return Err(InstallError::Damaged(snapshot::Damage {
             offset: 0,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use redb::StorageBackend;
 
+use super::EngineIo;
 use crate::storage::disk::RandomFile;
 
 /// Reads of one range before a disagreement is reported as an error.
@@ -16,11 +17,12 @@ const READS_PER_RANGE_MAX: usize = 8;
 #[derive(Debug)]
 pub(super) struct DiskBackend {
     file: Arc<dyn RandomFile>,
+    io: EngineIo,
 }
 
 impl DiskBackend {
-    pub(super) fn new(file: Arc<dyn RandomFile>) -> DiskBackend {
-        DiskBackend { file }
+    pub(super) fn new(file: Arc<dyn RandomFile>, io: EngineIo) -> DiskBackend {
+        DiskBackend { file, io }
     }
 }
 
@@ -34,6 +36,7 @@ impl StorageBackend for DiskBackend {
     /// reach it. Damage at rest reads the same every time and is caught by
     /// the per-value checksums above.
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.io.read_bytes.inc_by(out.len() as u64);
         self.file.read_at(offset, out)?;
         let mut again = vec![0; out.len()];
         for _ in 0..READS_PER_RANGE_MAX {
@@ -61,6 +64,7 @@ impl StorageBackend for DiskBackend {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.io.written_bytes.inc_by(data.len() as u64);
         self.file.write_at(offset, data)
     }
 }

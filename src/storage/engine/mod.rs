@@ -26,6 +26,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition,
 };
@@ -51,6 +52,34 @@ const META_STATE: &str = "state";
 
 /// Size of the checksum in front of every stored value.
 const CRC_SIZE_BYTES: usize = 4;
+
+/// Bytes the engine read from and wrote to its file (past its cache),
+/// shared with whoever watches (cloning a counter shares it).
+#[derive(Debug, Clone, Default)]
+pub struct EngineIo {
+    /// Bytes read from the file.
+    pub read_bytes: Counter,
+    /// Bytes written to the file.
+    pub written_bytes: Counter,
+}
+
+/// How an engine is opened.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Bytes of pages cached in memory.
+    pub cache_bytes: usize,
+    /// Where its reads and writes are counted.
+    pub io: EngineIo,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            cache_bytes: CACHE_SIZE_BYTES_DEFAULT,
+            io: EngineIo::default(),
+        }
+    }
+}
 
 /// Why the engine could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -165,38 +194,38 @@ pub struct Engine {
 impl Engine {
     /// Opens (or creates) the engine file `path` on `disk`, at its last
     /// checkpoint. Refuses a file of another format.
-    pub async fn open(disk: &DiskRef, path: &str, cache_bytes: usize) -> Result<Engine, EngineError> {
+    pub async fn open(disk: &DiskRef, path: &str, options: &EngineOptions) -> Result<Engine, EngineError> {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         let names = disk.list(dir).await.map_err(|e| io_failed(path, e))?;
         if !names.iter().any(|n| n == name) {
             // A new engine is made whole under another name first: a crash
             // while it is made leaves no half-made engine at `path`.
             let fresh = format!("{path}.new");
-            drop(Engine::create(disk, &fresh, cache_bytes).await?);
+            drop(Engine::create(disk, &fresh, options).await?);
             disk.rename(&fresh, path).await.map_err(|e| io_failed(path, e))?;
         }
         // Every open makes the name durable: an earlier attempt may have
         // renamed the file and then failed to.
         disk.sync_dir(dir).await.map_err(|e| io_failed(path, e))?;
-        Engine::open_file(disk, path, cache_bytes).await
+        Engine::open_file(disk, path, options).await
     }
 
     /// Creates an empty engine at `path`, replacing any file there. A crash
     /// may leave a half-made file: the caller renames it into place only
     /// once complete.
-    pub async fn create(disk: &DiskRef, path: &str, cache_bytes: usize) -> Result<Engine, EngineError> {
+    pub async fn create(disk: &DiskRef, path: &str, options: &EngineOptions) -> Result<Engine, EngineError> {
         disk.remove(path).await.map_err(|e| io_failed(path, e))?;
-        Engine::open_file(disk, path, cache_bytes).await
+        Engine::open_file(disk, path, options).await
     }
 
-    async fn open_file(disk: &DiskRef, path: &str, cache_bytes: usize) -> Result<Engine, EngineError> {
+    async fn open_file(disk: &DiskRef, path: &str, options: &EngineOptions) -> Result<Engine, EngineError> {
         let handle = disk
             .open_random(path)
             .await
             .map_err(|e| io_failed(path, e))?;
         let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create_with_backend(DiskBackend::new(handle))
+            .set_cache_size(options.cache_bytes)
+            .create_with_backend(DiskBackend::new(handle, options.io.clone()))
             .map_err(|e| EngineError::Engine {
                 file: path.to_string(),
                 source: Box::new(e.into()),
