@@ -64,7 +64,10 @@ fn key(i: u64) -> Bytes {
 
 fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     let mut config = if args.controller.is_empty() {
-        anyhow::ensure!(!args.endpoints.is_empty(), "give --endpoints or --controller");
+        anyhow::ensure!(
+            !args.endpoints.is_empty(),
+            "give --endpoints or --controller"
+        );
         ClientConfig::new(args.endpoints.clone())
     } else {
         ClientConfig::sharded(args.controller.clone())

@@ -21,6 +21,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use shoal::storage::disk::{Disk, DiskFuture, RandomFile, SECTOR_SIZE_BYTES};
 
+mod in_place;
+
+use in_place::SimFile;
+
 /// Fault rates of a simulated disk. Rates are probabilities per operation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +82,8 @@ impl Inode {
     fn sync(&mut self) {
         if self.dirty.is_empty() {
             self.durable.truncate(self.same_until);
-            self.durable.extend_from_slice(&self.live[self.same_until..]);
+            self.durable
+                .extend_from_slice(&self.live[self.same_until..]);
         } else {
             self.durable.clone_from(&self.live);
             self.dirty.clear();
@@ -505,7 +510,8 @@ impl Disk for SimDisk {
             if self.state().live_names.get(&path).is_none() {
                 self.create(&path).await?;
             }
-            let (id, generation) = self.with_inode(&path, |state, id| Ok((id, state.generation)))?;
+            let (id, generation) =
+                self.with_inode(&path, |state, id| Ok((id, state.generation)))?;
             let file = SimFile {
                 disk: self.clone(),
                 id,
@@ -513,96 +519,6 @@ impl Disk for SimDisk {
                 path,
             };
             Ok(Arc::new(file) as Arc<dyn RandomFile>)
-        })
-    }
-}
-
-/// A simulated file written in place. Its calls take no simulated time
-/// (they are synchronous); faults and crash semantics apply as to any file.
-#[derive(Debug)]
-struct SimFile {
-    disk: SimDisk,
-    id: u64,
-    /// The disk's generation when opened.
-    generation: u64,
-    path: String,
-}
-
-impl SimFile {
-    fn with<T>(&self, f: impl FnOnce(&mut DiskState, u64) -> io::Result<T>) -> io::Result<T> {
-        let mut state = self.disk.state();
-        if state.generation != self.generation {
-            return Err(io::Error::other(format!(
-                "{}: opened before a crash (simulated)",
-                self.path
-            )));
-        }
-        if !state.inodes.contains_key(&self.id) {
-            return Err(not_found(&self.path));
-        }
-        f(&mut state, self.id)
-    }
-}
-
-impl RandomFile for SimFile {
-    fn len(&self) -> io::Result<u64> {
-        self.with(|state, id| Ok(state.inodes[&id].live.len() as u64))
-    }
-
-    fn read_at(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.with(|state, id| {
-            state.fail(|f| f.read_eio_rate, &self.path)?;
-            let live = &state.inodes[&id].live;
-            let start = offset as usize;
-            let Some(bytes) = live.get(start..start + out.len()) else {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{}: read past the end", self.path),
-                ));
-            };
-            out.copy_from_slice(bytes);
-            state.maybe_flip(out);
-            Ok(())
-        })
-    }
-
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.with(|state, id| {
-            state.fail(|f| f.write_eio_rate, &self.path)?;
-            let start = offset as usize;
-            let end = start + data.len();
-            let grows = end.saturating_sub(state.inodes[&id].live.len());
-            state.reserve(grows as u64, &self.path)?;
-            let inode = state.inodes.get_mut(&id).expect("inode");
-            if inode.live.len() < end {
-                inode.live.resize(end, 0);
-            }
-            inode.live[start..end].copy_from_slice(data);
-            let sectors = start / SECTOR_SIZE_BYTES..end.div_ceil(SECTOR_SIZE_BYTES);
-            inode.dirty.extend(sectors);
-            Ok(())
-        })
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.with(|state, id| {
-            state.fail(|f| f.write_eio_rate, &self.path)?;
-            let grows = (len as usize).saturating_sub(state.inodes[&id].live.len());
-            state.reserve(grows as u64, &self.path)?;
-            let inode = state.inodes.get_mut(&id).expect("inode");
-            inode.live.resize(len as usize, 0);
-            inode.same_until = inode.same_until.min(inode.live.len());
-            // A length change is durable only with a sync, like a write.
-            inode.dirty.insert(inode.live.len() / SECTOR_SIZE_BYTES);
-            Ok(())
-        })
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        self.with(|state, id| {
-            state.fail(|f| f.sync_eio_rate, &self.path)?;
-            state.inodes.get_mut(&id).expect("inode").sync();
-            Ok(())
         })
     }
 }

@@ -194,7 +194,9 @@ async fn a_data_directory_of_the_former_format_is_refused_and_left_alone() {
     let disk = SimDisk::new(5, DiskFaults::default());
     let disk_ref: DiskRef = Arc::new(disk.clone());
     disk.create_dir("snapshots").await.unwrap();
-    disk.create("snapshots/00000000000000000100.snap").await.unwrap();
+    disk.create("snapshots/00000000000000000100.snap")
+        .await
+        .unwrap();
     let options = StorageOptions::default();
     let metrics = Arc::new(StorageMetrics::default());
     match Storage::open(disk_ref.clone(), &options, metrics).await {
@@ -203,7 +205,10 @@ async fn a_data_directory_of_the_former_format_is_refused_and_left_alone() {
             assert!(message.contains("older Shoal"), "{message}");
             assert!(message.contains("restore a backup"), "{message}");
         }
-        other => panic!("expected the former format refused, got {:?}", other.map(|_| ())),
+        other => panic!(
+            "expected the former format refused, got {:?}",
+            other.map(|_| ())
+        ),
     }
     assert_eq!(disk.file_count(""), 0, "nothing written beside it");
     assert_eq!(disk.file_count("snapshots"), 1);
@@ -398,8 +403,8 @@ mod snapshots {
     use super::*;
     use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, SnapshotMeta};
-    use shoal::machine::{Applied, Head};
     use shoal::machine::data::Empty;
+    use shoal::machine::{Applied, Head};
     use shoal::storage::snapshot::SnapshotStream;
     use tokio::io::AsyncWriteExt;
 
@@ -448,10 +453,7 @@ mod snapshots {
             let mut builder = store.get_snapshot_builder().await;
             let mut installer = store.clone();
             let build = tokio::spawn(async move { builder.build_snapshot().await.map(|_| ()) });
-            installer
-                .install_snapshot(&meta, received)
-                .await
-                .unwrap();
+            installer.install_snapshot(&meta, received).await.unwrap();
             build.await.unwrap().unwrap();
 
             let current = store.get_current_snapshot().await.unwrap().unwrap();
@@ -460,9 +462,10 @@ mod snapshots {
                 "seed {seed}: in memory"
             );
             disk.crash();
-            let reopened = shoal::storage::StateMachineStore::open(disk_ref, &options, Arc::default())
-                .await
-                .unwrap();
+            let reopened =
+                shoal::storage::StateMachineStore::open(disk_ref, &options, Arc::default())
+                    .await
+                    .unwrap();
             assert_eq!(
                 reopened.read().last_applied,
                 newer.last_applied,

@@ -35,7 +35,11 @@ impl Model {
     fn counts(&self) -> Counts {
         Counts {
             keys: self.data.len() as u64,
-            bytes: self.data.iter().map(|((_, k), v)| (k.len() + v.len()) as u64).sum(),
+            bytes: self
+                .data
+                .iter()
+                .map(|((_, k), v)| (k.len() + v.len()) as u64)
+                .sum(),
         }
     }
 }
@@ -53,9 +57,9 @@ fn read_all(engine: &Engine) -> Result<(Model, Counts), EngineError> {
         }
     }
     model.sessions = reader.sessions()?.into_iter().collect();
-    model.batch = reader
-        .state()?
-        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("a batch number")));
+    model.batch = reader.state()?.map_or(0, |b| {
+        u64::from_le_bytes(b.try_into().expect("a batch number"))
+    });
     Ok((model, reader.counts()?))
 }
 
@@ -133,7 +137,11 @@ async fn trial(seed: u64, faults: DiskFaults, checkpoint: Commit) -> Result<Exer
         let mut model = states.last().expect("a state").clone();
         let batch = random_batch(&mut rng, &mut model);
         let is_checkpoint = rng.gen_ratio(1, 5);
-        let commit = if is_checkpoint { checkpoint } else { Commit::Batched };
+        let commit = if is_checkpoint {
+            checkpoint
+        } else {
+            Commit::Batched
+        };
         states.push(model);
         let committed = engine.commit(&batch, commit).is_ok();
         if committed && is_checkpoint {
@@ -219,7 +227,10 @@ async fn the_check_catches_checkpoints_that_are_not_durable() {
     // acknowledged checkpoints on a crash; the trial must say so.
     let mut caught = 0;
     for seed in 0..10 {
-        if trial(seed, DiskFaults::default(), Commit::Batched).await.is_err() {
+        if trial(seed, DiskFaults::default(), Commit::Batched)
+            .await
+            .is_err()
+        {
             caught += 1;
         }
     }
@@ -246,14 +257,19 @@ async fn a_flipped_bit_at_rest_is_reported_with_its_key_and_file() {
     sim.corrupt(FILE, at + 5, 3);
     let engine = open(&disk).await;
     let reader = engine.reader().unwrap();
-    assert_eq!(reader.get(2, b"other").unwrap().as_deref(), Some(&b"fine"[..]));
+    assert_eq!(
+        reader.get(2, b"other").unwrap().as_deref(),
+        Some(&b"fine"[..])
+    );
     let error = reader.get(2, b"needle").unwrap_err().to_string();
     assert!(
         error.contains("engine.redb") && error.contains("\"needle\" (shard 2)"),
         "{error}"
     );
     let scanned: Vec<_> = reader.scan(2, Bound::Unbounded, None).unwrap().collect();
-    assert!(scanned.iter().any(|e| matches!(e, Err(EngineError::Damaged { .. }))));
+    assert!(scanned
+        .iter()
+        .any(|e| matches!(e, Err(EngineError::Damaged { .. }))));
 }
 
 #[madsim::test]
@@ -263,7 +279,11 @@ async fn dropping_a_shard_leaves_the_others_and_the_counts_right() {
     let mut batch = Batch::default();
     for shard in 0..SHARDS {
         for i in 0..50 {
-            batch.put(shard, format!("key{i:02}").as_bytes(), Bytes::from(vec![1; 10]));
+            batch.put(
+                shard,
+                format!("key{i:02}").as_bytes(),
+                Bytes::from(vec![1; 10]),
+            );
         }
     }
     engine.commit(&batch, Commit::Batched).unwrap();
@@ -272,9 +292,22 @@ async fn dropping_a_shard_leaves_the_others_and_the_counts_right() {
     drop.put(1, b"after", Bytes::from_static(b"x"));
     engine.commit(&drop, Commit::Checkpoint).unwrap();
     let reader = engine.reader().unwrap();
-    let shard_one: Vec<_> = reader.scan(1, Bound::Unbounded, None).unwrap().map(Result::unwrap).collect();
-    assert_eq!(shard_one, [(Bytes::from_static(b"after"), Bytes::from_static(b"x"))]);
-    assert_eq!(reader.scan(2, Bound::Included(b"key10"), Some(b"key13")).unwrap().count(), 3);
+    let shard_one: Vec<_> = reader
+        .scan(1, Bound::Unbounded, None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        shard_one,
+        [(Bytes::from_static(b"after"), Bytes::from_static(b"x"))]
+    );
+    assert_eq!(
+        reader
+            .scan(2, Bound::Included(b"key10"), Some(b"key13"))
+            .unwrap()
+            .count(),
+        3
+    );
     assert_eq!(
         reader.counts().unwrap(),
         Counts {

@@ -128,7 +128,11 @@ impl Data {
     /// Reads `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, DataFault> {
         let shard = self.shard(key);
-        if let Some(change) = self.changes.writes.get(&(shard, Bytes::copy_from_slice(key))) {
+        if let Some(change) = self
+            .changes
+            .writes
+            .get(&(shard, Bytes::copy_from_slice(key)))
+        {
             return Ok(change.clone());
         }
         if self.changes.dropped.contains(&shard) {
@@ -159,7 +163,9 @@ impl Data {
     pub fn remove(&mut self, key: &[u8]) -> bool {
         let existed = self.read_for_apply(key).is_some();
         let shard = self.shard(key);
-        self.changes.writes.insert((shard, Bytes::copy_from_slice(key)), None);
+        self.changes
+            .writes
+            .insert((shard, Bytes::copy_from_slice(key)), None);
         existed
     }
 

@@ -138,7 +138,14 @@ impl Applied {
     /// The empty state of `group`.
     pub fn new(group: GroupKey, shard_count: u32) -> Applied {
         let role = Role::new(group, shard_count);
-        Applied::restore(Head { role, ..Head::default() }, BTreeMap::new(), Arc::new(Empty))
+        Applied::restore(
+            Head {
+                role,
+                ..Head::default()
+            },
+            BTreeMap::new(),
+            Arc::new(Empty),
+        )
     }
 
     /// The state storage holds: its head, sessions and data.
@@ -380,7 +387,10 @@ mod tests {
         let found: Vec<&[u8]> = all.entries.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(found, [&b"k1"[..], b"k2", b"k3", b"k4", b"k5"]);
         assert_eq!(all.served, [0, 1]);
-        assert_eq!(applied.scan(b"k1", b"", 2, &[0, 1]).unwrap().entries.len(), 2);
+        assert_eq!(
+            applied.scan(b"k1", b"", 2, &[0, 1]).unwrap().entries.len(),
+            2
+        );
         // Only the requested shards, and only those served.
         let shard_one = applied.scan(b"", b"", 100, &[1]).unwrap();
         assert!(shard_one.entries.iter().all(|(k, _)| shard_of(k, 2) == 1));

@@ -31,7 +31,9 @@ openraft::declare_raft_types!(
 
 /// A snapshot's bytes as openraft moves them between replicas. Storage
 /// decides how they are made and kept.
-pub trait SnapshotBytes: AsyncRead + AsyncWrite + AsyncSeek + Debug + Send + Sync + Unpin + 'static {
+pub trait SnapshotBytes:
+    AsyncRead + AsyncWrite + AsyncSeek + Debug + Send + Sync + Unpin + 'static
+{
     /// The concrete type, for the storage that made it.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }

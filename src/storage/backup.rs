@@ -361,13 +361,13 @@ pub async fn seed(
     if !present.is_empty() {
         return Err(RestoreError::NotEmpty(present.join(", ")));
     }
-    let read = |at: u64, out: &mut [u8]| {
+    let mut read = |at: u64, out: &mut [u8]| {
         let at = at as usize;
         out.copy_from_slice(&data[at..at + out.len()]);
         Ok(())
     };
     let options = super::engine::EngineOptions::default();
-    install_engine(disk, &options, data.len() as u64, &read, Some(meta))
+    install_engine(disk, &options, data.len() as u64, &mut read, Some(meta))
         .await
         .map_err(|e| match e {
             snapshot::InstallError::Damaged(d) => RestoreError::Damaged(d),

@@ -94,7 +94,8 @@ pub fn decode_head(bytes: &[u8]) -> Result<((Head, BTreeMap<u64, Session>), usiz
     if crc32c::crc32c(body) != crc {
         return Err(damage(12, "the head's checksum does not match"));
     }
-    let head = codec::decode(body).map_err(|e| damage(12, format!("the head does not decode: {e}")))?;
+    let head =
+        codec::decode(body).map_err(|e| damage(12, format!("the head does not decode: {e}")))?;
     Ok((head, 16 + len))
 }
 
@@ -122,9 +123,13 @@ impl Generator {
         // storage's counts say how many and how large, without a read.
         let (keys, bytes) = match data.committed_counts() {
             Some(counts) => counts,
-            None => data.entries().map_err(io::Error::other)?.iter().fold((0, 0), |(n, b), (_, k, v)| {
-                (n + 1, b + (k.len() + v.len()) as u64)
-            }),
+            None => data
+                .entries()
+                .map_err(io::Error::other)?
+                .iter()
+                .fold((0, 0), |(n, b), (_, k, v)| {
+                    (n + 1, b + (k.len() + v.len()) as u64)
+                }),
         };
         Ok(Generator {
             len: head.len() as u64 + 12 * keys + bytes + 16,
@@ -162,7 +167,11 @@ impl Generator {
                 None => Bound::Unbounded,
             };
             let mut last = None;
-            for entry in self.data.range(shard, start, None).map_err(io::Error::other)? {
+            for entry in self
+                .data
+                .range(shard, start, None)
+                .map_err(io::Error::other)?
+            {
                 let (key, value) = entry.map_err(io::Error::other)?;
                 let at = piece.len();
                 piece.extend_from_slice(&shard.to_be_bytes());
@@ -212,7 +221,11 @@ enum Source {
 
 impl SnapshotStream {
     /// The snapshot of `data` under `head` (and `sessions`).
-    pub fn generate(head: &Head, sessions: &BTreeMap<u64, Session>, data: Data) -> io::Result<SnapshotStream> {
+    pub fn generate(
+        head: &Head,
+        sessions: &BTreeMap<u64, Session>,
+        data: Data,
+    ) -> io::Result<SnapshotStream> {
         let start = Generator::new(encode_head(head, sessions), data)?;
         Ok(SnapshotStream {
             source: Source::Generated {
@@ -284,12 +297,30 @@ impl SnapshotStream {
         }
     }
 
-    /// The file a received snapshot is in.
-    pub fn file(&self) -> Option<&Arc<dyn RandomFile>> {
+    /// The stream's length in bytes.
+    pub fn len(&self) -> io::Result<u64> {
         match &self.source {
-            Source::File(file) => Some(file),
-            Source::Generated { .. } => None,
+            Source::File(file) => file.len(),
+            Source::Generated { start, .. } => Ok(start.len),
         }
+    }
+
+    /// Fills `out` from offset `at`.
+    pub fn read_exact_at(&mut self, at: u64, out: &mut [u8]) -> io::Result<()> {
+        self.pos = at;
+        let mut filled = 0;
+        while filled < out.len() {
+            match self.read_here(&mut out[filled..])? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "read past the end",
+                    ))
+                }
+                n => filled += n,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -300,7 +331,11 @@ impl crate::raft::SnapshotBytes for SnapshotStream {
 }
 
 impl AsyncRead for SnapshotStream {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let n = self.read_here(buf.initialize_unfilled())?;
         buf.advance(n);
         Poll::Ready(Ok(()))
@@ -308,7 +343,11 @@ impl AsyncRead for SnapshotStream {
 }
 
 impl AsyncWrite for SnapshotStream {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let Source::File(file) = &self.source else {
             return Poll::Ready(Err(io::Error::other("a generated snapshot is read-only")));
         };
@@ -331,13 +370,7 @@ impl AsyncSeek for SnapshotStream {
         self.pos = match position {
             io::SeekFrom::Start(at) => at,
             io::SeekFrom::Current(by) => self.pos.saturating_add_signed(by),
-            io::SeekFrom::End(by) => {
-                let len = match &self.source {
-                    Source::File(file) => file.len()?,
-                    Source::Generated { start, .. } => start.len,
-                };
-                len.saturating_add_signed(by)
-            }
+            io::SeekFrom::End(by) => self.len()?.saturating_add_signed(by),
         };
         Ok(())
     }
@@ -349,7 +382,7 @@ impl AsyncSeek for SnapshotStream {
 
 /// Reads a snapshot sequentially from bytes at offsets.
 struct Cursor<'a> {
-    read: &'a (dyn Fn(u64, &mut [u8]) -> io::Result<()> + Sync),
+    read: &'a mut (dyn FnMut(u64, &mut [u8]) -> io::Result<()> + Send),
     len: u64,
     pos: u64,
 }
@@ -357,7 +390,10 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     fn take(&mut self, n: usize, what: &str) -> Result<Vec<u8>, InstallError> {
         if self.pos + n as u64 > self.len {
-            return Err(InstallError::Damaged(damage(self.pos, format!("cut short in {what}"))));
+            return Err(InstallError::Damaged(damage(
+                self.pos,
+                format!("cut short in {what}"),
+            )));
         }
         let mut out = vec![0; n];
         (self.read)(self.pos, &mut out).map_err(InstallError::Io)?;
@@ -413,7 +449,10 @@ fn read_entries(
                 return Err(InstallError::Damaged(damage(at, reason)));
             }
             if cursor.pos != cursor.len {
-                return Err(InstallError::Damaged(damage(cursor.pos, "bytes after the end")));
+                return Err(InstallError::Damaged(damage(
+                    cursor.pos,
+                    "bytes after the end",
+                )));
             }
             return Ok(entries);
         }
@@ -443,13 +482,13 @@ pub fn read(
     bytes: &[u8],
     mut each: impl FnMut(ShardId, Vec<u8>, Vec<u8>),
 ) -> Result<(Head, BTreeMap<u64, Session>, u64), Damage> {
-    let read = |at: u64, out: &mut [u8]| {
+    let mut read = |at: u64, out: &mut [u8]| {
         let at = at as usize;
         out.copy_from_slice(&bytes[at..at + out.len()]);
         Ok(())
     };
     let mut cursor = Cursor {
-        read: &read,
+        read: &mut read,
         len: bytes.len() as u64,
         pos: 0,
     };
@@ -474,7 +513,7 @@ pub async fn install(
     path: &str,
     options: &EngineOptions,
     len: u64,
-    read: &(dyn Fn(u64, &mut [u8]) -> io::Result<()> + Sync),
+    read: &mut (dyn FnMut(u64, &mut [u8]) -> io::Result<()> + Send),
 ) -> Result<(Head, BTreeMap<u64, Session>), InstallError> {
     let mut cursor = Cursor { read, len, pos: 0 };
     let (head, sessions) = read_head(&mut cursor)?;
@@ -490,7 +529,10 @@ pub async fn install(
         Ok(())
     })?;
     for (client, session) in &sessions {
-        batch.session(*client, Some(codec::encode(session).expect("a session encodes")));
+        batch.session(
+            *client,
+            Some(codec::encode(session).expect("a session encodes")),
+        );
     }
     batch.state(codec::encode(&head).expect("a head encodes"));
     engine.commit(&batch, Commit::Checkpoint)?;

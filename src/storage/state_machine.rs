@@ -82,7 +82,9 @@ fn load(engine: &Engine, group: GroupKey, shard_count: u32) -> Result<Applied, E
             role: Role::new(group, shard_count),
             ..Head::default()
         },
-        Some(bytes) => codec::decode(&bytes).map_err(|e| damaged(format!("the state record ({e})")))?,
+        Some(bytes) => {
+            codec::decode(&bytes).map_err(|e| damaged(format!("the state record ({e})")))?
+        }
     };
     let mut sessions = std::collections::BTreeMap::new();
     for (client, bytes) in reader.sessions()? {
@@ -103,7 +105,10 @@ impl StateMachineStore {
         metrics: Arc<StorageMetrics>,
     ) -> Result<StateMachineStore, StorageOpenError> {
         let names = disk.list("").await.map_err(StorageOpenError::Io)?;
-        let former = disk.list(FORMER_SNAPSHOT_DIR).await.map_err(StorageOpenError::Io)?;
+        let former = disk
+            .list(FORMER_SNAPSHOT_DIR)
+            .await
+            .map_err(StorageOpenError::Io)?;
         if !former.is_empty() && !names.iter().any(|n| n == ENGINE_FILE) {
             return Err(StorageOpenError::FormerFormat);
         }
@@ -185,8 +190,16 @@ impl StateMachineStore {
 
     /// Commits what the entries just applied changed, with a checkpoint
     /// when enough entries have gone by since the last.
-    fn commit_applied(&self, applied: &mut Applied, entries: u64) -> Result<(), StorageError<NodeId>> {
-        let changes = applied.kv.data.take_changes().map_err(|e| apply_error(&e))?;
+    fn commit_applied(
+        &self,
+        applied: &mut Applied,
+        entries: u64,
+    ) -> Result<(), StorageError<NodeId>> {
+        let changes = applied
+            .kv
+            .data
+            .take_changes()
+            .map_err(|e| apply_error(&e))?;
         let mut batch = Batch::default();
         for shard in &changes.dropped {
             batch.drop_shard(*shard);
@@ -204,7 +217,11 @@ impl StateMachineStore {
         batch.state(codec::encode(&applied.head()).expect("a head encodes"));
         let since = self.since_checkpoint.fetch_add(entries, Ordering::AcqRel) + entries;
         let checkpoint = since >= self.options.checkpoint_every_entries;
-        let commit = if checkpoint { Commit::Checkpoint } else { Commit::Batched };
+        let commit = if checkpoint {
+            Commit::Checkpoint
+        } else {
+            Commit::Batched
+        };
         let engine = self.engine();
         engine.commit(&batch, commit).map_err(|e| apply_error(&e))?;
         applied
@@ -229,15 +246,12 @@ impl StateMachineStore {
     async fn install_received(
         &self,
         meta: &Meta,
-        stream: &SnapshotStream,
+        stream: &mut SnapshotStream,
     ) -> Result<u64, InstallError> {
-        let file = stream
-            .file()
-            .ok_or_else(|| InstallError::Io(std::io::Error::other("the snapshot is not a received one")))?
-            .clone();
-        let len = file.len().map_err(InstallError::Io)?;
-        let read = |at: u64, out: &mut [u8]| file.read_at(at, out);
-        let head = install_engine(&self.disk, &self.engine_options, len, &read, Some(meta)).await?;
+        let len = stream.len().map_err(InstallError::Io)?;
+        let mut read = |at: u64, out: &mut [u8]| stream.read_exact_at(at, out);
+        let options = &self.engine_options;
+        let head = install_engine(&self.disk, options, len, &mut read, Some(meta)).await?;
         debug_assert_eq!(head.last_applied, meta.last_log_id);
         let io = InstallError::Io;
         let engine = Engine::open(&self.disk, ENGINE_FILE, &self.engine_options).await?;
@@ -259,7 +273,7 @@ pub(super) async fn install_engine(
     disk: &DiskRef,
     options: &EngineOptions,
     len: u64,
-    read: &(dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync),
+    read: &mut (dyn FnMut(u64, &mut [u8]) -> std::io::Result<()> + Send),
     meta: Option<&Meta>,
 ) -> Result<Head, InstallError> {
     let (head, _) = snapshot::install(disk, INSTALL_FILE, options, len, read).await?;
@@ -272,7 +286,9 @@ pub(super) async fn install_engine(
             ),
         }));
     }
-    disk.rename(INSTALL_FILE, ENGINE_FILE).await.map_err(InstallError::Io)?;
+    disk.rename(INSTALL_FILE, ENGINE_FILE)
+        .await
+        .map_err(InstallError::Io)?;
     disk.sync_dir("").await.map_err(InstallError::Io)?;
     Ok(head)
 }
@@ -338,7 +354,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => CommandResult::None,
-                EntryPayload::Normal(ref command) => applied.apply_command(command, &self.options.sessions),
+                EntryPayload::Normal(ref command) => {
+                    applied.apply_command(command, &self.options.sessions)
+                }
                 EntryPayload::Membership(ref membership) => {
                     applied.membership =
                         StoredMembership::new(Some(entry.log_id), membership.clone());
@@ -364,7 +382,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
         let failed = |e: std::io::Error| StorageIOError::write_snapshot(None, &e);
         let file = self.disk.open_random(RECEIVED_FILE).await.map_err(failed)?;
         file.set_len(0).map_err(failed)?;
@@ -376,14 +396,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, Member>,
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
-        let Ok(snapshot) = (*snapshot).into_any().downcast::<SnapshotStream>() else {
+        let Ok(mut snapshot) = (*snapshot).into_any().downcast::<SnapshotStream>() else {
             unreachable!("every snapshot is a SnapshotStream");
         };
         let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotInstallDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
         let _writing = self.snapshot_writes.lock().await;
         let size = self
-            .install_received(meta, &snapshot)
+            .install_received(meta, &mut snapshot)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         *self.snapshot.lock().expect("snapshot lock poisoned") = Some(meta.clone());
@@ -401,7 +421,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        if self.snapshot.lock().expect("snapshot lock poisoned").is_none() {
+        if self
+            .snapshot
+            .lock()
+            .expect("snapshot lock poisoned")
+            .is_none()
+        {
             return Ok(None);
         }
         let (meta, stream) = self

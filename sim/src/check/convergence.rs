@@ -28,7 +28,9 @@ pub fn check(replicas: &[(NodeId, Applied)]) -> Result<(), Violation> {
                 .iter()
                 .find(|(_, k, v)| applied.kv.data.get(k).ok().flatten().as_ref() != Some(v))
                 .map(|(_, k, _)| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_else(|| "(the de-duplication table, or a key only it holds)".to_string());
+                .unwrap_or_else(|| {
+                    "(the de-duplication table, or a key only it holds)".to_string()
+                });
             return Err(Violation {
                 blamed: Vec::new(),
                 checker: Checker::Convergence,

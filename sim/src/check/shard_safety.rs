@@ -124,8 +124,8 @@ impl Observer {
 mod tests {
     use super::*;
     use shoal::machine::command::{DataOp, WriteId};
-    use shoal::machine::shard::config::Config;
     use shoal::machine::data::Empty;
+    use shoal::machine::shard::config::Config;
     use shoal::machine::shard::group::GroupShards;
     use shoal::machine::shard::shard_of;
     use shoal::machine::Head;

@@ -123,7 +123,10 @@ fn a_restored_snapshot_starts_a_new_history() {
     assert_eq!(head.last_applied, Some(log_id));
     assert_eq!(keys, 3);
     let ((_, _), entries_at) = backup.head().unwrap();
-    assert!(data.ends_with(&backup.state[entries_at..]), "the entries are kept");
+    assert!(
+        data.ends_with(&backup.state[entries_at..]),
+        "the entries are kept"
+    );
     assert!(matches!(
         restored_snapshot(&backup, GroupKey::Controller, 64, &peers),
         Err(RestoreError::WrongGroup { .. })
@@ -256,6 +259,9 @@ fn seeding_is_refused_on_a_disk_that_holds_anything() {
         disk.create("LOCK").await.unwrap();
         disk.create("wal/00000001.wal").await.unwrap();
         let refused = seed(&disk, "LOCK", &meta, &data).await;
-        assert!(matches!(refused, Err(RestoreError::NotEmpty(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(RestoreError::NotEmpty(_))),
+            "{refused:?}"
+        );
     });
 }
