@@ -28,6 +28,7 @@ catalogue=(
   "torn-tail-kept crash-majority 20"
   "expired-session-reapplied session-churn 3"
   "moved-horizon-dropped session-churn 30"
+  "checkpoint-not-durable snapshot-restarts 3"
   "process-dependent leader-kill 3 --check-determinism"
 )
 

@@ -189,6 +189,10 @@ named! {
         /// owner's eviction horizon: a retry of a write into the shard whose
         /// session the previous owner had evicted is applied again.
         MovedHorizonDropped = "moved-horizon-dropped",
+        /// The state machine's checkpoints are not made durable, yet the log
+        /// is purged behind them: after a crash the engine is back at an
+        /// older state and the entries since are gone from the log.
+        CheckpointNotDurable = "checkpoint-not-durable",
     }
 }
 

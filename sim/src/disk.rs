@@ -504,6 +504,10 @@ impl Disk for SimDisk {
         })
     }
 
+    fn pause(&self) -> DiskFuture<'_, ()> {
+        Box::pin(self.begin(|_| 0.0, "pause"))
+    }
+
     fn open_random(&self, path: &str) -> DiskFuture<'_, Arc<dyn RandomFile>> {
         let path = path.to_string();
         Box::pin(async move {

@@ -117,6 +117,21 @@ pub struct NodeConfig {
     /// Must be the same on every member of a group.
     #[serde(default = "default_session_idle_timeout_ms")]
     pub session_idle_timeout_ms: u64,
+    /// Bytes of the state machine's engine pages cached in memory.
+    #[serde(default = "default_engine_cache_bytes")]
+    pub engine_cache_bytes: usize,
+    /// Entries applied between two durable checkpoints of the state
+    /// machine's engine: the most a restart re-applies from the log.
+    #[serde(default = "default_checkpoint_every_entries")]
+    pub checkpoint_every_entries: u64,
+}
+
+fn default_engine_cache_bytes() -> usize {
+    crate::storage::engine::CACHE_SIZE_BYTES_DEFAULT
+}
+
+fn default_checkpoint_every_entries() -> u64 {
+    crate::storage::CHECKPOINT_EVERY_ENTRIES_DEFAULT
 }
 
 fn default_max_sessions() -> usize {
@@ -220,6 +235,8 @@ impl NodeConfig {
             token: None,
             max_sessions: default_max_sessions(),
             session_idle_timeout_ms: default_session_idle_timeout_ms(),
+            engine_cache_bytes: default_engine_cache_bytes(),
+            checkpoint_every_entries: default_checkpoint_every_entries(),
         }
     }
 
@@ -320,7 +337,8 @@ impl NodeConfig {
                 max_sessions: self.max_sessions,
                 idle_timeout_ms: self.session_idle_timeout_ms,
             },
-            ..StorageOptions::default()
+            engine_cache_bytes: self.engine_cache_bytes,
+            checkpoint_every_entries: self.checkpoint_every_entries,
         }
     }
 }

@@ -287,6 +287,11 @@ impl LogStore {
         Ok(())
     }
 
+    /// The last entry purged from the log, if any.
+    pub fn last_purged(&self) -> Option<LogId<NodeId>> {
+        self.data().last_purged
+    }
+
     /// Appends entries (with indexes following the log's last) and returns a
     /// receiver that resolves once they are durable: the same group-commit
     /// path as openraft's appends, for tools and benchmarks.

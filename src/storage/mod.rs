@@ -212,6 +212,19 @@ pub enum StorageOpenError {
     /// The data directory could not be listed or cleaned.
     #[error("data directory: {0}")]
     Io(std::io::Error),
+    /// The log was purged past what the state machine holds: the entries
+    /// between are gone.
+    #[error(
+        "the log is purged through index {purged} but the state machine holds entries \
+         only through {applied:?}: the entries between are lost (the engine's checkpoint \
+         did not reach the disk); the replica must be replaced"
+    )]
+    LogGap {
+        /// The last index purged from the log.
+        purged: u64,
+        /// The last index the state machine applied.
+        applied: Option<u64>,
+    },
     /// The vote file is unreadable or damaged.
     #[error("vote: {0}")]
     Vote(#[from] vote::VoteError),
@@ -243,6 +256,12 @@ impl Storage {
             metrics.clone(),
         )
         .await?;
+        let applied = state_machine.read().last_applied.map(|l| l.index);
+        if let Some(purged) = log.last_purged().map(|p| p.index) {
+            if applied.is_none_or(|a| a < purged) {
+                return Err(StorageOpenError::LogGap { purged, applied });
+            }
+        }
         Ok(Storage {
             log,
             state_machine,

@@ -188,12 +188,28 @@ impl StateMachineStore {
         Ok((meta, stream.read_all()?))
     }
 
-    /// Commits what the entries just applied changed, with a checkpoint
-    /// when enough entries have gone by since the last.
+    /// Whether enough entries went by since the last checkpoint for the
+    /// next commit to be one.
+    fn checkpoint_due(&self) -> bool {
+        self.since_checkpoint.load(Ordering::Acquire) >= self.options.checkpoint_every_entries
+    }
+
+    /// How a checkpoint commits.
+    fn checkpoint_commit() -> Commit {
+        if planted(PlantedBug::CheckpointNotDurable) {
+            Commit::Batched
+        } else {
+            Commit::Checkpoint
+        }
+    }
+
+    /// Commits what the entries just applied changed, as a checkpoint if
+    /// `checkpoint`.
     fn commit_applied(
         &self,
         applied: &mut Applied,
         entries: u64,
+        checkpoint: bool,
     ) -> Result<(), StorageError<NodeId>> {
         let changes = applied
             .kv
@@ -215,10 +231,9 @@ impl StateMachineStore {
             batch.session(client, encoded);
         }
         batch.state(codec::encode(&applied.head()).expect("a head encodes"));
-        let since = self.since_checkpoint.fetch_add(entries, Ordering::AcqRel) + entries;
-        let checkpoint = since >= self.options.checkpoint_every_entries;
+        self.since_checkpoint.fetch_add(entries, Ordering::AcqRel);
         let commit = if checkpoint {
-            Commit::Checkpoint
+            StateMachineStore::checkpoint_commit()
         } else {
             Commit::Batched
         };
@@ -304,10 +319,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let started = tokio::time::Instant::now();
         buggify_delay(FaultSite::SnapshotBuildDelay, BUGGIFY_SNAPSHOT_DELAY_MAX).await;
         let _writing = self.snapshot_writes.lock().await;
+        self.disk
+            .pause()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let (meta, stream) = {
             let applied = self.read();
             self.engine()
-                .checkpoint()
+                .commit(&Batch::default(), StateMachineStore::checkpoint_commit())
                 .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             self.checkpointed(applied.last_applied);
             self.snapshot_now(&applied)
@@ -341,6 +360,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         buggify_delay(FaultSite::ApplyDelay, BUGGIFY_APPLY_DELAY_MAX).await;
+        let checkpoint = self.checkpoint_due();
+        if checkpoint {
+            self.disk.pause().await.map_err(|e| apply_error(&e))?;
+        }
         let mut applied = self.write();
         let evicted_before = applied.kv.sessions.evicted();
         let mut results = Vec::new();
@@ -368,7 +391,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 stamp: applied.kv.sessions.clock(),
             });
         }
-        self.commit_applied(&mut applied, results.len() as u64)?;
+        self.commit_applied(&mut applied, results.len() as u64, checkpoint)?;
         let sessions = &applied.kv.sessions;
         let metrics = &self.metrics;
         metrics

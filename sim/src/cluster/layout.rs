@@ -48,6 +48,9 @@ impl ClusterSpec {
         if let Some(size) = self.wal_segment_size_max {
             config.wal_segment_size_max = size;
         }
+        if let Some(every) = self.checkpoint_every_entries {
+            config.checkpoint_every_entries = every;
+        }
         if let Some(max) = self.max_sessions {
             config.max_sessions = max;
         }

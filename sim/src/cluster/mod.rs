@@ -591,6 +591,7 @@ fn is_corruption(error: &StorageOpenError) -> bool {
     use shoal::storage::wal::WalError;
     match error {
         StorageOpenError::Wal(WalError::Corrupt { .. } | WalError::Unstable { .. }) => true,
+        StorageOpenError::LogGap { .. } => true,
         StorageOpenError::Engine(EngineError::Damaged { .. } | EngineError::Format { .. }) => true,
         StorageOpenError::Engine(EngineError::Engine { source, .. }) => {
             matches!(**source, redb::Error::Corrupted(_))

@@ -85,6 +85,9 @@ pub struct ClusterSpec {
     /// Write-ahead log segment size (small values exercise rotation).
     pub wal_segment_size_max: Option<u64>,
     /// Override of the node setting of the same name (small values make
+    /// the engine checkpoint often).
+    pub checkpoint_every_entries: Option<u64>,
+    /// Override of the node setting of the same name (small values make
     /// sessions get evicted).
     pub max_sessions: Option<usize>,
     /// Override of the node setting of the same name.

@@ -76,6 +76,13 @@ pub trait Disk: Debug + Send + Sync + 'static {
     /// Opens a file for reads and writes in place, creating it empty if
     /// missing (its name durable after `sync_dir`).
     fn open_random(&self, path: &str) -> DiskFuture<'_, Arc<dyn RandomFile>>;
+
+    /// Waits as long as one operation may take: [`RandomFile`] calls are
+    /// synchronous, so a caller about to make a costly one (a sync) waits
+    /// here first. A real disk takes its time in the call itself.
+    fn pause(&self) -> DiskFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A file read and written in place at byte offsets, synchronously: the

@@ -366,11 +366,6 @@ impl Engine {
         txn.commit().map_err(|e| self.failed(e))
     }
 
-    /// Makes everything committed so far durable.
-    pub fn checkpoint(&self) -> Result<(), EngineError> {
-        self.commit(&Batch::default(), Commit::Checkpoint)
-    }
-
     /// A consistent view of everything committed so far; later commits do
     /// not change it.
     pub fn reader(&self) -> Result<Reader, EngineError> {
