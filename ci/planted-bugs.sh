@@ -25,7 +25,7 @@ catalogue=(
   "shard-handed-over-empty sharding 3"
   "controller-ignores-move sharding 3"
   "shard-moves-without-sessions sharding 10"
-  "torn-tail-kept crash-majority 20"
+  "torn-tail-kept disk-faults 20"
   "expired-session-reapplied session-churn 3"
   "moved-horizon-dropped session-churn 30"
   "checkpoint-not-durable snapshot-restarts 3"
