@@ -21,7 +21,7 @@ value_size=1024
 root=${SHOAL_BENCH_DIR:-$(mktemp -d /tmp/shoal-bench-engine.XXXXXX)}
 mkdir -p "$root"
 
-cargo build --release -q --bin shoal-node --bin shoal -p shoal-bench
+cargo build --release -q -p shoal -p shoal-bench
 node=target/release/shoal-node
 cli=target/release/shoal
 bench=target/release/shoal-bench

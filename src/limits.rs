@@ -39,6 +39,12 @@ pub const BACKUP_CHUNK_SIZE_BYTES: usize = 1024 * 1024;
 /// The most keys and values one log entry carries.
 const ENTRY_PAYLOAD_SIZE_MAX: usize = 2 * VALUE_SIZE_MAX + KEY_SIZE_MAX;
 
+/// Bytes of keys and values a shard move pulls, and installs in one log
+/// entry, at a time (the last key and value may pass it by one entry).
+pub const SHARD_PART_SIZE_BYTES: usize = VALUE_SIZE_MAX;
+const _: () =
+    assert!(SHARD_PART_SIZE_BYTES + VALUE_SIZE_MAX + KEY_SIZE_MAX <= ENTRY_PAYLOAD_SIZE_MAX);
+
 const _: () = assert!(
     ENTRIES_PER_APPEND_MAX as usize * ENTRY_PAYLOAD_SIZE_MAX < RAFT_MESSAGE_SIZE_MAX / 4 * 3
 );

@@ -28,6 +28,7 @@ async fn a_backup_holds_every_write_acknowledged_before_it() {
         snapshot_every_entries: Some(50),
         entries_kept_after_snapshot: Some(10),
         wal_segment_size_max: None,
+        checkpoint_every_entries: Some(30),
         max_sessions: None,
         session_idle_timeout_ms: None,
     };

@@ -49,9 +49,28 @@ impl KvState {
         }
     }
 
-    /// The keys and values of one shard: a read of its range only.
-    pub fn shard_data(&self, shard: ShardId) -> Result<Vec<(Bytes, Bytes)>, DataFault> {
-        self.data.range(shard, Bound::Unbounded, None)?.collect()
+    /// Keys and values of one shard after `after` (all: from its first),
+    /// about `max_bytes` of them, and whether they reach the shard's end: a
+    /// read of that part of its range only.
+    pub fn shard_part(
+        &self,
+        shard: ShardId,
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool), DataFault> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut entries = self.data.range(shard, start, None)?.peekable();
+        let (mut part, mut bytes) = (Vec::new(), 0);
+        while bytes < max_bytes {
+            let Some(entry) = entries.next() else {
+                break;
+            };
+            let (key, value) = entry?;
+            bytes += key.len() + value.len();
+            part.push((key, value));
+        }
+        let complete = entries.peek().is_none();
+        Ok((part, complete))
     }
 
     /// Deletes one shard's keys.

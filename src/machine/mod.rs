@@ -107,12 +107,22 @@ pub struct ShardData {
     /// The previous owner's eviction horizon: a session it evicted may have
     /// written into the shard, so the new owner must refuse it too.
     pub expired_through: u64,
+    /// Whether this part ends the shard; only the last part carries the
+    /// sessions and the horizon.
+    pub complete: bool,
 }
 
 impl ShardData {
     /// The log command that installs this shard, received at configuration
     /// `num`.
     pub fn install(self, num: u64, shard: ShardId) -> ShardOp {
+        if !self.complete {
+            return ShardOp::InstallPart {
+                num,
+                shard,
+                data: self.data,
+            };
+        }
         ShardOp::Install {
             num,
             shard,
@@ -244,9 +254,17 @@ impl Applied {
         Ok(ScanPart { entries, served })
     }
 
-    /// The data of a shard this group gives away at configuration `num`,
-    /// with the whole de-duplication table, for its new owner.
-    pub fn shard_for_new_owner(&self, num: u64, shard: ShardId) -> Result<ShardData, KvError> {
+    /// A part of the data of a shard this group gives away at
+    /// configuration `num`, for its new owner: its keys after `after` (all:
+    /// from the first), about `max_bytes` of them; the last part carries
+    /// the whole de-duplication table. Reads that part of the shard only.
+    pub fn shard_for_new_owner(
+        &self,
+        num: u64,
+        shard: ShardId,
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<ShardData, KvError> {
         let Role::Data(group) = &self.role else {
             return Err(KvError::Refused("this group holds no shards".into()));
         };
@@ -256,14 +274,22 @@ impl Applied {
                 group.config.num
             )));
         }
-        let mut data = self.kv.shard_data(shard).map_err(unavailable)?;
+        let (mut data, complete) = self
+            .kv
+            .shard_part(shard, after, max_bytes)
+            .map_err(unavailable)?;
         if planted(PlantedBug::ShardHandedOverEmpty) {
             data.clear();
         }
+        let sessions = match complete {
+            true => self.kv.sessions.table().clone(),
+            false => BTreeMap::new(),
+        };
         Ok(ShardData {
             data,
-            sessions: self.kv.sessions.table().clone(),
+            sessions,
             expired_through: self.kv.sessions.expired_through(),
+            complete,
         })
     }
 
@@ -314,6 +340,15 @@ impl Applied {
                     self.kv.drop_shard(*shard);
                 }
                 CommandResult::Shard(drop)
+            }
+            (Role::Data(group), ShardOp::InstallPart { num, shard, data }) => {
+                let pulling = group.pulling(*num, *shard);
+                if pulling {
+                    for (key, value) in data {
+                        self.kv.data.insert(key.clone(), value.clone());
+                    }
+                }
+                CommandResult::Shard(pulling)
             }
             (Role::Data(group), ShardOp::HandedOver { num, shard }) => {
                 group.handed_over(*num, *shard);
@@ -423,7 +458,7 @@ mod tests {
         let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let mut applied = group_with(&[1, 1], &names);
         assert!(matches!(
-            applied.shard_for_new_owner(1, 1),
+            applied.shard_for_new_owner(1, 1, None, usize::MAX),
             Err(KvError::NotYet(_))
         ));
         // Configuration 2 gives shard 1 to group 2.
@@ -435,17 +470,80 @@ mod tests {
         let command = Command::Shard(ShardOp::Reconfigure(next));
         let result = applied.apply_command(&command, &SessionLimits::default());
         assert_eq!(result, CommandResult::Shard(true));
-        let ShardData { data, sessions, .. } = applied.shard_for_new_owner(2, 1).unwrap();
+        let ShardData { data, sessions, .. } =
+            applied.shard_for_new_owner(2, 1, None, usize::MAX).unwrap();
         assert!(!data.is_empty() && data.iter().all(|(k, _)| shard_of(k, 2) == 1));
         assert_eq!(sessions.keys().copied().collect::<Vec<_>>(), [9]);
         assert!(matches!(
-            applied.shard_for_new_owner(2, 0),
+            applied.shard_for_new_owner(2, 0, None, usize::MAX),
             Err(KvError::NotYet(_))
         ));
         let controller = Applied::new(GroupKey::Controller, 2);
         assert!(matches!(
-            controller.shard_for_new_owner(2, 1),
+            controller.shard_for_new_owner(2, 1, None, usize::MAX),
             Err(KvError::Refused(_))
         ));
+    }
+
+    #[test]
+    fn a_shard_moves_in_parts_and_only_its_last_carries_the_sessions() {
+        let keys = keys_by_shard();
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let mut giver = group_with(&[1, 1], &names);
+        let mut next = match &giver.role {
+            Role::Data(group) => group.config.clone(),
+            _ => unreachable!("a data group"),
+        };
+        (next.num, next.shards) = (2, vec![1, 2]);
+        let reconfigure = Command::Shard(ShardOp::Reconfigure(next.clone()));
+        giver.apply_command(&reconfigure, &SessionLimits::default());
+        // Group 2 takes shard 1 at configuration 2, three keys' bytes a part.
+        let mut taker = group_with(&[1, 1], &[]);
+        if let Role::Data(group) = &mut taker.role {
+            group.group = 2;
+        }
+        taker.apply_command(&reconfigure, &SessionLimits::default());
+        let (mut after, mut parts) = (None, 0);
+        loop {
+            let part = giver
+                .shard_for_new_owner(2, 1, after.as_deref(), 3 * 3)
+                .unwrap();
+            assert!(part.data.len() <= 3, "{part:?}");
+            assert_eq!(part.complete, !part.sessions.is_empty());
+            after = part.data.last().map(|(k, _)| k.clone());
+            let complete = part.complete;
+            let result = taker.apply_command(
+                &Command::Shard(part.install(2, 1)),
+                &SessionLimits::default(),
+            );
+            assert_eq!(result, CommandResult::Shard(true));
+            parts += 1;
+            if complete {
+                break;
+            }
+        }
+        let moved: Vec<&String> = keys
+            .iter()
+            .filter(|(_, s)| *s == 1)
+            .map(|(k, _)| k)
+            .collect();
+        assert!(parts > 1, "{} keys moved in one part", moved.len());
+        for key in moved {
+            assert_eq!(
+                taker.get(key.as_bytes()).unwrap(),
+                Some(Bytes::from("v")),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            taker
+                .kv
+                .sessions
+                .table()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [9]
+        );
     }
 }

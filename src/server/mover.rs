@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tonic::transport::Channel;
 
 use super::replica::Replica;
@@ -85,13 +86,19 @@ impl PeerGroup {
         called
     }
 
-    /// Takes a shard the group gave away at configuration `num`.
-    async fn pull_shard(&mut self, num: u64, shard: ShardId) -> Result<ShardData, ClientError> {
-        let request = ShardRequest { num, shard };
+    /// Takes a part of a shard the group gave away at configuration `num`:
+    /// its keys after `after` (all: from the first).
+    async fn pull_shard(
+        &mut self,
+        num: u64,
+        shard: ShardId,
+        after: Option<Bytes>,
+    ) -> Result<ShardData, ClientError> {
+        let request = ShardRequest { num, shard, after };
         let credentials = &self.config.credentials.clone();
         let reply = self
             .call(|ch| {
-                let request = credentials.request(request);
+                let request = credentials.request(request.clone());
                 async move { peer(ch).pull_shard(request).await }
             })
             .await?;
@@ -102,10 +109,14 @@ impl PeerGroup {
 
     /// Tells the group to delete a shard given away at `num`.
     async fn drop_shard(&mut self, num: u64, shard: ShardId) -> Result<(), ClientError> {
-        let request = ShardRequest { num, shard };
+        let request = ShardRequest {
+            num,
+            shard,
+            after: None,
+        };
         let credentials = &self.config.credentials.clone();
         self.call(|ch| {
-            let request = credentials.request(request);
+            let request = credentials.request(request.clone());
             async move { peer(ch).drop_shard(request).await }
         })
         .await?;
@@ -179,16 +190,25 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>, credentials:
                     replica.metrics.shard_moves_started.inc();
                 }
                 buggify_delay(FaultSite::ShardPullDelay, BUGGIFY_MOVE_DELAY_MAX).await;
-                match peer.pull_shard(num, *shard).await {
-                    Ok(received) => {
-                        let keys = received.data.len();
+                // Part by part; a failure starts the shard over next round
+                // (installing a part again changes nothing).
+                let mut after = None;
+                loop {
+                    let Ok(part) = peer.pull_shard(num, *shard, after).await else {
+                        reached(Situation::ShardPullRetried);
+                        break;
+                    };
+                    let (complete, keys) = (part.complete, part.data.len());
+                    after = part.data.last().map(|(key, _)| key.clone());
+                    buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
+                    let installed = propose(part.install(num, *shard)).await;
+                    if complete && installed {
                         tracing::info!(num, shard, from, keys, "shard received");
-                        buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
-                        if propose(received.install(num, *shard)).await {
-                            replica.metrics.shard_moves_finished.inc();
-                        }
+                        replica.metrics.shard_moves_finished.inc();
                     }
-                    Err(_) => reached(Situation::ShardPullRetried),
+                    if complete || !installed {
+                        break;
+                    }
                 }
             } else if peer.drop_shard(num, *shard).await.is_ok() {
                 propose(ShardOp::HandedOver { num, shard: *shard }).await;

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 use super::auth::Needs;
 use super::replica::Replica;
 use crate::error::KvError;
+use crate::limits::SHARD_PART_SIZE_BYTES;
 use crate::machine::command::Command;
 use crate::machine::shard::ShardOp;
 use crate::machine::Role;
@@ -108,17 +109,18 @@ impl Peer for PeerService {
         &self,
         request: Request<ShardRequest>,
     ) -> Result<Response<PullShardResponse>, Status> {
-        let ShardRequest { num, shard } = self.admit(request)?;
+        let ShardRequest { num, shard, after } = self.admit(request)?;
         if buggify(FaultSite::ShardPullError) {
             return Err(KvError::Unavailable("shard pull failed (injected)".into()).into());
         }
         let barrier = self.replica.read_barrier().await;
         barrier.map_err(|e| self.for_peer(e))?;
-        let data = self
-            .replica
-            .state_machine
-            .read()
-            .shard_for_new_owner(num, shard)?;
+        let data = self.replica.state_machine.read().shard_for_new_owner(
+            num,
+            shard,
+            after.as_deref(),
+            SHARD_PART_SIZE_BYTES,
+        )?;
         let shard = codec::encode(&data).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(PullShardResponse {
             shard: shard.into(),
@@ -129,7 +131,7 @@ impl Peer for PeerService {
         &self,
         request: Request<ShardRequest>,
     ) -> Result<Response<DropShardResponse>, Status> {
-        let ShardRequest { num, shard } = self.admit(request)?;
+        let ShardRequest { num, shard, .. } = self.admit(request)?;
         let config_num = match &self.replica.state_machine.read().role {
             Role::Data(group) => group.config.num,
             _ => return Err(KvError::Refused("this group holds no shards".into()).into()),

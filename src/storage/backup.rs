@@ -39,7 +39,10 @@ use crate::machine::{Head, Role};
 use crate::raft::codec;
 
 const MAGIC: &[u8; 8] = b"SHOALBAK";
-const VERSION: u32 = 1;
+/// Version 2 holds the snapshot stream; version 1, written before the
+/// state machine moved to disk, the state as one bincode value, which
+/// [`legacy`] turns into the stream when read.
+const VERSION: u32 = 2;
 /// Magic and version, before the first frame.
 const PREFIX_SIZE_BYTES: usize = 12;
 /// The trailer frame's payload: file size and checksum.
@@ -98,6 +101,10 @@ pub fn group_of(role: &Role) -> GroupKey {
 
 /// Encodes a backup of `group`'s state `state`, which `meta` describes.
 pub fn encode(group: GroupKey, meta: &Meta, state: &[u8]) -> Vec<u8> {
+    encode_version(VERSION, group, meta, state)
+}
+
+fn encode_version(version: u32, group: GroupKey, meta: &Meta, state: &[u8]) -> Vec<u8> {
     let chunks = state.chunks(BACKUP_CHUNK_SIZE_BYTES);
     let header = Header {
         group,
@@ -108,7 +115,7 @@ pub fn encode(group: GroupKey, meta: &Meta, state: &[u8]) -> Vec<u8> {
     let header = codec::encode(&header).expect("a backup header always encodes");
     let mut file = Vec::with_capacity(state.len() + 4096);
     file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&VERSION.to_le_bytes());
+    file.extend_from_slice(&version.to_le_bytes());
     frame::encode(0, 0, &header, &mut file);
     let mut lsn = 1;
     for chunk in chunks {
@@ -167,7 +174,7 @@ pub fn decode(file: &[u8]) -> Result<Backup, Damage> {
         return Err(damage(0, "not a Shoal backup file"));
     }
     let version = u32::from_le_bytes(file[8..12].try_into().unwrap());
-    if version != VERSION {
+    if version != VERSION && version != legacy::VERSION {
         return Err(damage(8, format!("unknown format version {version}")));
     }
     let mut at = PREFIX_SIZE_BYTES;
@@ -200,13 +207,21 @@ pub fn decode(file: &[u8]) -> Result<Backup, Damage> {
         ));
     }
     if crc32c::crc32c(&file[..trailer_at]) != checksum {
-        return Err(damage(trailer_at, "whole-file checksum mismatch"));
+        // Every frame checked out and the magic matched: the version, the
+        // one field no frame covers, is what differs.
+        return Err(damage(
+            8,
+            "the format version is damaged (whole-file checksum mismatch)",
+        ));
     }
     if state.len() as u64 != header.state_size_bytes {
         return Err(damage(
             PREFIX_SIZE_BYTES,
             "the state's size disagrees with the header",
         ));
+    }
+    if version == legacy::VERSION {
+        state = legacy::state(&state).map_err(|reason| damage(PREFIX_SIZE_BYTES, reason))?;
     }
     Ok(Backup {
         header,
@@ -376,5 +391,6 @@ pub async fn seed(
     Ok(())
 }
 
+mod legacy;
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,12 @@ impl GroupShards {
             && matches!(self.status.get(&shard), Some(ShardStatus::Leaving { .. }))
     }
 
+    /// Whether the group waits for `shard`'s data at configuration `num`.
+    pub fn pulling(&self, num: u64, shard: ShardId) -> bool {
+        num == self.config.num
+            && matches!(self.status.get(&shard), Some(ShardStatus::Pulling { .. }))
+    }
+
     /// Marks a pulled shard as received at configuration `num`; returns
     /// whether its data should be installed (false for a duplicate).
     pub fn received(&mut self, num: u64, shard: ShardId) -> bool {

@@ -59,6 +59,16 @@ pub enum ShardOp {
         /// The shard.
         shard: ShardId,
     },
+    /// (Last, so that the older variants keep their encoding.) Install part of a pulled shard's data, before its last part (an
+    /// `Install`). A shard too large for one log entry moves in parts.
+    InstallPart {
+        /// The configuration the shard moves in.
+        num: u64,
+        /// The shard.
+        shard: ShardId,
+        /// Some of its keys and values.
+        data: Vec<(Bytes, Bytes)>,
+    },
 }
 
 /// The shard that holds `key`.
