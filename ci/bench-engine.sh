@@ -64,7 +64,7 @@ wait_ready() {
     if curl -sf -o /dev/null "http://127.0.0.1:$port/ready"; then since "$started"; return; fi
     sleep 0.05
   done
-  echo "never ready" >&2; exit 1
+  echo "never ready" >&2; return 1
 }
 
 echo "== 1. standalone group of 3 processes, $keys keys of $value_size bytes"
@@ -97,18 +97,24 @@ done
 # A replica killed and restarted: the time until it serves again.
 victim=3
 kill -9 "${node_pid[$victim]}"
+while kill -0 "${node_pid[$victim]}" 2>/dev/null; do sleep 0.02; done
 started=$(now)
 node_pid[$victim]=$(start_node "$victim"); pids+=("${node_pid[$victim]}")
-echo "restart: replica $victim killed with SIGKILL, serving again after $(wait_ready "$started" $((base + 20 + victim - 1))) s"
+restart=$(wait_ready "$started" $((base + 20 + victim - 1)))
+echo "restart: replica $victim killed with SIGKILL, serving again after $restart s"
 
-# A new, empty replica catches up by snapshot.
+# A new, empty replica catches up by snapshot: the time until it has
+# applied what the group had applied when it was added.
 peers="$peers,4=127.0.0.1:$((base + 3))"
+target=$(metric $((base + 20)) shoal_raft_applied_index)
 started=$(now)
 node_pid[4]=$(start_node 4 --join); pids+=("${node_pid[4]}")
 "$cli" --endpoints "$endpoints" --token-file "$token" admin add-replica --node 4 --addr "127.0.0.1:$((base + 3))" >/dev/null
-seconds=$(wait_ready "$started" $((base + 23)))
+until [ "$(metric $((base + 23)) shoal_raft_applied_index)" -ge "$target" ]; do sleep 0.05; done
+seconds=$(since "$started")
 received=$(metric $((base + 23)) shoal_snapshot_size_bytes_sum)
-echo "catch-up: a new replica served after $seconds s, having installed $(mib "$received") MiB of snapshot"
+installed=$(metric $((base + 23)) shoal_snapshots_installed)
+echo "catch-up: a new replica applied the group's $target entries after $seconds s, by $installed snapshot(s) of $(mib "$received") MiB in all"
 
 for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 pids=()
