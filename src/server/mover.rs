@@ -190,29 +190,38 @@ pub async fn move_shards(replica: Replica, controller: Vec<String>, credentials:
                     replica.metrics.shard_moves_started.inc();
                 }
                 buggify_delay(FaultSite::ShardPullDelay, BUGGIFY_MOVE_DELAY_MAX).await;
-                // Part by part; a failure starts the shard over next round
-                // (installing a part again changes nothing).
-                let mut after = None;
-                loop {
-                    let Ok(part) = peer.pull_shard(num, *shard, after).await else {
-                        reached(Situation::ShardPullRetried);
-                        break;
-                    };
-                    let (complete, keys) = (part.complete, part.data.len());
-                    after = part.data.last().map(|(key, _)| key.clone());
-                    buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
-                    let installed = propose(part.install(num, *shard)).await;
-                    if complete && installed {
-                        tracing::info!(num, shard, from, keys, "shard received");
-                        replica.metrics.shard_moves_finished.inc();
-                    }
-                    if complete || !installed {
-                        break;
-                    }
+                if pull_in(peer, (num, *shard), &propose).await {
+                    tracing::info!(num, shard, from, "shard received");
+                    replica.metrics.shard_moves_finished.inc();
                 }
             } else if peer.drop_shard(num, *shard).await.is_ok() {
                 propose(ShardOp::HandedOver { num, shard: *shard }).await;
             }
+        }
+    }
+}
+
+/// Pulls shard `(num, shard)` from `peer` part by part and proposes each
+/// part's install; whether the last part's install was committed. A failure
+/// leaves the shard to be pulled again from its start next round
+/// (installing a part again changes nothing).
+async fn pull_in<F: Future<Output = bool>>(
+    peer: &mut PeerGroup,
+    (num, shard): (u64, ShardId),
+    propose: &impl Fn(ShardOp) -> F,
+) -> bool {
+    let mut after = None;
+    loop {
+        let Ok(part) = peer.pull_shard(num, shard, after).await else {
+            reached(Situation::ShardPullRetried);
+            return false;
+        };
+        let complete = part.complete;
+        after = part.data.last().map(|(key, _)| key.clone());
+        buggify_delay(FaultSite::ShardInstallDelay, BUGGIFY_MOVE_DELAY_MAX).await;
+        let installed = propose(part.install(num, shard)).await;
+        if complete || !installed {
+            return complete && installed;
         }
     }
 }

@@ -350,9 +350,8 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// Crashes replica `id`: its tasks stop at once, its storage stays.
-    /// The disk crashes first, so nothing the dying process does on its way
-    /// out (such as an engine closing cleanly) reaches it.
+    /// Crashes replica `id`: its disk first (so nothing it does on its way
+    /// out, such as closing its engine, reaches it), then its tasks.
     pub fn kill(&self, id: ReplicaId) {
         tracing::info!(id, "nemesis: kill");
         let replica = &self.replicas[&id];
