@@ -257,21 +257,13 @@ mod log_store {
         }
     }
 
-    /// Opens the log store as if a snapshot covered everything, so that
-    /// purges are durable at once.
+    /// Opens the log store alone, as if a checkpoint covered everything,
+    /// so that purges are durable at once.
     async fn open_store(disk: &SimDisk) -> shoal::storage::LogStore {
-        let options = StorageOptions {
-            wal_segment_size_max: 400,
-            ..StorageOptions::default()
-        };
-        let storage = Storage::open(Arc::new(disk.clone()), &options, Arc::default())
+        let covers = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        shoal::storage::LogStore::open(Arc::new(disk.clone()), 400, covers, Arc::default())
             .await
-            .unwrap();
-        storage
-            .state_machine
-            .snapshot_covers()
-            .store(u64::MAX, std::sync::atomic::Ordering::Release);
-        storage.log
+            .unwrap()
     }
 
     /// A leader's vote is kept across a restart, but not as committed: the
