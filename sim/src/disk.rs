@@ -293,7 +293,10 @@ impl SimDisk {
                 survivor.extend_from_slice(&inode.live[start..end]);
                 state.stats.torn_files += u64::from(end > start);
             }
-            inode.same_until = inode.durable.len();
+            // What reached the platter is now the file: a second crash with
+            // nothing written since changes nothing.
+            inode.same_until = survivor.len();
+            inode.durable.clone_from(&survivor);
             inode.live = survivor;
         }
         // Names in a directory that did not survive go with it.
