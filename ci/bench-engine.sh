@@ -83,8 +83,8 @@ declare -A node_pid
 for id in 1 2 3; do node_pid[$id]=$(start_node "$id"); pids+=("${node_pid[$id]}"); done
 for id in 1 2 3; do wait_ready "$(now)" $((base + 20 + id - 1)) >/dev/null; done
 endpoints="127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))"
-"$bench" --endpoints "$endpoints" --token-file "$token" load \
-  --keys "$keys" --value-size "$value_size" --clients "$clients"
+"$bench" --endpoints "$endpoints" --token-file "$token" fill \
+  --keys "$keys" --key-size 14 --val-size "$value_size" --clients "$clients"
 
 data=$(metric $((base + 20)) shoal_key_value_bytes)
 echo "data: $(mib "$data") MiB in $(metric $((base + 20)) shoal_keys) keys"
@@ -128,8 +128,8 @@ pids+=($!)
 for port in $(seq "$dev_base" $((dev_base + 8))); do wait_ready "$(now)" $((port + 2000)) >/dev/null; done
 controller="127.0.0.1:$dev_base,127.0.0.1:$((dev_base + 1)),127.0.0.1:$((dev_base + 2))"
 dev_token="$root/dev/cluster.token"
-"$bench" --controller "$controller" --token-file "$dev_token" load \
-  --keys "$keys" --value-size "$value_size" --clients "$clients"
+"$bench" --controller "$controller" --token-file "$dev_token" fill \
+  --keys "$keys" --key-size 14 --val-size "$value_size" --clients "$clients"
 group1_metrics=$(seq $((dev_base + 3 + 2000)) $((dev_base + 5 + 2000)))
 sum_group1() { local total=0; for port in $group1_metrics; do total=$((total + $(metric "$port" "$1"))); done; echo "$total"; }
 group_data=$(metric $((dev_base + 3 + 2000)) shoal_key_value_bytes)

@@ -3,8 +3,8 @@
 //!
 //! The bounds nest, checked at compile time: the largest log entry (a
 //! compare-and-swap with two values of [`VALUE_SIZE_MAX`] and a key) fits a
-//! client message, and [`ENTRIES_PER_APPEND_MAX`] such entries fit well
-//! within a Raft message.
+//! client message, and an append-entries message of [`APPEND_SIZE_MAX`]
+//! plus one such entry fits well within a Raft message.
 
 use crate::error::KvError;
 
@@ -22,12 +22,18 @@ pub const CLIENT_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
 /// Largest encoded consensus message accepted over gRPC.
 pub const RAFT_MESSAGE_SIZE_MAX: usize = 16 * 1024 * 1024;
 
-/// Most log entries sent in one append-entries message. The largest entry is
-/// a compare-and-swap carrying two values of [`VALUE_SIZE_MAX`] plus a key,
-/// so a message carries at most about 8.1 MiB of keys and values, under
-/// three quarters of [`RAFT_MESSAGE_SIZE_MAX`], which leaves room for the
-/// entries' framing.
-pub const ENTRIES_PER_APPEND_MAX: u64 = 32;
+/// Most log entries sent in one append-entries message. Messages are bounded
+/// by size too: see [`APPEND_SIZE_MAX`].
+pub const ENTRIES_PER_APPEND_MAX: u64 = 4096;
+
+/// Size past which an append-entries message of several entries is not sent
+/// but split: the transport answers openraft "payload too large" with how
+/// many entries would fit, and openraft sends that many. A message of one
+/// entry is always sent; the largest entry is a compare-and-swap carrying
+/// two values of [`VALUE_SIZE_MAX`] plus a key, so a message carries at most
+/// this plus that entry, under three quarters of [`RAFT_MESSAGE_SIZE_MAX`],
+/// which leaves room for the entries' framing.
+pub const APPEND_SIZE_MAX: usize = 4 * 1024 * 1024;
 
 /// Snapshot chunk size for install-snapshot transfers.
 pub const SNAPSHOT_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
@@ -36,8 +42,9 @@ pub const SNAPSHOT_CHUNK_SIZE_BYTES: u64 = 1024 * 1024;
 /// bytes of one `SaveSnapshot` stream message (well within a client message).
 pub const BACKUP_CHUNK_SIZE_BYTES: usize = 1024 * 1024;
 
-/// The most keys and values one log entry carries.
-const ENTRY_PAYLOAD_SIZE_MAX: usize = 2 * VALUE_SIZE_MAX + KEY_SIZE_MAX;
+/// The most keys and values one log entry carries: one command, or a batch
+/// of commands, each counted with its identity and framing.
+pub const ENTRY_PAYLOAD_SIZE_MAX: usize = 2 * VALUE_SIZE_MAX + KEY_SIZE_MAX;
 
 /// Bytes of keys and values a shard move pulls, and installs in one log
 /// entry, at a time (the last key and value may pass it by one entry).
@@ -45,9 +52,7 @@ pub const SHARD_PART_SIZE_BYTES: usize = VALUE_SIZE_MAX;
 const _: () =
     assert!(SHARD_PART_SIZE_BYTES + VALUE_SIZE_MAX + KEY_SIZE_MAX <= ENTRY_PAYLOAD_SIZE_MAX);
 
-const _: () = assert!(
-    ENTRIES_PER_APPEND_MAX as usize * ENTRY_PAYLOAD_SIZE_MAX < RAFT_MESSAGE_SIZE_MAX / 4 * 3
-);
+const _: () = assert!(APPEND_SIZE_MAX + ENTRY_PAYLOAD_SIZE_MAX < RAFT_MESSAGE_SIZE_MAX / 4 * 3);
 const _: () = assert!(ENTRY_PAYLOAD_SIZE_MAX < CLIENT_MESSAGE_SIZE_MAX);
 const _: () = assert!(BACKUP_CHUNK_SIZE_BYTES < CLIENT_MESSAGE_SIZE_MAX / 2);
 

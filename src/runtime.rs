@@ -193,6 +193,9 @@ named! {
         /// is purged behind them: after a crash the engine is back at an
         /// older state and the entries since are gone from the log.
         CheckpointNotDurable = "checkpoint-not-durable",
+        /// A batch of proposed commands is answered out of step: each
+        /// command gets the outcome of the one after it.
+        BatchAnswersRotated = "batch-answers-rotated",
     }
 }
 
@@ -294,6 +297,14 @@ named! {
         ExpiredSessionRefused = "expired-session-refused",
         /// A session was evicted because the group held `max_sessions`.
         SessionEvictedByCap = "session-evicted-by-cap",
+        /// Several client commands waiting together were proposed as one
+        /// log entry.
+        WritesBatched = "writes-batched",
+        /// Several linearizable reads waiting together shared one
+        /// leadership check.
+        ReadsShared = "reads-shared",
+        /// An append-entries message too large to send whole was split.
+        AppendSplit = "append-split",
     }
 }
 

@@ -1,21 +1,27 @@
-//! `shoal-bench`: drives load against a Shoal cluster through the client
-//! library and prints what it measured.
+//! `shoal-bench`: drives a load against a Shoal cluster through the client
+//! library, or against etcd through its v3 API with the same load code, and
+//! prints what it measured: requests per second, latency percentiles and
+//! errors (`--json` for scripts).
 //!
-//! `load` writes keys `key-0000000000 ..` with values of a given size from
-//! concurrent clients, each client its own identity and one request at a
-//! time, and reports operations per second with latency percentiles.
+//! Every client has its own identity and sends one request at a time; keys
+//! are `key-` and a zero-padded number, chosen at random from `--keys`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
-use bytes::Bytes;
-use clap::{Parser, Subcommand};
-use shoal::client::{Client, ClientConfig};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use shoal::client::ClientConfig;
 use shoal::tls::TlsFiles;
 
+mod drive;
+mod run;
+
+use drive::Target;
+use run::{Keys, Load, Mix, Outcome, Until};
+
 #[derive(Parser)]
-#[command(version, about = "Load generator for Shoal clusters")]
+#[command(version, about = "Load generator for Shoal clusters (and etcd, for comparison)")]
 struct Args {
     /// A standalone group's members (host:port, comma-separated).
     #[arg(long, value_delimiter = ',', global = true)]
@@ -23,6 +29,10 @@ struct Args {
     /// A sharded cluster's shard controller members instead.
     #[arg(long, value_delimiter = ',', global = true)]
     controller: Vec<String>,
+    /// etcd members' client addresses instead (host:port, plaintext): the
+    /// same load through etcd's v3 API, sent to its leader.
+    #[arg(long, value_delimiter = ',', global = true)]
+    etcd: Vec<String>,
     /// The cluster token's file.
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
@@ -40,33 +50,106 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Writes `--keys` keys once each.
-    Load {
-        /// Keys to write.
-        #[arg(long, default_value_t = 100_000)]
-        keys: u64,
-        /// Bytes of each value.
-        #[arg(long, default_value_t = 1024)]
-        value_size: usize,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 32)]
-        clients: u64,
-        /// The first key's number (to add to an earlier load).
+    /// Puts to random keys.
+    Put(Common),
+    /// Linearizable gets of random keys.
+    Get(Common),
+    /// Gets and puts of random keys.
+    Mixed {
+        #[command(flatten)]
+        common: Common,
+        /// Percent of requests that are gets.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+        reads: u32,
+    },
+    /// Linearizable scans from random keys.
+    Scan {
+        #[command(flatten)]
+        common: Common,
+        /// Keys each scan reads.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Puts each of `--keys` keys once, in order (to fill a cluster).
+    Fill {
+        #[command(flatten)]
+        common: Common,
+        /// The first key's number (to add to an earlier fill).
         #[arg(long, default_value_t = 0)]
         first: u64,
     },
 }
 
-/// The key numbered `i`.
-fn key(i: u64) -> Bytes {
-    Bytes::from(format!("key-{i:010}"))
+/// What every load takes.
+#[derive(ClapArgs)]
+struct Common {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Connections the clients share (default: one per client).
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Bytes of each key.
+    #[arg(long, default_value_t = 16)]
+    key_size: usize,
+    /// Bytes of each value.
+    #[arg(long, default_value_t = 256)]
+    val_size: usize,
+    /// Size of the key space.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Seconds the load runs (unless `--total` is given).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Requests in all, instead of a duration.
+    #[arg(long, conflicts_with = "duration")]
+    total: Option<u64>,
+    /// Requests per second from all clients together (open loop; latency
+    /// counts from when a request was due). Default: closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seed of the key choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    json: bool,
 }
 
-fn config(args: &Args) -> anyhow::Result<ClientConfig> {
+impl Command {
+    fn load(&self) -> (&Common, Mix, Keys) {
+        match self {
+            Command::Put(common) => (common, Mix::Put, random(common)),
+            Command::Get(common) => (common, Mix::Get, random(common)),
+            Command::Mixed { common, reads } => (common, Mix::Mixed { reads: *reads }, random(common)),
+            Command::Scan { common, limit } => (common, Mix::Scan { limit: *limit }, random(common)),
+            Command::Fill { common, first } => {
+                let keys = Keys::Sequence { first: *first, count: common.keys };
+                (common, Mix::Put, keys)
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Put(_) => "put",
+            Command::Get(_) => "get",
+            Command::Mixed { .. } => "mixed",
+            Command::Scan { .. } => "scan",
+            Command::Fill { .. } => "fill",
+        }
+    }
+}
+
+fn random(common: &Common) -> Keys {
+    Keys::Random { count: common.keys }
+}
+
+fn shoal_config(args: &Args) -> anyhow::Result<ClientConfig> {
     let mut config = if args.controller.is_empty() {
         anyhow::ensure!(
             !args.endpoints.is_empty(),
-            "give --endpoints or --controller"
+            "give --endpoints, --controller or --etcd"
         );
         ClientConfig::new(args.endpoints.clone())
     } else {
@@ -82,74 +165,96 @@ fn config(args: &Args) -> anyhow::Result<ClientConfig> {
     Ok(config)
 }
 
-/// One client's share: keys `first + c`, `first + c + clients`, ... below
-/// `first + keys`. Returns each write's latency.
-async fn load_part(
-    config: ClientConfig,
-    (c, clients, first, keys): (u64, u64, u64, u64),
-    value: Bytes,
-) -> anyhow::Result<Vec<Duration>> {
-    let mut client = Client::new(config);
-    let mut latencies = Vec::new();
-    let mut i = first + c;
-    while i < first + keys {
-        let started = Instant::now();
-        client
-            .put(key(i), value.clone())
-            .await
-            .with_context(|| format!("put of key {i}"))?;
-        latencies.push(started.elapsed());
-        i += clients;
-    }
-    client.close_session().await.ok();
-    Ok(latencies)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[at]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = config(&args)?;
-    match args.command {
-        Command::Load {
-            keys,
-            value_size,
-            clients,
-            first,
-        } => {
-            let value = Bytes::from(vec![b'v'; value_size]);
-            let started = Instant::now();
-            let parts: Vec<_> = (0..clients)
-                .map(|c| {
-                    let part = load_part(config.clone(), (c, clients, first, keys), value.clone());
-                    tokio::spawn(part)
-                })
-                .collect();
-            let mut latencies = Vec::with_capacity(keys as usize);
-            for part in parts {
-                latencies.extend(part.await??);
-            }
-            let elapsed = started.elapsed();
-            latencies.sort_unstable();
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-            println!(
-                "load: {} puts of {value_size}-byte values by {clients} clients in {:.1} s: {:.0}/s, \
-                 p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                latencies.len(),
-                elapsed.as_secs_f64(),
-                latencies.len() as f64 / elapsed.as_secs_f64(),
-                ms(percentile(&latencies, 0.5)),
-                ms(percentile(&latencies, 0.99)),
-                ms(*latencies.last().unwrap_or(&Duration::ZERO)),
-            );
-        }
+    let (common, mix, keys) = args.command.load();
+    let until = match (common.total, &args.command) {
+        (Some(total), _) => Until::Requests(total),
+        (None, Command::Fill { .. }) => Until::Requests(u64::MAX),
+        (None, _) => Until::Elapsed(Duration::from_secs_f64(common.duration)),
+    };
+    let load = Load {
+        mix,
+        keys,
+        clients: common.clients,
+        key_size: common.key_size,
+        value_size: common.val_size,
+        until,
+        rate: common.rate,
+        seed: common.seed,
+    };
+    load.check()?;
+    let conns = common.conns.unwrap_or(common.clients);
+    anyhow::ensure!(conns > 0, "--conns must be at least 1");
+    let target = if args.etcd.is_empty() {
+        Target::shoal(shoal_config(&args)?, common.clients, conns)
+    } else {
+        Target::etcd(&args.etcd, conns).await?
+    };
+    let system = if args.etcd.is_empty() { "shoal" } else { "etcd" };
+    let outcome = run::run(Arc::new(target), Arc::new(load)).await?;
+    let report = Report { system, load: args.command.name(), common, conns, outcome: &outcome };
+    if common.json {
+        println!("{}", report.json());
+    } else {
+        println!("{}", report.text());
     }
     Ok(())
+}
+
+/// What is printed of a finished load.
+struct Report<'a> {
+    system: &'static str,
+    load: &'static str,
+    common: &'a Common,
+    conns: usize,
+    outcome: &'a Outcome,
+}
+
+const PERCENTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Report<'_> {
+    fn text(&self) -> String {
+        let o = self.outcome;
+        let mut line = format!(
+            "{} {}: {} clients, {} conns, {}-byte keys, {}-byte values: {} requests in {:.1} s, {:.0}/s, {} errors; latency ms",
+            self.system, self.load, self.common.clients, self.conns, self.common.key_size,
+            self.common.val_size, o.requests, o.elapsed.as_secs_f64(), o.rate(), o.errors,
+        );
+        for (name, p) in PERCENTILES {
+            line += &format!(" {name} {:.2}", ms(o.percentile(p)));
+        }
+        line += &format!(" max {:.2}", ms(o.percentile(1.0)));
+        if let Some(error) = &o.first_error {
+            line += &format!("\nfirst error: {error}");
+        }
+        line
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let o = self.outcome;
+        let mut latency = serde_json::Map::new();
+        for (name, p) in PERCENTILES.into_iter().chain([("max", 1.0)]) {
+            latency.insert(name.into(), ms(o.percentile(p)).into());
+        }
+        serde_json::json!({
+            "system": self.system,
+            "load": self.load,
+            "clients": self.common.clients,
+            "conns": self.conns,
+            "key_size": self.common.key_size,
+            "val_size": self.common.val_size,
+            "requests": o.requests,
+            "errors": o.errors,
+            "first_error": o.first_error,
+            "seconds": o.elapsed.as_secs_f64(),
+            "per_second": o.rate(),
+            "latency_ms": latency,
+        })
+    }
 }

@@ -2,7 +2,9 @@
 //! a Raft group, finding its leader, following redirects, and retrying by
 //! the [`Retry`] policy until an answer or the deadline.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -32,6 +34,34 @@ pub fn peer(channel: Channel) -> PeerClient<Channel> {
     PeerClient::new(channel).max_decoding_message_size(CLIENT_MESSAGE_SIZE_MAX)
 }
 
+/// Connections by address, shared by the clients given the same pool (a
+/// connection carries many clients' requests at once).
+#[derive(Debug, Clone, Default)]
+pub struct SharedConnections(Arc<Mutex<BTreeMap<String, Channel>>>);
+
+impl PartialEq for SharedConnections {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedConnections {}
+
+impl SharedConnections {
+    fn get(&self, addr: &str) -> Option<Channel> {
+        self.0.lock().expect("connections lock").get(addr).cloned()
+    }
+
+    fn insert(&self, addr: &str, channel: Channel) {
+        let mut connections = self.0.lock().expect("connections lock");
+        connections.insert(addr.to_string(), channel);
+    }
+
+    fn remove(&self, addr: &str) {
+        self.0.lock().expect("connections lock").remove(addr);
+    }
+}
+
 /// One Raft group's members, the one believed to lead, and open connections.
 pub struct GroupLink {
     endpoints: Vec<String>,
@@ -39,7 +69,8 @@ pub struct GroupLink {
     leader: Option<String>,
     /// Index of the next endpoint to try when no leader is known.
     next_endpoint: usize,
-    connections: std::collections::BTreeMap<String, Channel>,
+    /// This link's own connections (when the client shares none).
+    connections: SharedConnections,
     /// Attempts sent whose outcome is unknown (no answer, a transport
     /// error, an unavailable group): a write among them may have applied.
     ambiguous: u64,
@@ -60,7 +91,7 @@ impl GroupLink {
             next_endpoint: rng.gen_range(0..endpoints.len().max(1)),
             endpoints,
             leader: None,
-            connections: std::collections::BTreeMap::new(),
+            connections: SharedConnections::default(),
             ambiguous: 0,
         }
     }
@@ -177,7 +208,7 @@ impl GroupLink {
             Ok(Err(failed)) => failed,
             Err(_) => {
                 self.ambiguous += 1;
-                self.connections.remove(target);
+                self.pool(config).remove(target);
                 return Err(Failure::Retry(format!(
                     "{target}: no answer within {limit:?}"
                 )));
@@ -199,16 +230,21 @@ impl GroupLink {
                 if sent {
                     self.ambiguous += 1;
                 }
-                self.connections.remove(target);
+                self.pool(config).remove(target);
                 Err(Failure::Retry(format!("{target}: {status}")))
             }
             None => Err(Failure::Fatal(ClientError::Rpc(status))),
         }
     }
 
+    /// The connections this link uses: the client's shared pool, else its own.
+    fn pool<'a>(&'a self, config: &'a ClientConfig) -> &'a SharedConnections {
+        config.connections.as_ref().unwrap_or(&self.connections)
+    }
+
     async fn connect(&mut self, config: &ClientConfig, target: &str) -> Result<Channel, Status> {
-        if let Some(channel) = self.connections.get(target) {
-            return Ok(channel.clone());
+        if let Some(channel) = self.pool(config).get(target) {
+            return Ok(channel);
         }
         let endpoint = config
             .credentials
@@ -218,7 +254,7 @@ impl GroupLink {
             .connect()
             .await
             .map_err(|e| Status::unavailable(format!("cannot connect: {e}")))?;
-        self.connections.insert(target.to_string(), channel.clone());
+        self.pool(config).insert(target, channel.clone());
         Ok(channel)
     }
 }

@@ -33,7 +33,7 @@ use crate::machine::shard::config::Config;
 use crate::machine::shard::shard_of;
 use crate::proto::{GetRequest, QueryRequest, ScanRequest, StatusRequest, StatusResponse};
 pub use crate::tls::Credentials;
-pub use link::GroupLink;
+pub use link::{GroupLink, SharedConnections};
 use link::{admin, kv};
 
 /// How a client finds the cluster and retries.
@@ -53,6 +53,9 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// What the client presents to nodes (TLS, the cluster token).
     pub credentials: Credentials,
+    /// Connections shared with the other clients given the same pool; none:
+    /// each client opens its own.
+    pub connections: Option<SharedConnections>,
 }
 
 /// Who routes a client's requests, and so what its endpoints are.
@@ -99,6 +102,7 @@ impl ClientConfig {
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(500),
             credentials: Credentials::default(),
+            connections: None,
         }
     }
 }

@@ -46,6 +46,35 @@ pub enum Command {
     },
     /// A change to the group's sharding state (see [`super::shard`]).
     Shard(ShardOp),
+    /// Client commands proposed together, applied in order as if each were
+    /// an entry of its own; answers [`CommandResult::Batch`]. Never nested,
+    /// never holds [`Command::Shard`].
+    Batch(Vec<Command>),
+}
+
+/// Bytes a command is counted as in a batch, beyond its keys and values:
+/// its identity, stamp and encoding.
+const COMMAND_OVERHEAD_BYTES: usize = 64;
+
+impl Command {
+    /// The bytes this command adds to a [`Command::Batch`], if it may join
+    /// one (client writes and session closes may; sharding changes, which
+    /// can be large, go alone).
+    pub fn batch_size(&self) -> Option<usize> {
+        let payload = match self {
+            Command::Data { op, .. } => match op {
+                DataOp::Put { key, value } => key.len() + value.len(),
+                DataOp::Delete { key } => key.len(),
+                DataOp::Cas { key, expected, new } => {
+                    let len = |v: &Option<Bytes>| v.as_ref().map_or(0, Bytes::len);
+                    key.len() + len(expected) + len(new)
+                }
+            },
+            Command::CloseSession { .. } => 0,
+            Command::Shard(_) | Command::Batch(_) => return None,
+        };
+        Some(payload + COMMAND_OVERHEAD_BYTES)
+    }
 }
 
 /// The operations that change the data.
@@ -126,6 +155,8 @@ pub enum CommandResult {
     /// A sharding change took effect (`true`) or was a no-op (`false`:
     /// stale or duplicate).
     Shard(bool),
+    /// The outcomes of a [`Command::Batch`]'s commands, in order.
+    Batch(Vec<Outcome>),
 }
 
 /// What applying one log entry answers: its result, and the entry's

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::KvError;
 use crate::ids::{GroupKey, Member, NodeId, ShardId};
 use crate::runtime::{planted, PlantedBug};
-use command::{Command, CommandResult};
+use command::{Command, CommandResult, Outcome};
 use data::{Data, DataFault, DataSource, Empty};
 use kv::{KvState, Session};
 use session::{SessionLimits, Sessions};
@@ -306,6 +306,15 @@ impl Applied {
                 self.kv.close_session(*client_id, *stamp, limits)
             }
             Command::Shard(op) => self.apply_shard_op(op, limits),
+            Command::Batch(commands) => CommandResult::Batch(
+                commands
+                    .iter()
+                    .map(|command| Outcome {
+                        result: self.apply_command(command, limits),
+                        stamp: self.kv.sessions.clock(),
+                    })
+                    .collect(),
+            ),
         }
     }
 

@@ -5,7 +5,8 @@
 //! consensus error comes back typed.
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Timeout, Unreachable,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -24,10 +25,10 @@ use tonic::transport::Channel;
 use super::codec;
 use super::TypeConfig;
 use crate::ids::NodeId;
-use crate::limits::RAFT_MESSAGE_SIZE_MAX;
+use crate::limits::{APPEND_SIZE_MAX, RAFT_MESSAGE_SIZE_MAX};
 use crate::proto::peer_client::PeerClient;
 use crate::proto::RaftMessage;
-use crate::runtime::{buggify, buggify_delay, FaultSite};
+use crate::runtime::{buggify, buggify_delay, reached, FaultSite, Situation};
 use crate::tls::Credentials;
 
 /// How long replication to a peer pauses after the peer proved unreachable;
@@ -137,12 +138,26 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let payload = codec::encode(request).map_err(|e| NetworkError::new(&e))?;
+        self.send(action, payload, option).await
+    }
+
+    /// Sends one encoded message and decodes the typed reply.
+    async fn send<Resp, E>(
+        &mut self,
+        action: RPCTypes,
+        payload: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         buggify_delay(FaultSite::RaftSendDelay, BUGGIFY_SEND_DELAY_MAX).await;
         if buggify(FaultSite::RaftSendError) {
             let error = std::io::Error::other("message lost (injected)");
             return Err(RPCError::Network(NetworkError::new(&error)));
         }
-        let payload = codec::encode(request).map_err(|e| NetworkError::new(&e))?;
         let message = self.credentials.request(RaftMessage {
             payload: payload.into(),
         });
@@ -189,7 +204,16 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(RPCTypes::AppendEntries, &rpc, &option).await
+        let payload = codec::encode(&rpc).map_err(|e| NetworkError::new(&e))?;
+        let entries = rpc.entries.len();
+        if entries > 1 && payload.len() > APPEND_SIZE_MAX {
+            // As many entries as fit, if they are of the average size.
+            let fit = (entries * APPEND_SIZE_MAX / payload.len()).max(1);
+            reached(Situation::AppendSplit);
+            let too_large = PayloadTooLarge::new_entries_hint(fit as u64);
+            return Err(RPCError::PayloadTooLarge(too_large));
+        }
+        self.send(RPCTypes::AppendEntries, payload, &option).await
     }
 
     async fn install_snapshot(

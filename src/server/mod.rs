@@ -20,4 +20,6 @@ pub mod mover;
 pub mod node;
 pub mod peer;
 pub mod pool;
+pub mod propose;
+pub mod read_index;
 pub mod replica;

@@ -16,6 +16,8 @@ use super::metrics::{self, NodeMetrics};
 use super::mover::move_shards;
 use super::peer::PeerService;
 use super::pool::ClientPool;
+use super::propose::Proposer;
+use super::read_index::ReadIndexer;
 use super::replica::Replica;
 use crate::client::{ClientConfig, Credentials};
 use crate::ids::{GroupKey, NodeId};
@@ -78,11 +80,14 @@ pub async fn run(
         "node serving"
     );
 
+    let metrics = Arc::new(NodeMetrics::new(&storage.metrics));
     let replica = Replica {
         raft: raft.clone(),
         state_machine: storage.state_machine.clone(),
         clients: Arc::new(ClientPool::new(routing_clients(&config, &credentials))),
-        metrics: Arc::new(NodeMetrics::new(&storage.metrics)),
+        proposer: Proposer::start(raft.clone(), metrics.clone()),
+        reads: ReadIndexer::start(raft.clone()),
+        metrics,
         access: Arc::new(Access::new(&config)),
     };
     // Serve until asked to stop, or until consensus stops on a fatal error

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ids::Member;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 
 use super::auth::Access;
 use super::metrics::NodeMetrics;
 use super::pool::ClientPool;
+use super::propose::Proposer;
+use super::read_index::ReadIndexer;
 use crate::error::KvError;
 use crate::ids::NodeId;
 use crate::machine::command::{Command, CommandResult, Outcome};
@@ -40,6 +42,10 @@ pub struct Replica {
     pub metrics: Arc<NodeMetrics>,
     /// Who may administer the node and act as its peer.
     pub access: Arc<Access>,
+    /// Client commands' way into the log.
+    pub proposer: Proposer,
+    /// Reads' leadership checks.
+    pub reads: ReadIndexer,
 }
 
 impl Replica {
@@ -54,7 +60,7 @@ impl Replica {
                 return Ok(());
             }
         }
-        let (read_log_id, _) = self.raft.get_read_log_id().await.map_err(from_read_error)?;
+        let read_log_id = self.reads.read_index().await?;
         if self.state_machine.read().last_applied < read_log_id {
             reached(Situation::ReadWaitedForApply);
             if planted(PlantedBug::ReadBeforeApply) {
@@ -81,19 +87,16 @@ impl Replica {
     /// an expired session or a key of a shard this group does not serve is
     /// an error.
     pub async fn write(&self, command: Command) -> Result<Outcome, KvError> {
-        self.metrics.proposals_pending.inc();
-        let response = self.raft.client_write(command).await;
-        self.metrics.proposals_pending.dec();
-        let response = response.map_err(from_write_error)?;
+        let outcome = self.proposer.propose(command).await?;
         buggify_delay(FaultSite::ReplyDelay, BUGGIFY_REPLY_DELAY_MAX).await;
-        match response.data.result {
+        match outcome.result {
             CommandResult::StaleSequence => Err(KvError::StaleSequence),
             CommandResult::SessionExpired { horizon } => Err(KvError::SessionExpired { horizon }),
             CommandResult::WrongGroup { config_num } => {
                 reached(Situation::WrongGroupRefused);
                 Err(KvError::WrongGroup { config_num })
             }
-            _ => Ok(response.data),
+            _ => Ok(outcome),
         }
     }
 
@@ -128,20 +131,10 @@ impl Replica {
     }
 }
 
-fn not_leader(forward: &ForwardToLeader<NodeId, Member>) -> KvError {
+pub(super) fn not_leader(forward: &ForwardToLeader<NodeId, Member>) -> KvError {
     KvError::NotLeader {
         leader_id: forward.leader_id,
         leader_addr: forward.leader_node.as_ref().map(|n| n.addr.clone()),
-    }
-}
-
-fn from_read_error(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>) -> KvError {
-    match error {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => not_leader(&f),
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
-            KvError::Unavailable(q.to_string())
-        }
-        RaftError::Fatal(fatal) => KvError::Unavailable(fatal.to_string()),
     }
 }
 

@@ -97,6 +97,10 @@ pub struct StorageMetrics {
     pub sessions_expired: Counter,
     /// Bytes the state machine's engine read and wrote.
     pub engine: engine::EngineIo,
+    /// Seconds each commit of applied entries to the engine took.
+    pub engine_commit_seconds: Histogram,
+    /// Entries applied together in one commit.
+    pub applied_per_commit: Histogram,
 }
 
 impl Default for StorageMetrics {
@@ -113,14 +117,20 @@ impl Default for StorageMetrics {
             sessions: Gauge::default(),
             sessions_expired: Counter::default(),
             engine: engine::EngineIo::default(),
+            engine_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            applied_per_commit: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
         }
     }
 }
 
 impl StorageMetrics {
-    pub(crate) fn record_wal_batch(&self, records: usize, bytes: usize, took: Duration) {
-        self.wal_fsync_seconds.observe(took.as_secs_f64());
-        self.wal_syncs.inc();
+    /// Counts a batch written to the write-ahead log, and the time its sync
+    /// took if it was synced.
+    pub(crate) fn record_wal_batch(&self, records: usize, bytes: usize, synced: Option<Duration>) {
+        if let Some(took) = synced {
+            self.wal_fsync_seconds.observe(took.as_secs_f64());
+            self.wal_syncs.inc();
+        }
         self.wal_records.inc_by(records as u64);
         self.wal_bytes.inc_by(bytes as u64);
     }
@@ -186,6 +196,16 @@ impl StorageMetrics {
             "engine_written_bytes",
             "Bytes the state machine's engine wrote to its file",
             self.engine.written_bytes.clone(),
+        );
+        registry.register(
+            "engine_commit_duration_seconds",
+            "Time to commit one batch of applied entries to the engine",
+            self.engine_commit_seconds.clone(),
+        );
+        registry.register(
+            "applied_entries_per_commit",
+            "Log entries applied together in one engine commit",
+            self.applied_per_commit.clone(),
         );
     }
 }

@@ -156,9 +156,11 @@ impl Wal {
         Ok(())
     }
 
-    /// Makes everything written so far durable.
-    pub async fn sync(&mut self) -> io::Result<()> {
-        self.disk.sync(&self.current.1).await
+    /// Appends framed records and makes everything written so far durable.
+    pub async fn write_and_sync(&mut self, framed: &[u8]) -> io::Result<()> {
+        self.disk.append_and_sync(&self.current.1, framed).await?;
+        self.current.2 += framed.len() as u64;
+        Ok(())
     }
 
     /// The newest segment's number (the number of its first record).

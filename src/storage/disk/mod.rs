@@ -60,6 +60,15 @@ pub trait Disk: Debug + Send + Sync + 'static {
     /// Makes a file's contents durable.
     fn sync(&self, path: &str) -> DiskFuture<'_, ()>;
 
+    /// Appends `data` to an existing file and makes the file durable: the
+    /// write-ahead log's every batch, so a disk may do both in one step.
+    fn append_and_sync<'a>(&'a self, path: &'a str, data: &'a [u8]) -> DiskFuture<'a, ()> {
+        Box::pin(async move {
+            self.append(path, data).await?;
+            self.sync(path).await
+        })
+    }
+
     /// Renames a file, replacing any file at `to`.
     fn rename<'a>(&'a self, from: &'a str, to: &'a str) -> DiskFuture<'a, ()>;
 

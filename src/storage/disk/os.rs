@@ -96,6 +96,16 @@ impl Disk for OsDisk {
         })
     }
 
+    fn append_and_sync<'a>(&'a self, path: &'a str, data: &'a [u8]) -> DiskFuture<'a, ()> {
+        let data = data.to_vec();
+        self.blocking(path, move |path| {
+            let mut file = OpenOptions::new().append(true).open(path)?;
+            file.write_all(&data)?;
+            // The data and the length that reaches it; no other metadata.
+            file.sync_data()
+        })
+    }
+
     fn read(&self, path: &str) -> DiskFuture<'_, Vec<u8>> {
         self.blocking(path, fs::read)
     }
