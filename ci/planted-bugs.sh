@@ -29,6 +29,7 @@ catalogue=(
   "expired-session-reapplied session-churn 3"
   "moved-horizon-dropped session-churn 30"
   "checkpoint-not-durable snapshot-restarts 3"
+  "batch-answers-rotated register-leader-kill 10"
   "process-dependent leader-kill 3 --check-determinism"
 )
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use shoal::client::{Client, ClientConfig, SharedConnections};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 mod etcd {
     tonic::include_proto!("etcdserverpb");
@@ -74,7 +74,7 @@ impl Target {
 }
 
 async fn etcd_channel(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(format!("http://{addr}"))?
+    Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await

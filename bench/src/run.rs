@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -179,7 +181,7 @@ async fn client(c: usize, mut conn: Conn, load: &Load, issued: &AtomicU64, start
         };
         if due > Instant::now() {
             // (Only when due later: the timer rounds up to a millisecond.)
-            tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+            tokio::time::sleep_until(due).await;
         }
         let result = match load.mix {
             Mix::Put => conn.put(key, value.clone()).await,

@@ -156,6 +156,11 @@ impl Wal {
         Ok(())
     }
 
+    /// Makes everything written so far durable.
+    pub async fn sync(&mut self) -> io::Result<()> {
+        self.disk.sync(&self.current.1).await
+    }
+
     /// Appends framed records and makes everything written so far durable.
     pub async fn write_and_sync(&mut self, framed: &[u8]) -> io::Result<()> {
         self.disk.append_and_sync(&self.current.1, framed).await?;
