@@ -32,7 +32,7 @@ fi
 grep '^history for outside checkers\|^RESULT' "$out/planted.log"
 
 # The example reads the JSON lines back and runs todc-utils over them.
-cargo run -q --config "build.rustflags=['--cfg','madsim']" --target-dir target/sim --release \
+cargo run -q --config "build.rustflags=['--cfg','madsim']" --target-dir target/sim --profile sim \
   -p shoal-sim --example outside_check -- \
   --accept "$out"/pass/*.history.jsonl --reject "$out"/planted/*.history.jsonl
 
