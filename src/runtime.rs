@@ -145,10 +145,10 @@ named! {
         /// Snapshots leave out the de-duplication table, so a replica restored
         /// from one applies a retried write again.
         SnapshotDropsDedup = "snapshot-drops-dedup",
-        /// Clients pause before each call for a time taken from a heap address,
-        /// an input from outside the simulation that differs between processes
-        /// (address randomisation): the kind of hidden non-determinism, like
-        /// iterating a map keyed by pointers, that breaks replay.
+        /// Clients pause before each call for a time taken from the process
+        /// id, an input from outside the simulation that differs between
+        /// processes: the kind of hidden non-determinism, like iterating a map
+        /// keyed by pointers, that breaks replay.
         ProcessDependent = "process-dependent",
         /// A replica that led before a restart leads again at once, in the same
         /// term, though entries it had sent out but not yet synced may be gone
