@@ -61,6 +61,10 @@ pub async fn serve_grpc(
                         continue;
                     }
                 };
+                // As tonic's own listener does: small messages go at once.
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(%remote, error = %e, "cannot set TCP_NODELAY");
+                }
                 let (acceptor, accepted) = (tls.acceptor(), accepted.clone());
                 tokio::spawn(async move {
                     let handshake = acceptor.accept(tcp);
