@@ -33,8 +33,8 @@ use crate::machine::shard::config::Config;
 use crate::machine::shard::shard_of;
 use crate::proto::{GetRequest, QueryRequest, ScanRequest, StatusRequest, StatusResponse};
 pub use crate::tls::Credentials;
-pub use link::{GroupLink, SharedConnections};
 use link::{admin, kv};
+pub use link::{GroupLink, SharedConnections};
 
 /// How a client finds the cluster and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! consensus error comes back typed.
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-    Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -102,7 +102,9 @@ async fn commit(raft: &ShoalRaft, metrics: &NodeMetrics, batch: Vec<(Command, An
     match response.map(|r| r.data) {
         Err(e) => {
             let e = from_write_error(e);
-            answers.into_iter().for_each(|a| drop(a.send(Err(e.clone()))));
+            answers
+                .into_iter()
+                .for_each(|a| drop(a.send(Err(e.clone()))));
         }
         Ok(Outcome {
             result: CommandResult::Batch(mut outcomes),

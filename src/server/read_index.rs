@@ -46,10 +46,7 @@ impl ReadIndexer {
 }
 
 /// Runs one check for all reads waiting, then the next, for ever.
-async fn check_for_reads(
-    raft: ShoalRaft,
-    mut waiting: mpsc::Receiver<oneshot::Sender<ReadIndex>>,
-) {
+async fn check_for_reads(raft: ShoalRaft, mut waiting: mpsc::Receiver<oneshot::Sender<ReadIndex>>) {
     while let Some(first) = waiting.recv().await {
         let mut readers = vec![first];
         while let Ok(next) = waiting.try_recv() {

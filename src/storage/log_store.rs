@@ -371,7 +371,9 @@ async fn flush_loop(
         // A batch of committed-index records alone is written but not
         // synced: losing one in a crash is harmless, and the next batch's
         // sync makes it durable with its own records.
-        let sync = !batch.iter().all(|op| matches!(op.record, Record::Committed(_)));
+        let sync = !batch
+            .iter()
+            .all(|op| matches!(op.record, Record::Committed(_)));
         let mut dones: Vec<Done> = batch.into_iter().map(|op| op.done).collect();
         if planted(PlantedBug::AckBeforeFsync) {
             dones.drain(..).for_each(|done| done.complete(&Ok(())));

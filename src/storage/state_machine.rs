@@ -241,7 +241,9 @@ impl StateMachineStore {
         let started = tokio::time::Instant::now();
         engine.commit(&batch, commit).map_err(|e| apply_error(&e))?;
         let metrics = &self.metrics;
-        metrics.engine_commit_seconds.observe(started.elapsed().as_secs_f64());
+        metrics
+            .engine_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         metrics.applied_per_commit.observe(entries as f64);
         applied
             .kv
