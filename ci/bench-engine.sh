@@ -21,34 +21,8 @@ value_size=1024
 root=${SHOAL_BENCH_DIR:-$(mktemp -d /tmp/shoal-bench-engine.XXXXXX)}
 mkdir -p "$root"
 
-cargo build --release -q -p shoal -p shoal-bench
-node=target/release/shoal-node
-cli=target/release/shoal
-bench=target/release/shoal-bench
-
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${SHOAL_BENCH_DIR:-}" ] || rm -rf "$root"
-}
-trap cleanup EXIT
-
-# A free base port with 40 free ports after it.
-base=$(python3 - <<'EOF'
-import socket
-for base in range(23000, 60000, 101):
-    try:
-        socks = []
-        for i in range(40):
-            s = socket.socket(); s.bind(("127.0.0.1", base + i)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-EOF
-)
+# shellcheck source=ci/bench-common.sh
+source ci/bench-common.sh
 
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(now)"; }

@@ -23,33 +23,8 @@ if ! command -v etcd >/dev/null; then
   apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
 fi
 
-cargo build --release -q -p shoal -p shoal-bench
-node=target/release/shoal-node
-bench=target/release/shoal-bench
-
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${SHOAL_BENCH_DIR:-}" ] || rm -rf "$root"
-}
-trap cleanup EXIT
-
-# A free base port with 40 free ports after it.
-base=$(python3 - <<'PY'
-import socket
-for base in range(24000, 60000, 101):
-    socks = []
-    try:
-        for i in range(40):
-            s = socket.socket(); s.bind(("127.0.0.1", base + i)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-PY
-)
+# shellcheck source=ci/bench-common.sh
+source ci/bench-common.sh
 
 echo "== starting 3 etcd members ($(etcd --version | head -1))"
 cluster="e1=http://127.0.0.1:$((base + 10)),e2=http://127.0.0.1:$((base + 11)),e3=http://127.0.0.1:$((base + 12))"
