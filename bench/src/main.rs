@@ -20,6 +20,11 @@ mod run;
 use drive::Target;
 use run::{Keys, Load, Mix, Outcome, Until};
 
+/// The allocator the node uses too: the generator shares the machine with
+/// the servers, so what it spends in allocation the servers lose.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Load generator for Shoal clusters (and etcd, for comparison)")]
 struct Args {

@@ -96,9 +96,10 @@ async fn commit(raft: &ShoalRaft, metrics: &NodeMetrics, batch: Vec<(Command, An
             Command::Batch(commands)
         }
     };
-    metrics.proposals_pending.inc();
+    let writes = answers.len() as i64;
+    metrics.proposals_pending.inc_by(writes);
     let response = raft.client_write(command).await;
-    metrics.proposals_pending.dec();
+    metrics.proposals_pending.dec_by(writes);
     match response.map(|r| r.data) {
         Err(e) => {
             let e = from_write_error(e);
