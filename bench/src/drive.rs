@@ -41,7 +41,9 @@ impl Target {
         let pools = if conns >= clients {
             Vec::new()
         } else {
-            (0..conns.max(1)).map(|_| SharedConnections::default()).collect()
+            (0..conns.max(1))
+                .map(|_| SharedConnections::default())
+                .collect()
         };
         Target::Shoal { config, pools }
     }

@@ -26,7 +26,10 @@ use run::{Keys, Load, Mix, Outcome, Until};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "Load generator for Shoal clusters (and etcd, for comparison)")]
+#[command(
+    version,
+    about = "Load generator for Shoal clusters (and etcd, for comparison)"
+)]
 struct Args {
     /// A standalone group's members (host:port, comma-separated).
     #[arg(long, value_delimiter = ',', global = true)]
@@ -126,10 +129,17 @@ impl Command {
         match self {
             Command::Put(common) => (common, Mix::Put, random(common)),
             Command::Get(common) => (common, Mix::Get, random(common)),
-            Command::Mixed { common, reads } => (common, Mix::Mixed { reads: *reads }, random(common)),
-            Command::Scan { common, limit } => (common, Mix::Scan { limit: *limit }, random(common)),
+            Command::Mixed { common, reads } => {
+                (common, Mix::Mixed { reads: *reads }, random(common))
+            }
+            Command::Scan { common, limit } => {
+                (common, Mix::Scan { limit: *limit }, random(common))
+            }
             Command::Fill { common, first } => {
-                let keys = Keys::Sequence { first: *first, count: common.keys };
+                let keys = Keys::Sequence {
+                    first: *first,
+                    count: common.keys,
+                };
                 (common, Mix::Put, keys)
             }
         }
@@ -197,9 +207,19 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Target::etcd(&args.etcd, conns).await?
     };
-    let system = if args.etcd.is_empty() { "shoal" } else { "etcd" };
+    let system = if args.etcd.is_empty() {
+        "shoal"
+    } else {
+        "etcd"
+    };
     let outcome = run::run(Arc::new(target), Arc::new(load)).await?;
-    let report = Report { system, load: args.command.name(), common, conns, outcome: &outcome };
+    let report = Report {
+        system,
+        load: args.command.name(),
+        common,
+        conns,
+        outcome: &outcome,
+    };
     if common.json {
         println!("{}", report.json());
     } else {

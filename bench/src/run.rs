@@ -21,9 +21,13 @@ pub enum Mix {
     Put,
     Get,
     /// Gets `reads` percent of the time, puts otherwise.
-    Mixed { reads: u32 },
+    Mixed {
+        reads: u32,
+    },
     /// Reads `limit` keys from a random key on.
-    Scan { limit: u32 },
+    Scan {
+        limit: u32,
+    },
 }
 
 /// Which keys requests name.
@@ -160,12 +164,20 @@ pub async fn run(target: Arc<Target>, load: Arc<Load>) -> anyhow::Result<Outcome
 }
 
 /// One client's requests until the load ends.
-async fn client(c: usize, mut conn: Conn, load: &Load, issued: &AtomicU64, started: Instant) -> Tally {
+async fn client(
+    c: usize,
+    mut conn: Conn,
+    load: &Load,
+    issued: &AtomicU64,
+    started: Instant,
+) -> Tally {
     let mut rng = StdRng::seed_from_u64(load.seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let value = Bytes::from(vec![b'v'; load.value_size]);
     // Open loop: this client's share of the rate, its first request offset
     // so that the clients' requests interleave.
-    let interval = load.rate.map(|rate| Duration::from_secs_f64(load.clients as f64 / rate));
+    let interval = load
+        .rate
+        .map(|rate| Duration::from_secs_f64(load.clients as f64 / rate));
     let mut tally = Tally::default();
     for n in 0.. {
         let due = match interval {
