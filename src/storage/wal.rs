@@ -77,6 +77,8 @@ pub struct Wal {
     segment_size_max: u64,
     /// Number of the first record of the batch being framed.
     batch: u64,
+    /// Whether the newest segment holds writes not yet synced.
+    unsynced: bool,
 }
 
 fn segment_path(dir: &str, seq: u64) -> String {
@@ -132,6 +134,7 @@ impl Wal {
             next_lsn,
             segment_size_max,
             batch: next_lsn,
+            unsynced: false,
         };
         Ok((wal, recovered))
     }
@@ -153,18 +156,22 @@ impl Wal {
     pub async fn write(&mut self, framed: &[u8]) -> io::Result<()> {
         self.disk.append(&self.current.1, framed).await?;
         self.current.2 += framed.len() as u64;
+        self.unsynced = true;
         Ok(())
     }
 
     /// Makes everything written so far durable.
     pub async fn sync(&mut self) -> io::Result<()> {
-        self.disk.sync(&self.current.1).await
+        self.disk.sync(&self.current.1).await?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Appends framed records and makes everything written so far durable.
     pub async fn write_and_sync(&mut self, framed: &[u8]) -> io::Result<()> {
         self.disk.append_and_sync(&self.current.1, framed).await?;
         self.current.2 += framed.len() as u64;
+        self.unsynced = false;
         Ok(())
     }
 
@@ -178,10 +185,13 @@ impl Wal {
         self.current.2 >= self.segment_size_max.max(1)
     }
 
-    /// Starts a new segment. Everything written must be synced first: only
-    /// the newest segment may have an unsynced (tearable) tail.
+    /// Starts a new segment, first syncing what was written to the old one:
+    /// only the newest segment may have an unsynced (tearable) tail.
     pub async fn rotate(&mut self) -> io::Result<u64> {
         assert!(self.current.2 > 0, "rotating an empty segment");
+        if self.unsynced {
+            self.sync().await?;
+        }
         let seq = self.next_lsn;
         let path = segment_path(&self.dir, seq);
         self.disk.create(&path).await?;
