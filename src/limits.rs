@@ -22,9 +22,10 @@ pub const CLIENT_MESSAGE_SIZE_MAX: usize = 4 * 1024 * 1024;
 /// Largest encoded consensus message accepted over gRPC.
 pub const RAFT_MESSAGE_SIZE_MAX: usize = 16 * 1024 * 1024;
 
-/// Most log entries sent in one append-entries message. Messages are bounded
-/// by size too: see [`APPEND_SIZE_MAX`].
-pub const ENTRIES_PER_APPEND_MAX: u64 = 4096;
+/// Most log entries sent in one append-entries message. Client writes
+/// arrive batched, many to an entry, so a few dozen entries carry thousands
+/// of writes. Messages are bounded by size too: see [`APPEND_SIZE_MAX`].
+pub const ENTRIES_PER_APPEND_MAX: u64 = 32;
 
 /// Size past which an append-entries message of several entries is not sent
 /// but split: the transport answers openraft "payload too large" with how
