@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 use shoal::machine::shard::controller::ControllerOp;
-use shoal::machine::Applied;
+use crate::check::convergence::Captured;
 
 use crate::check::{self, Checker, Violation};
 use crate::cluster::Cluster;
@@ -339,7 +339,7 @@ struct End {
     /// Every key written through a client, read back.
     reads: BTreeMap<Bytes, Option<Bytes>>,
     /// What each replica holds, group by group.
-    replicas: Vec<Vec<(u64, Applied)>>,
+    replicas: Vec<Vec<(u64, Captured)>>,
     /// The workload's own check of the final state.
     workload: Result<(), Violation>,
 }
@@ -448,7 +448,7 @@ async fn liveness_phase(cluster: &Cluster, writes: u32, t0: tokio::time::Instant
 
 /// Waits until the replicas of each group have applied the same log prefix
 /// (or the wait runs out) and returns what each holds, group by group.
-async fn converged_state(cluster: &Cluster) -> Vec<Vec<(u64, Applied)>> {
+async fn converged_state(cluster: &Cluster) -> Vec<Vec<(u64, Captured)>> {
     let deadline = tokio::time::Instant::now() + CONVERGENCE_WAIT;
     loop {
         // Each group's current voters only: a removed or never-added replica
@@ -469,7 +469,7 @@ async fn converged_state(cluster: &Cluster) -> Vec<Vec<(u64, Applied)>> {
                     cluster
                         .voters_of(g)
                         .into_iter()
-                        .map(|id| (id, cluster.applied(id)))
+                        .map(|id| (id, Captured::of(&cluster.applied(id))))
                         .collect()
                 })
                 .collect();

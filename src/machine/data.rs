@@ -45,7 +45,7 @@ pub trait DataSource: Debug + Send + Sync {
     fn shards(&self) -> Result<Vec<ShardId>, DataFault>;
 
     /// Keys held, and bytes of their keys and values.
-    fn counts(&self) -> (u64, u64);
+    fn counts(&self) -> Result<(u64, u64), DataFault>;
 }
 
 /// A source that holds nothing: a new group's, and tests'.
@@ -70,8 +70,8 @@ impl DataSource for Empty {
         Ok(Vec::new())
     }
 
-    fn counts(&self) -> (u64, u64) {
-        (0, 0)
+    fn counts(&self) -> Result<(u64, u64), DataFault> {
+        Ok((0, 0))
     }
 }
 
@@ -258,13 +258,13 @@ impl Data {
 
     /// Keys held and bytes of keys and values, as stored (the changes not
     /// yet committed are not counted).
-    pub fn counts(&self) -> (u64, u64) {
+    pub fn counts(&self) -> Result<(u64, u64), DataFault> {
         self.base.counts()
     }
 
     /// The counts, if no change is waiting to be committed (then they are
     /// exact).
-    pub fn committed_counts(&self) -> Option<(u64, u64)> {
+    pub fn committed_counts(&self) -> Option<Result<(u64, u64), DataFault>> {
         self.changes.is_empty().then(|| self.base.counts())
     }
 
@@ -384,8 +384,8 @@ mod tests {
             let shards: BTreeSet<ShardId> = self.0.keys().map(|(s, _)| *s).collect();
             Ok(shards.into_iter().collect())
         }
-        fn counts(&self) -> (u64, u64) {
-            (self.0.len() as u64, 0)
+        fn counts(&self) -> Result<(u64, u64), DataFault> {
+            Ok((self.0.len() as u64, 0))
         }
     }
 

@@ -183,9 +183,11 @@ impl NodeMetrics {
         self.observe_raft(replica);
         {
             let applied = replica.state_machine.read();
-            let (keys, bytes) = applied.kv.data.counts();
-            self.keys.set(keys as i64);
-            self.key_bytes.set(bytes as i64);
+            // A damaged count leaves the gauges as they were.
+            if let Ok((keys, bytes)) = applied.kv.data.counts() {
+                self.keys.set(keys as i64);
+                self.key_bytes.set(bytes as i64);
+            }
         }
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a string");

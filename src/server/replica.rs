@@ -119,7 +119,14 @@ impl Replica {
                 .nodes()
                 .map(|(id, node)| (*id, node.peer_addr().to_string()))
                 .collect(),
-            keys: self.state_machine.read().kv.data.counts().0,
+            // A damaged count reads as none: status reports, it does not fail.
+            keys: self
+                .state_machine
+                .read()
+                .kv
+                .data
+                .counts()
+                .map_or(0, |(keys, _)| keys),
         }
     }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use openraft::SnapshotMeta;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-use super::disk::{DiskRef, RandomFile};
+use super::disk::{read_at_agreed, DiskRef, RandomFile};
 use super::engine::{Batch, Commit, Engine, EngineError, EngineOptions};
 use crate::ids::{Member, NodeId, ShardId};
 use crate::machine::data::Data;
@@ -122,7 +122,7 @@ impl Generator {
         // Every entry is 12 bytes of framing and its key and value; the
         // storage's counts say how many and how large, without a read.
         let (keys, bytes) = match data.committed_counts() {
-            Some(counts) => counts,
+            Some(counts) => counts.map_err(io::Error::other)?,
             None => data
                 .entries()
                 .map_err(io::Error::other)?
@@ -252,7 +252,7 @@ impl SnapshotStream {
             Source::File(file) => {
                 let len = file.len()?;
                 let n = (len.saturating_sub(self.pos) as usize).min(out.len());
-                file.read_at(self.pos, &mut out[..n])?;
+                read_at_agreed(file.as_ref(), self.pos, &mut out[..n])?;
                 self.pos += n as u64;
                 Ok(n)
             }
@@ -380,14 +380,28 @@ impl AsyncSeek for SnapshotStream {
     }
 }
 
-/// Reads a snapshot sequentially from bytes at offsets.
+/// Reads a snapshot sequentially from bytes at offsets, `CHUNK_SIZE_BYTES`
+/// (or one larger entry) at a time: a read per chunk, not per field.
 struct Cursor<'a> {
     read: &'a mut (dyn FnMut(u64, &mut [u8]) -> io::Result<()> + Send),
     len: u64,
     pos: u64,
+    /// Bytes read ahead, from stream offset `buffered_at`.
+    buffered: Vec<u8>,
+    buffered_at: u64,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    fn new(read: &'a mut (dyn FnMut(u64, &mut [u8]) -> io::Result<()> + Send), len: u64) -> Self {
+        Cursor {
+            read,
+            len,
+            pos: 0,
+            buffered: Vec::new(),
+            buffered_at: 0,
+        }
+    }
+
     fn take(&mut self, n: usize, what: &str) -> Result<Vec<u8>, InstallError> {
         if self.pos + n as u64 > self.len {
             return Err(InstallError::Damaged(damage(
@@ -395,9 +409,16 @@ impl Cursor<'_> {
                 format!("cut short in {what}"),
             )));
         }
-        let mut out = vec![0; n];
-        (self.read)(self.pos, &mut out).map_err(InstallError::Io)?;
-        self.pos += n as u64;
+        let end = self.pos + n as u64;
+        if self.pos < self.buffered_at || end > self.buffered_at + self.buffered.len() as u64 {
+            let ahead = (self.len - self.pos).min(CHUNK_SIZE_BYTES.max(n) as u64);
+            self.buffered.resize(ahead as usize, 0);
+            (self.read)(self.pos, &mut self.buffered).map_err(InstallError::Io)?;
+            self.buffered_at = self.pos;
+        }
+        let from = (self.pos - self.buffered_at) as usize;
+        let out = self.buffered[from..from + n].to_vec();
+        self.pos = end;
         Ok(out)
     }
 
@@ -487,11 +508,7 @@ pub fn read(
         out.copy_from_slice(&bytes[at..at + out.len()]);
         Ok(())
     };
-    let mut cursor = Cursor {
-        read: &mut read,
-        len: bytes.len() as u64,
-        pos: 0,
-    };
+    let mut cursor = Cursor::new(&mut read, bytes.len() as u64);
     let checked = read_head(&mut cursor).and_then(|(head, sessions)| {
         let entries = read_entries(&mut cursor, |shard, key, value| {
             each(shard, key, value);
@@ -515,7 +532,7 @@ pub async fn install(
     len: u64,
     read: &mut (dyn FnMut(u64, &mut [u8]) -> io::Result<()> + Send),
 ) -> Result<(Head, BTreeMap<u64, Session>), InstallError> {
-    let mut cursor = Cursor { read, len, pos: 0 };
+    let mut cursor = Cursor::new(read, len);
     let (head, sessions) = read_head(&mut cursor)?;
     let engine = Engine::create(disk, path, options).await?;
     let (mut batch, mut batch_bytes) = (Batch::default(), 0);

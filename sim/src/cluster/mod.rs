@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,9 +51,8 @@ struct Replica {
     /// Its group and its id within the group.
     name: shoal::ids::ReplicaId,
     node: NodeHandle,
-    /// Set while the nemesis holds the replica down (the supervisor leaves
-    /// it alone).
-    down: Arc<AtomicBool>,
+    /// Who may start the replica's next incarnation.
+    life: Arc<Mutex<Life>>,
     disk: SimDisk,
     metrics: Arc<StorageMetrics>,
     /// The storage of the replica's current incarnation.
@@ -62,6 +60,23 @@ struct Replica {
     /// Why the replica's storage refused to open because of damage: never
     /// expected, since the simulated disk damages only unsynced tails.
     corruption: Arc<Mutex<Vec<String>>>,
+}
+
+/// Who starts a replica's incarnations: the nemesis, which kills and
+/// restarts it on its schedule, or the supervisor, which restarts a process
+/// that exited on its own. Each start is one incarnation; a restart the
+/// supervisor scheduled is dropped if anything started or killed the
+/// replica meanwhile, so that it never kills a healthy incarnation or
+/// revives one the nemesis holds down.
+#[derive(Debug, Default)]
+struct Life {
+    /// Set while the nemesis holds the replica down.
+    held_down: bool,
+    /// Bumped by every kill and start: a scheduled restart carries the
+    /// value it saw and fires only if it is unchanged.
+    generation: u64,
+    /// A supervisor restart is scheduled.
+    restart_pending: bool,
 }
 
 /// A running simulated cluster: one standalone group, or a shard controller
@@ -236,7 +251,7 @@ impl Cluster {
             Replica {
                 name: shoal::ids::ReplicaId { group, node: id },
                 node,
-                down: Arc::default(),
+                life: Arc::default(),
                 disk,
                 metrics,
                 storage,
@@ -355,7 +370,11 @@ impl Cluster {
     pub fn kill(&self, id: ReplicaId) {
         tracing::info!(id, "nemesis: kill");
         let replica = &self.replicas[&id];
-        replica.down.store(true, Ordering::Relaxed);
+        {
+            let mut life = replica.life.lock().expect("life lock");
+            life.held_down = true;
+            life.generation += 1;
+        }
         replica.disk.crash();
         self.handle.kill(replica.node.id());
     }
@@ -364,8 +383,11 @@ impl Cluster {
     pub fn restart(&self, id: ReplicaId) {
         tracing::info!(id, "nemesis: restart");
         let replica = &self.replicas[&id];
+        let mut life = replica.life.lock().expect("life lock");
+        assert!(life.held_down, "the nemesis restarts only what it killed");
+        life.held_down = false;
+        life.generation += 1;
         self.handle.restart(replica.node.id());
-        replica.down.store(false, Ordering::Relaxed);
     }
 
     /// Freezes replica `id`: its tasks stop running until [`Cluster::resume`].
@@ -384,28 +406,38 @@ impl Cluster {
     /// for as long as the simulation runs.
     fn supervise(&self) {
         let handle = self.handle.clone();
-        let nodes: Vec<(ReplicaId, madsim::task::NodeId, Arc<AtomicBool>)> = self
+        let nodes: Vec<(ReplicaId, madsim::task::NodeId, Arc<Mutex<Life>>)> = self
             .replicas
             .iter()
-            .map(|(id, r)| (*id, r.node.id(), r.down.clone()))
+            .map(|(id, r)| (*id, r.node.id(), r.life.clone()))
             .collect();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(SUPERVISE_INTERVAL).await;
-                for (id, node, down) in &nodes {
-                    if down.load(Ordering::Relaxed) || !handle.is_exit(*node) {
-                        continue;
-                    }
+                for (id, node, life) in &nodes {
+                    let generation = {
+                        let mut life = life.lock().expect("life lock");
+                        if life.held_down || life.restart_pending || !handle.is_exit(*node) {
+                            continue;
+                        }
+                        life.restart_pending = true;
+                        life.generation
+                    };
                     tracing::info!(id, "supervisor: replica exited; restarting");
-                    down.store(true, Ordering::Relaxed);
-                    let (handle, node, down) = (handle.clone(), *node, down.clone());
+                    let (handle, node, life) = (handle.clone(), *node, life.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(RESTART_PAUSE).await;
+                        let mut life = life.lock().expect("life lock");
+                        life.restart_pending = false;
+                        if life.generation != generation {
+                            // The nemesis killed or restarted it meanwhile.
+                            return;
+                        }
+                        life.generation += 1;
                         // A process that exits releases its sockets: kill
                         // resets the node's network state, restart runs it.
                         handle.kill(node);
                         handle.restart(node);
-                        down.store(false, Ordering::Relaxed);
                     });
                 }
             }

@@ -146,3 +146,27 @@ pub async fn read_stable(
     }
     Err(StableReadError::Unstable)
 }
+
+/// Fills `out` from `offset` of `file`, reading the range twice, and again
+/// until two reads in a row agree: a read damaged in flight must not reach
+/// a reader that trusts it (the engine's pages, a received snapshot being
+/// installed). Damage at rest reads the same every time and is left to the
+/// reader's own checksums.
+pub fn read_at_agreed(file: &dyn RandomFile, offset: u64, out: &mut [u8]) -> io::Result<()> {
+    file.read_at(offset, out)?;
+    let mut again = vec![0; out.len()];
+    for _ in 0..READS_PER_FILE_MAX {
+        file.read_at(offset, &mut again)?;
+        if again == out {
+            return Ok(());
+        }
+        out.copy_from_slice(&again);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{} bytes at offset {offset}: reads disagree {READS_PER_FILE_MAX} times in a row",
+            out.len()
+        ),
+    ))
+}

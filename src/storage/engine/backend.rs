@@ -8,10 +8,7 @@ use std::sync::Arc;
 use redb::StorageBackend;
 
 use super::EngineIo;
-use crate::storage::disk::RandomFile;
-
-/// Reads of one range before a disagreement is reported as an error.
-const READS_PER_RANGE_MAX: usize = 8;
+use crate::storage::disk::{read_at_agreed, RandomFile};
 
 /// A [`RandomFile`] as redb's storage.
 #[derive(Debug)]
@@ -31,28 +28,12 @@ impl StorageBackend for DiskBackend {
         self.file.len()
     }
 
-    /// Reads a range twice, and again until two reads in a row agree: the
-    /// engine trusts a page it reads, so a read damaged in flight must not
-    /// reach it. Damage at rest reads the same every time and is caught by
-    /// the per-value checksums above.
+    /// Reads a range until two reads agree ([`read_at_agreed`]): the
+    /// engine trusts a page it reads. Damage at rest reads the same every
+    /// time and is caught by the per-value checksums above.
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
         self.io.read_bytes.inc_by(out.len() as u64);
-        self.file.read_at(offset, out)?;
-        let mut again = vec![0; out.len()];
-        for _ in 0..READS_PER_RANGE_MAX {
-            self.file.read_at(offset, &mut again)?;
-            if again == out {
-                return Ok(());
-            }
-            out.copy_from_slice(&again);
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} bytes at offset {offset}: reads disagree {READS_PER_RANGE_MAX} times in a row",
-                out.len()
-            ),
-        ))
+        read_at_agreed(self.file.as_ref(), offset, out)
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {

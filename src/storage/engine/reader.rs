@@ -178,9 +178,9 @@ impl DataSource for Reader {
         Reader::shards(self).map_err(fault)
     }
 
-    fn counts(&self) -> (u64, u64) {
-        let counts = Reader::counts(self).unwrap_or_default();
-        (counts.keys, counts.bytes)
+    fn counts(&self) -> Result<(u64, u64), DataFault> {
+        let counts = Reader::counts(self).map_err(fault)?;
+        Ok((counts.keys, counts.bytes))
     }
 }
 
