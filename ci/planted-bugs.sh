@@ -30,6 +30,7 @@ catalogue=(
   "moved-horizon-dropped session-churn 30"
   "checkpoint-not-durable snapshot-restarts 3"
   "batch-answers-rotated register-leader-kill 10"
+  "snapshot-install-merges snapshot-deletes 5"
   "process-dependent leader-kill 3 --check-determinism"
 )
 

@@ -196,6 +196,12 @@ named! {
         /// A batch of proposed commands is answered out of step: each
         /// command gets the outcome of the one after it.
         BatchAnswersRotated = "batch-answers-rotated",
+        /// A snapshot install writes the snapshot's keys over the replica's
+        /// old state instead of replacing it: a key deleted (or a shard
+        /// dropped) in the entries the snapshot covers survives on the
+        /// replica that installed it, which then holds other data than its
+        /// group at the same log index.
+        SnapshotInstallMerges = "snapshot-install-merges",
     }
 }
 
@@ -334,6 +340,12 @@ struct Sim {
     fire_rate: f64,
     quiet: bool,
     counts: std::collections::BTreeMap<&'static str, u64>,
+    /// Each group's applied-state digest at each log index, as the first
+    /// replica to apply it reported: `(group, index)` → (log id, replica,
+    /// digest).
+    digests: std::collections::BTreeMap<(String, u64), (String, u64, u64)>,
+    /// The first report that disagreed with an earlier one.
+    divergence: Option<String>,
 }
 
 #[cfg(madsim)]
@@ -404,6 +416,55 @@ pub fn reached(situation: Situation) {
     SIM.with(|sim| *sim.borrow_mut().counts.entry(situation.name()).or_default() += 1);
     #[cfg(not(madsim))]
     let _ = situation;
+}
+
+/// Whether replicas report the digest of their applied state after every
+/// entry ([`applied_state`]): in simulation builds, where the simulator
+/// compares them; never in real builds.
+pub fn tracks_state_digests() -> bool {
+    cfg!(madsim)
+}
+
+/// Replica `node` of `group` applied the entry `log_id` (index `index`),
+/// after which its state has `digest`. Every replica that applies an index
+/// must reach the same state there: the first report that does not is kept
+/// for [`state_divergence`]. Nothing in real builds.
+pub fn applied_state(group: &str, node: u64, index: u64, log_id: &str, digest: u64) {
+    #[cfg(madsim)]
+    SIM.with(|sim| {
+        let mut sim = sim.borrow_mut();
+        let key = (group.to_string(), index);
+        match sim.digests.get(&key) {
+            None => {
+                sim.digests.insert(key, (log_id.to_string(), node, digest));
+            }
+            Some((first_id, first_node, first_digest))
+                if (first_id.as_str(), *first_digest) != (log_id, digest)
+                    && sim.divergence.is_none() =>
+            {
+                sim.divergence = Some(format!(
+                    "in {group}, replica {node} applied index {index} ({log_id}) and holds \
+                     state {digest:016x}; replica {first_node} applied it ({first_id}) and \
+                     held {first_digest:016x}"
+                ));
+            }
+            Some(_) => {}
+        }
+    });
+    #[cfg(not(madsim))]
+    let _ = (group, node, index, log_id, digest);
+}
+
+/// The first disagreement [`applied_state`] saw in this run, if any.
+pub fn state_divergence() -> Option<String> {
+    #[cfg(madsim)]
+    {
+        SIM.with(|sim| sim.borrow().divergence.clone())
+    }
+    #[cfg(not(madsim))]
+    {
+        None
+    }
 }
 
 /// How often, in this simulation run, each situation was reached and each

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::check::convergence::Captured;
 use bytes::Bytes;
 use rand::Rng;
 use shoal::machine::shard::controller::ControllerOp;
-use crate::check::convergence::Captured;
 
 use crate::check::{self, Checker, Violation};
 use crate::cluster::Cluster;
@@ -241,6 +241,7 @@ pub async fn run(scenario: &Scenario) -> Report {
         check::linearizability::check(&end.history.ops),
         check::contract::check(&end.history),
         check::durability::check(&end.history, &end.reads),
+        check::convergence::while_applying(),
         end.replicas
             .iter()
             .map(|group| check::convergence::check(group))

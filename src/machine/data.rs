@@ -101,6 +101,30 @@ pub struct Data {
     /// The first failed read met while applying: the entries applied since
     /// may have read wrong, so they must not be committed.
     fault: Option<DataFault>,
+    /// The entries' [`digest`], kept up to date if tracked (the simulator
+    /// compares replicas by it); `None` if not tracked, or lost to a
+    /// failed read.
+    digest: Option<u64>,
+}
+
+/// One entry's part of a state's digest: two CRC32Cs of its shard, key
+/// length, key and value, with different seeds.
+pub fn entry_digest(shard: ShardId, key: &[u8], value: &[u8]) -> u64 {
+    let part = |seed: u32| {
+        let crc = crc32c::crc32c_append(seed, &shard.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc, &(key.len() as u32).to_le_bytes());
+        crc32c::crc32c_append(crc32c::crc32c_append(crc, key), value)
+    };
+    (u64::from(part(0)) << 32) | u64::from(part(0x5ea1_5ea1))
+}
+
+/// A digest of a set of entries that does not depend on their order: the
+/// wrapping sum of their [`entry_digest`]s, so one write moves it by the
+/// old and new entry's parts alone.
+pub fn digest<'a>(entries: impl IntoIterator<Item = (ShardId, &'a [u8], &'a [u8])>) -> u64 {
+    entries
+        .into_iter()
+        .fold(0u64, |d, (s, k, v)| d.wrapping_add(entry_digest(s, k, v)))
 }
 
 impl Default for Data {
@@ -117,6 +141,7 @@ impl Data {
             shard_count: shard_count.max(1),
             changes: Changes::default(),
             fault: None,
+            digest: None,
         }
     }
 
@@ -156,23 +181,77 @@ impl Data {
     /// Sets `key` to `value`.
     pub fn insert(&mut self, key: Bytes, value: Bytes) {
         let shard = self.shard(&key);
+        if self.digest.is_some() {
+            let old = self.get(&key);
+            self.track(shard, &key, old, Some(&value));
+        }
         self.changes.writes.insert((shard, key), Some(value));
     }
 
     /// Deletes `key`; whether it existed.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        let existed = self.read_for_apply(key).is_some();
+        let old = self.read_for_apply(key);
         let shard = self.shard(key);
+        if self.digest.is_some() {
+            self.track(shard, key, Ok(old.clone()), None);
+        }
         self.changes
             .writes
             .insert((shard, Bytes::copy_from_slice(key)), None);
-        existed
+        old.is_some()
     }
 
     /// Deletes every key of `shard`.
     pub fn drop_shard(&mut self, shard: ShardId) {
+        if self.digest.is_some() {
+            let gone: Result<u64, DataFault> =
+                self.range(shard, Bound::Unbounded, None)
+                    .and_then(|mut entries| {
+                        entries.try_fold(0u64, |d, e| {
+                            e.map(|(k, v)| d.wrapping_add(entry_digest(shard, &k, &v)))
+                        })
+                    });
+            self.digest = match gone {
+                Ok(gone) => self.digest.map(|d| d.wrapping_sub(gone)),
+                Err(_) => None,
+            };
+        }
         self.changes.writes.retain(|(s, _), _| *s != shard);
         self.changes.dropped.insert(shard);
+    }
+
+    /// Moves the digest from `key`'s `old` value to its `new` one (a failed
+    /// read of the old value loses the digest, never the write).
+    fn track(
+        &mut self,
+        shard: ShardId,
+        key: &[u8],
+        old: Result<Option<Bytes>, DataFault>,
+        new: Option<&Bytes>,
+    ) {
+        let Some(digest) = self.digest else {
+            return;
+        };
+        self.digest = old.ok().map(|old| {
+            let part = |v: &Bytes| entry_digest(shard, key, v);
+            digest
+                .wrapping_sub(old.as_ref().map_or(0, part))
+                .wrapping_add(new.map_or(0, part))
+        });
+    }
+
+    /// Starts keeping the entries' digest, from a read of them all.
+    pub fn track_digest(&mut self) -> Result<(), DataFault> {
+        let entries = self.entries()?;
+        self.digest = Some(digest(
+            entries.iter().map(|(s, k, v)| (*s, k.as_ref(), v.as_ref())),
+        ));
+        Ok(())
+    }
+
+    /// The entries' digest, if tracked.
+    pub fn digest(&self) -> Option<u64> {
+        self.digest
     }
 
     /// The entries of `shard` from `start` up to `end` (excluded; `None`:

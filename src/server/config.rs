@@ -332,6 +332,7 @@ impl NodeConfig {
         StorageOptions {
             wal_segment_size_max: self.wal_segment_size_max,
             group: self.group,
+            node: self.id,
             shard_count: self.shard_count,
             sessions: crate::machine::session::SessionLimits {
                 max_sessions: self.max_sessions,

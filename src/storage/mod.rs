@@ -32,7 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::ids::GroupKey;
+use crate::ids::{GroupKey, NodeId};
 use crate::machine::session::SessionLimits;
 use crate::machine::shard::SHARD_COUNT_DEFAULT;
 
@@ -46,6 +46,8 @@ pub struct StorageOptions {
     pub wal_segment_size_max: u64,
     /// The replica's group, which shapes the state of a fresh replica.
     pub group: GroupKey,
+    /// The replica's node id in its group (names it in diagnostics).
+    pub node: NodeId,
     /// Shards in the cluster (sharded clusters).
     pub shard_count: u32,
     /// The bounds of the de-duplication table (the same on every member).
@@ -62,6 +64,7 @@ impl Default for StorageOptions {
         StorageOptions {
             wal_segment_size_max: 64 * 1024 * 1024,
             group: GroupKey::Standalone,
+            node: 0,
             shard_count: SHARD_COUNT_DEFAULT,
             sessions: SessionLimits::default(),
             engine_cache_bytes: engine::CACHE_SIZE_BYTES_DEFAULT,

@@ -32,7 +32,10 @@ use crate::ids::{GroupKey, Member, NodeId};
 use crate::machine::command::{CommandResult, Outcome};
 use crate::machine::{Applied, Head, Role};
 use crate::raft::{codec, SnapshotData, TypeConfig};
-use crate::runtime::{buggify_delay, planted, reached, FaultSite, PlantedBug, Situation};
+use crate::runtime::{
+    applied_state, buggify_delay, planted, reached, tracks_state_digests, FaultSite, PlantedBug,
+    Situation,
+};
 
 /// Longest pause the `apply-delay` fault site puts before an apply.
 const BUGGIFY_APPLY_DELAY_MAX: Duration = Duration::from_millis(3000);
@@ -92,7 +95,22 @@ fn load(engine: &Engine, group: GroupKey, shard_count: u32) -> Result<Applied, E
             .map_err(|e| damaged(format!("the session of client {client} ({e})")))?;
         sessions.insert(client, session);
     }
-    Ok(Applied::restore(head, sessions, Arc::new(reader)))
+    let mut applied = Applied::restore(head, sessions, Arc::new(reader));
+    if tracks_state_digests() {
+        // A state that cannot be read whole is not compared.
+        let _ = applied.kv.data.track_digest();
+    }
+    Ok(applied)
+}
+
+/// The digest of everything `applied` holds: its entries (kept as they
+/// change), its head and its de-duplication table. Replicas that applied the
+/// same entries hold states of the same digest.
+fn state_digest(applied: &Applied) -> Option<u64> {
+    let entries = applied.kv.data.digest()?;
+    let rest = codec::encode(&(applied.head(), applied.kv.sessions.table()))
+        .expect("a head and sessions encode");
+    Some(entries ^ crate::machine::data::digest([(u32::MAX, rest.as_slice(), &[][..])]))
 }
 
 impl StateMachineStore {
@@ -276,6 +294,9 @@ impl StateMachineStore {
         debug_assert_eq!(head.last_applied, meta.last_log_id);
         let io = InstallError::Io;
         let engine = Engine::open(&self.disk, ENGINE_FILE, &self.engine_options).await?;
+        if planted(PlantedBug::SnapshotInstallMerges) {
+            self.merge_old_keys(&engine)?;
+        }
         let applied = load(&engine, self.options.group, self.options.shard_count)?;
         self.metrics.sessions.set(applied.kv.sessions.len() as i64);
         *self.engine.write().expect("engine lock poisoned") = Arc::new(engine);
@@ -283,6 +304,26 @@ impl StateMachineStore {
         self.checkpointed(meta.last_log_id);
         self.disk.remove(RECEIVED_FILE).await.map_err(io)?;
         Ok(len)
+    }
+}
+
+impl StateMachineStore {
+    /// The `snapshot-install-merges` bug: copies into the installed
+    /// `engine` every key of the state before the install that the
+    /// snapshot does not hold.
+    fn merge_old_keys(&self, engine: &Engine) -> Result<(), InstallError> {
+        let damaged =
+            |e: crate::machine::data::DataFault| InstallError::Io(std::io::Error::other(e));
+        let old = self.read().kv.data.entries().map_err(damaged)?;
+        let installed = engine.reader()?;
+        let mut batch = Batch::default();
+        for (shard, key, value) in old {
+            if installed.get(shard, &key)?.is_none() {
+                batch.put(shard, &key, value);
+            }
+        }
+        engine.commit(&batch, Commit::Checkpoint)?;
+        Ok(())
     }
 }
 
@@ -396,6 +437,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 result,
                 stamp: applied.kv.sessions.clock(),
             });
+            if let Some(digest) = state_digest(&applied) {
+                let log_id = entry.log_id;
+                let group = format!("{:?}", self.options.group);
+                applied_state(
+                    &group,
+                    self.options.node,
+                    log_id.index,
+                    &log_id.to_string(),
+                    digest,
+                );
+            }
         }
         self.commit_applied(&mut applied, results.len() as u64, checkpoint)?;
         let sessions = &applied.kv.sessions;

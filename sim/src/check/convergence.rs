@@ -37,6 +37,22 @@ impl Captured {
     }
 }
 
+/// Checks that no two replicas reached different states on applying the
+/// same log index, at any moment of the run: each replica reports its
+/// state's digest after every entry it applies (see
+/// `shoal::runtime::applied_state`), so a divergence is found where it
+/// happens, even if a later snapshot install or restart hides it.
+pub fn while_applying() -> Result<(), Violation> {
+    match shoal::runtime::state_divergence() {
+        None => Ok(()),
+        Some(detail) => Err(Violation {
+            blamed: Vec::new(),
+            checker: Checker::Convergence,
+            detail: format!("replicas diverged while applying: {detail}"),
+        }),
+    }
+}
+
 /// Checks that all replicas applied the same log prefix to the same state
 /// (data and de-duplication table).
 pub fn check(replicas: &[(NodeId, Captured)]) -> Result<(), Violation> {
@@ -84,7 +100,10 @@ pub fn check(replicas: &[(NodeId, Captured)]) -> Result<(), Violation> {
 
 /// The first key (in shard and key order) whose value differs between two
 /// replicas' entries, or that only one of them holds.
-fn first_difference(a: &[(ShardId, Bytes, Bytes)], b: &[(ShardId, Bytes, Bytes)]) -> Option<String> {
+fn first_difference(
+    a: &[(ShardId, Bytes, Bytes)],
+    b: &[(ShardId, Bytes, Bytes)],
+) -> Option<String> {
     let describe = |(shard, key, _): &(ShardId, Bytes, Bytes), how: &str| {
         format!("{} (shard {shard}): {how}", String::from_utf8_lossy(key))
     };
@@ -96,9 +115,7 @@ fn first_difference(a: &[(ShardId, Bytes, Bytes)], b: &[(ShardId, Bytes, Bytes)]
             (None, Some(y)) => return Some(describe(y, "held only by the second")),
             (Some(x), Some(y)) => match (x.0, &x.1).cmp(&(y.0, &y.1)) {
                 std::cmp::Ordering::Less => return Some(describe(x, "held only by the first")),
-                std::cmp::Ordering::Greater => {
-                    return Some(describe(y, "held only by the second"))
-                }
+                std::cmp::Ordering::Greater => return Some(describe(y, "held only by the second")),
                 std::cmp::Ordering::Equal if x.2 != y.2 => {
                     return Some(describe(x, "values differ"))
                 }
@@ -146,7 +163,9 @@ mod tests {
         let violation = check(&[(1, Captured::of(&a)), (2, Captured::of(&diverged))]).unwrap_err();
         assert_eq!(violation.checker, Checker::Convergence);
         assert!(
-            violation.detail.contains("differ at k (shard 0): values differ"),
+            violation
+                .detail
+                .contains("differ at k (shard 0): values differ"),
             "{}",
             violation.detail
         );
@@ -154,7 +173,9 @@ mod tests {
         extra.kv.data.insert("z".into(), "v".into());
         let violation = check(&[(1, Captured::of(&a)), (2, Captured::of(&extra))]).unwrap_err();
         assert!(
-            violation.detail.contains("differ at z (shard 0): held only by the second"),
+            violation
+                .detail
+                .contains("differ at z (shard 0): held only by the second"),
             "{}",
             violation.detail
         );

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ struct Replica {
     node: NodeHandle,
     /// Who may start the replica's next incarnation.
     life: Arc<Mutex<Life>>,
+    /// Incarnations started so far.
+    incarnations: Arc<AtomicU64>,
     disk: SimDisk,
     metrics: Arc<StorageMetrics>,
     /// The storage of the replica's current incarnation.
@@ -223,11 +226,13 @@ impl Cluster {
         let metrics = Arc::new(StorageMetrics::default());
         let slot: Arc<Mutex<Option<Storage>>> = Arc::default();
         let corruption: Arc<Mutex<Vec<String>>> = Arc::default();
+        let incarnations: Arc<AtomicU64> = Arc::default();
         let replica = (
             disk.clone(),
             metrics.clone(),
             slot.clone(),
             corruption.clone(),
+            incarnations.clone(),
         );
         let node = self
             .handle
@@ -239,19 +244,21 @@ impl Cluster {
             })
             .ip(replica_addr(group, id).ip())
             .init(move || {
+                incarnations.fetch_add(1, Ordering::Relaxed);
                 let (config, options, disk) = (config.clone(), options.clone(), disk.clone());
                 let (metrics, slot, corruption) =
                     (metrics.clone(), slot.clone(), corruption.clone());
                 incarnation(config, options, disk, metrics, slot, corruption)
             })
             .build();
-        let (disk, metrics, storage, corruption) = replica;
+        let (disk, metrics, storage, corruption, incarnations) = replica;
         self.replicas.insert(
             replica_id(group, id),
             Replica {
                 name: shoal::ids::ReplicaId { group, node: id },
                 node,
                 life: Arc::default(),
+                incarnations,
                 disk,
                 metrics,
                 storage,
@@ -388,6 +395,18 @@ impl Cluster {
         life.held_down = false;
         life.generation += 1;
         self.handle.restart(replica.node.id());
+    }
+
+    /// Ends replica `id`'s process as a fatal error would, without the
+    /// nemesis holding it down: the supervisor restarts it.
+    pub fn exit(&self, id: ReplicaId) {
+        tracing::info!(id, "process exits");
+        self.handle.kill(self.replicas[&id].node.id());
+    }
+
+    /// How many incarnations of replica `id` have started.
+    pub fn incarnations(&self, id: ReplicaId) -> u64 {
+        self.replicas[&id].incarnations.load(Ordering::Relaxed)
     }
 
     /// Freezes replica `id`: its tasks stop running until [`Cluster::resume`].
