@@ -341,9 +341,9 @@ struct Sim {
     quiet: bool,
     counts: std::collections::BTreeMap<&'static str, u64>,
     /// Each group's applied-state digest at each log index, as the first
-    /// replica to apply it reported: `(group, index)` → (log id, replica,
-    /// digest).
-    digests: std::collections::BTreeMap<(String, u64), (String, u64, u64)>,
+    /// replica to apply it reported: `(group, index)` → (the entry's term
+    /// and leader, replica, digest).
+    digests: std::collections::BTreeMap<(crate::ids::GroupKey, u64), ((u64, u64), u64, u64)>,
     /// The first report that disagreed with an earlier one.
     divergence: Option<String>,
 }
@@ -425,34 +425,40 @@ pub fn tracks_state_digests() -> bool {
     cfg!(madsim)
 }
 
-/// Replica `node` of `group` applied the entry `log_id` (index `index`),
-/// after which its state has `digest`. Every replica that applies an index
-/// must reach the same state there: the first report that does not is kept
-/// for [`state_divergence`]. Nothing in real builds.
-pub fn applied_state(group: &str, node: u64, index: u64, log_id: &str, digest: u64) {
+/// Replica `node` of `group` applied the entry at `index` (written in
+/// `term` by `leader`), after which its state has `digest`. Every replica
+/// that applies an index must have applied the same entry and reached the
+/// same state there: the first report that does not is kept for
+/// [`state_divergence`]. Nothing in real builds.
+pub fn applied_state(
+    group: crate::ids::GroupKey,
+    node: u64,
+    (term, leader, index): (u64, u64, u64),
+    digest: u64,
+) {
     #[cfg(madsim)]
     SIM.with(|sim| {
         let mut sim = sim.borrow_mut();
-        let key = (group.to_string(), index);
-        match sim.digests.get(&key) {
+        let entry = (term, leader);
+        match sim.digests.get(&(group, index)) {
             None => {
-                sim.digests.insert(key, (log_id.to_string(), node, digest));
+                sim.digests.insert((group, index), (entry, node, digest));
             }
-            Some((first_id, first_node, first_digest))
-                if (first_id.as_str(), *first_digest) != (log_id, digest)
-                    && sim.divergence.is_none() =>
+            Some(&(first_entry, first_node, first_digest))
+                if (first_entry, first_digest) != (entry, digest) && sim.divergence.is_none() =>
             {
+                let (first_term, first_leader) = first_entry;
                 sim.divergence = Some(format!(
-                    "in {group}, replica {node} applied index {index} ({log_id}) and holds \
-                     state {digest:016x}; replica {first_node} applied it ({first_id}) and \
-                     held {first_digest:016x}"
+                    "in group {group:?}, replica {node} applied index {index} \
+                     (T{term}-N{leader}) and holds state {digest:016x}; replica {first_node} \
+                     applied it (T{first_term}-N{first_leader}) and held {first_digest:016x}"
                 ));
             }
             Some(_) => {}
         }
     });
     #[cfg(not(madsim))]
-    let _ = (group, node, index, log_id, digest);
+    let _ = (group, node, term, leader, index, digest);
 }
 
 /// The first disagreement [`applied_state`] saw in this run, if any.

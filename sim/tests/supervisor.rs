@@ -17,6 +17,8 @@ name = "supervisor"
 replicas = 3
 [workload]
 clients = 1
+keys = 1
+value_size_bytes = 8
 "#;
 
 /// Longer than the supervisor's pause before a restart, and its polling.

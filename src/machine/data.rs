@@ -472,6 +472,44 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    /// The digest kept as keys change is the digest of what the data then
+    /// holds, whatever the order of the changes; a different value, a key
+    /// more or a key less moves it.
+    #[test]
+    fn the_kept_digest_is_the_digest_of_the_entries() {
+        let full = |data: &Data| {
+            let entries = data.entries().unwrap();
+            digest(entries.iter().map(|(s, k, v)| (*s, k.as_ref(), v.as_ref())))
+        };
+        let stored = ["a", "c", "e", "g", "i"]
+            .map(|k| ((shard_of(k.as_bytes(), 2), b(k)), b("old")))
+            .into();
+        let mut data = Data::new(Arc::new(Fixed(stored)), 2);
+        assert_eq!(data.digest(), None, "not kept until asked");
+        data.track_digest().unwrap();
+        let start = data.digest().unwrap();
+        assert_eq!(start, full(&data));
+        data.insert(b("b"), b("new"));
+        data.insert(b("c"), b("new"));
+        assert!(data.remove(b"a"));
+        assert!(!data.remove(b"z"));
+        assert_eq!(data.digest(), Some(full(&data)));
+        assert_ne!(data.digest(), Some(start));
+        let before_drop = data.digest();
+        data.drop_shard(shard_of(b"e", 2));
+        assert_eq!(data.digest(), Some(full(&data)));
+        assert_ne!(data.digest(), before_drop);
+        // The same entries reached another way have the same digest.
+        let mut other = Data::new(Arc::new(Empty), 2);
+        other.track_digest().unwrap();
+        for (_, k, v) in data.entries().unwrap().into_iter().rev() {
+            other.insert(k, v);
+        }
+        assert_eq!(other.digest(), data.digest());
+        other.insert(b("b"), b("newer"));
+        assert_ne!(other.digest(), data.digest());
+    }
+
     #[test]
     fn changes_overlay_the_source_in_key_order() {
         let stored = ["a", "c", "e", "g"].map(|k| ((0, b(k)), b("old"))).into();

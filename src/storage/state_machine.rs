@@ -305,9 +305,7 @@ impl StateMachineStore {
         self.disk.remove(RECEIVED_FILE).await.map_err(io)?;
         Ok(len)
     }
-}
 
-impl StateMachineStore {
     /// The `snapshot-install-merges` bug: copies into the installed
     /// `engine` every key of the state before the install that the
     /// snapshot does not hold.
@@ -438,15 +436,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 stamp: applied.kv.sessions.clock(),
             });
             if let Some(digest) = state_digest(&applied) {
-                let log_id = entry.log_id;
-                let group = format!("{:?}", self.options.group);
-                applied_state(
-                    &group,
-                    self.options.node,
-                    log_id.index,
-                    &log_id.to_string(),
-                    digest,
-                );
+                let LogId { leader_id, index } = entry.log_id;
+                let entry = (leader_id.term, leader_id.node_id, index);
+                applied_state(self.options.group, self.options.node, entry, digest);
             }
         }
         self.commit_applied(&mut applied, results.len() as u64, checkpoint)?;
