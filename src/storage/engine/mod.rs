@@ -129,6 +129,23 @@ pub struct Counts {
     pub bytes: u64,
 }
 
+impl Counts {
+    /// Counts one row of `bytes` (key and value) gone; `false` if the
+    /// counts hold fewer than that, leaving them as they were.
+    fn remove(&mut self, bytes: usize) -> bool {
+        match (
+            self.keys.checked_sub(1),
+            self.bytes.checked_sub(bytes as u64),
+        ) {
+            (Some(keys), Some(bytes)) => {
+                *self = Counts { keys, bytes };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Changes committed together.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -320,12 +337,15 @@ impl Engine {
             for shard in &batch.dropped {
                 let (lower, upper) = shard_bounds(*shard);
                 let range = (bound_ref(&lower), bound_ref(&upper));
+                let mut uncounted = false;
                 data.retain_in::<&[u8], _>(range, |k, v| {
-                    counts.keys -= 1;
-                    counts.bytes -= (k.len() - 4 + v.len() - CRC_SIZE_BYTES) as u64;
+                    uncounted |= !counts.remove(k.len() - 4 + v.len() - CRC_SIZE_BYTES);
                     false
                 })
                 .map_err(|e| self.failed(e))?;
+                if uncounted {
+                    return Err(self.uncounted());
+                }
             }
             for (key, value) in &batch.writes {
                 let old = match value {
@@ -339,8 +359,9 @@ impl Engine {
                 }
                 .map_err(|e| self.failed(e))?;
                 if let Some(old) = old {
-                    counts.keys -= 1;
-                    counts.bytes -= (key.len() - 4 + old.value().len() - CRC_SIZE_BYTES) as u64;
+                    if !counts.remove(key.len() - 4 + old.value().len() - CRC_SIZE_BYTES) {
+                        return Err(self.uncounted());
+                    }
                 }
             }
             let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.failed(e))?;
@@ -387,6 +408,15 @@ impl Engine {
             meta: open(&txn, META).map_err(|e| self.failed(e))?,
             file: self.file.clone(),
         })
+    }
+
+    /// The counts say fewer keys or bytes than the rows being removed: the
+    /// counts record does not describe the rows.
+    fn uncounted(&self) -> EngineError {
+        EngineError::Damaged {
+            file: self.file.to_string(),
+            what: "the counts (fewer than the rows they count)".into(),
+        }
     }
 
     fn open_value(
