@@ -50,7 +50,7 @@ const RECORDS_QUEUED_MAX: usize = 4096;
 
 /// One durable change to the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum Record {
+pub(super) enum Record {
     Entry(Entry<TypeConfig>),
     /// Remove entries from this index on.
     Truncate {

@@ -20,6 +20,9 @@ pub mod state_machine;
 pub mod vote;
 pub mod wal;
 
+#[cfg(test)]
+mod golden;
+
 use std::sync::Arc;
 use std::time::Duration;
 

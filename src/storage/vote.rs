@@ -36,7 +36,7 @@ pub enum VoteError {
     },
 }
 
-fn encode(vote: &Vote<NodeId>) -> Vec<u8> {
+pub(super) fn encode(vote: &Vote<NodeId>) -> Vec<u8> {
     let mut file = MAGIC.to_vec();
     file.extend(codec::encode(vote).expect("votes always encode"));
     let crc = crc32c::crc32c(&file);

@@ -505,3 +505,37 @@ fn decode_counts(bytes: &[u8]) -> Counts {
         bytes: word(1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine's own rows, byte for byte (the values inside `state` and
+    /// `sessions` are the caller's: `storage::golden` pins those).
+    #[test]
+    fn rows_are_pinned() {
+        let mut rows = String::new();
+        let mut add = |name: &str, bytes: &[u8]| {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            rows.push_str(&format!("{name}: {hex}\n"));
+        };
+        let key = stored_key(3, b"k");
+        add("data key: shard 3, key k", &key);
+        add("data value: v", &seal(&key, b"v"));
+        add(
+            "session value of client 5",
+            &seal(&5u64.to_be_bytes(), b"session"),
+        );
+        add(
+            "meta format",
+            &seal(META_FORMAT.as_bytes(), &ENGINE_FORMAT.to_le_bytes()),
+        );
+        let counts = Counts { keys: 2, bytes: 7 };
+        add(
+            "meta counts: 2 keys, 7 bytes",
+            &seal(META_COUNTS.as_bytes(), &encode_counts(counts)),
+        );
+        add("meta state", &seal(META_STATE.as_bytes(), b"state"));
+        insta::assert_snapshot!(rows);
+    }
+}
