@@ -5,7 +5,8 @@
 //! 1. [`runtime`] is the seam between the two worlds Shoal compiles for: real
 //!    tokio, and the madsim simulator. Nothing else knows which one it runs
 //!    in. Beside it: [`ids`] (replica, group and shard names), [`limits`]
-//!    (every size bound), [`error`] (the client API's typed error) and
+//!    (every size bound), [`error`] (the client API's typed error),
+//!    [`format`] (every durable and peer encoding, with its version) and
 //!    [`proto`] (the wire types).
 //! 2. [`machine`] is the replicated state machine, pure logic: commands, the
 //!    data with its de-duplication table, the shard controller's
@@ -23,6 +24,7 @@
 
 pub mod client;
 pub mod error;
+pub mod format;
 pub mod ids;
 pub mod limits;
 pub mod machine;

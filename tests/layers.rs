@@ -1,8 +1,8 @@
 //! The layers of `src/`, enforced: a module may use modules of its own layer
 //! or below, never above. From the bottom:
 //!
-//! 0. `runtime`, `ids`, `limits`, `error`, `proto`, `tls`: the seam, names,
-//!    bounds, the wire and its encryption;
+//! 0. `runtime`, `ids`, `limits`, `error`, `format`, `proto`, `tls`: the
+//!    seam, names, bounds, encodings' versions, the wire and its encryption;
 //! 1. `machine`: the pure replicated state machine;
 //! 2. `raft`: openraft's configuration and transport; `wire`: the protobuf
 //!    forms of the state machine's public types;
@@ -22,6 +22,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("ids", 0),
     ("limits", 0),
     ("error", 0),
+    ("format", 0),
     ("proto", 0),
     ("tls", 0),
     ("machine", 1),

@@ -2,7 +2,7 @@
 //! writing, `shoal-node --restore` into a new group on new ports and data
 //! directories (every write acknowledged before the save is there, the new
 //! group takes writes and keeps its state across a restart), and damaged
-//! files refused with the offset of the damage.
+//! files refused with the offset of the damage (a later version's, as such).
 #![cfg(not(madsim))]
 
 mod support;
@@ -173,7 +173,7 @@ async fn damaged_backups_are_refused_with_the_offset_of_the_damage() {
     for damaged in [&flipped, &truncated] {
         let (code, _, stderr) = cli(&["snapshot", "status", damaged.to_str().unwrap()]);
         assert_eq!(code, Some(1), "{stderr}");
-        assert!(stderr.contains("damaged: at byte offset "), "{stderr}");
+        assert!(stderr.contains("is damaged at byte offset "), "{stderr}");
         let (code, stderr, written) = restore(damaged, &dir.0.join("refused"), &group.token_file);
         assert_ne!(code, Some(0), "{stderr}");
         assert!(stderr.contains("damaged at byte offset "), "{stderr}");
@@ -189,6 +189,21 @@ async fn damaged_backups_are_refused_with_the_offset_of_the_damage() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no offset in {status}"));
     assert!(offset <= at && at - offset < good.len() / 2, "{status}");
+
+    // A later Shoal's backup (a newer format version) is refused as such,
+    // not as damage.
+    let newer = dir.0.join("newer.snap");
+    let mut bytes = good.clone();
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    std::fs::write(&newer, &bytes).unwrap();
+    let (code, _, stderr) = cli(&["snapshot", "status", newer.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let said = "written by a newer Shoal: backup format 3, this binary reads up to 2";
+    assert!(stderr.contains(said), "{stderr}");
+    let (code, stderr, written) = restore(&newer, &dir.0.join("refused"), &group.token_file);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(said), "{stderr}");
+    assert!(!written, "a newer backup wrote to the data directory");
 
     // The good file is accepted, but not into a data directory in use.
     group.node(1).kill();

@@ -258,14 +258,8 @@ async fn restore(config: &NodeConfig, data_dir: &Path, file: &Path) -> anyhow::R
     }
     config.validate().context("invalid configuration")?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let backup = backup::decode(&bytes).map_err(|damage| {
-        anyhow::anyhow!(
-            "refusing to restore: {} is damaged at byte offset {}: {}",
-            file.display(),
-            damage.offset,
-            damage.reason
-        )
-    })?;
+    let backup = backup::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("refusing to restore {}: {e}", file.display()))?;
     let (meta, data) =
         backup::restored_snapshot(&backup, config.group, config.shard_count, &config.members())
             .with_context(|| format!("refusing to restore from {}", file.display()))?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use shoal::client::{Client, ClientConfig};
+use shoal::storage::backup::Unreadable;
 use shoal::tls::TlsFiles;
 
 /// Talk to a Shoal group.
@@ -376,9 +377,18 @@ async fn snapshot(client: &mut Client, command: SnapshotCommand) -> ExitCode {
                     print!("{summary}");
                     ExitCode::SUCCESS
                 }
-                Err(damage) => {
-                    eprintln!("error: {} is damaged: {damage}", file.display());
+                Err(Unreadable::Damaged(damage)) => {
+                    eprintln!(
+                        "error: {} is damaged at byte offset {}: {}",
+                        file.display(),
+                        damage.offset,
+                        damage.reason
+                    );
                     ExitCode::from(1)
+                }
+                Err(newer @ Unreadable::Newer(_)) => {
+                    eprintln!("error: {}: {newer}", file.display());
+                    ExitCode::from(2)
                 }
             }),
     };
@@ -388,13 +398,10 @@ async fn snapshot(client: &mut Client, command: SnapshotCommand) -> ExitCode {
     })
 }
 
-/// Verifies a backup file; describes it, or the damage with its offset.
-fn check_backup(bytes: &[u8]) -> Result<String, String> {
-    use shoal::storage::backup;
-    let at =
-        |d: shoal::storage::snapshot::Damage| format!("at byte offset {}: {}", d.offset, d.reason);
-    let backup = backup::decode(bytes).map_err(at)?;
-    let (sessions, keys) = backup.check().map_err(at)?;
+/// Verifies a backup file; describes it, or says why it cannot be read.
+fn check_backup(bytes: &[u8]) -> Result<String, Unreadable> {
+    let backup = shoal::storage::backup::decode(bytes)?;
+    let (sessions, keys) = backup.check()?;
     let header = &backup.header;
     let last = match header.meta.last_log_id {
         Some(id) => format!("index {} (term {})", id.index, id.leader_id.term),

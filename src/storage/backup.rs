@@ -32,6 +32,7 @@ use super::frame;
 use super::log_store::WAL_DIR;
 use super::snapshot::{self, Damage, Meta, FORMER_SNAPSHOT_DIR};
 use super::state_machine::install_engine;
+use crate::format::{Encoding, NewerFormat};
 use crate::ids::{GroupKey, Member, NodeId};
 use crate::limits::BACKUP_CHUNK_SIZE_BYTES;
 use crate::machine::kv::Session;
@@ -42,7 +43,7 @@ const MAGIC: &[u8; 8] = b"SHOALBAK";
 /// Version 2 holds the snapshot stream; version 1, written before the
 /// state machine moved to disk, the state as one bincode value, which
 /// [`legacy`] turns into the stream when read.
-const VERSION: u32 = 2;
+const VERSION: u32 = Encoding::Backup.version();
 /// Magic and version, before the first frame.
 const PREFIX_SIZE_BYTES: usize = 12;
 /// The trailer frame's payload: file size and checksum.
@@ -165,18 +166,36 @@ fn frame_at<'a>(file: &'a [u8], at: usize, lsn: u64, what: &str) -> Result<&'a [
     Ok(&file[found.payload])
 }
 
+/// Why a backup file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// The file is damaged (or not a backup).
+    #[error("damaged at byte offset {}: {}", .0.offset, .0.reason)]
+    Damaged(#[from] Damage),
+    /// A later Shoal wrote it (or its version field is damaged: the two
+    /// cannot be told apart without the later layout).
+    #[error(transparent)]
+    Newer(#[from] NewerFormat),
+}
+
 /// Decodes a backup file, verifying every byte of it.
-pub fn decode(file: &[u8]) -> Result<Backup, Damage> {
+pub fn decode(file: &[u8]) -> Result<Backup, Unreadable> {
     if file.len() < PREFIX_SIZE_BYTES {
-        return Err(damage(file.len(), "too short for a Shoal backup"));
+        return Err(damage(file.len(), "too short for a Shoal backup").into());
     }
     if &file[..8] != MAGIC {
-        return Err(damage(0, "not a Shoal backup file"));
+        return Err(damage(0, "not a Shoal backup file").into());
     }
     let version = u32::from_le_bytes(file[8..12].try_into().unwrap());
+    NewerFormat::check(Encoding::Backup, version)?;
     if version != VERSION && version != legacy::VERSION {
-        return Err(damage(8, format!("unknown format version {version}")));
+        return Err(damage(8, format!("unknown format version {version}")).into());
     }
+    Ok(decode_version(file, version)?)
+}
+
+/// Decodes a backup file of a known `version`.
+fn decode_version(file: &[u8], version: u32) -> Result<Backup, Damage> {
     let mut at = PREFIX_SIZE_BYTES;
     let header_bytes = frame_at(file, at, 0, "the header")?;
     let header: Header = codec::decode(header_bytes)

@@ -84,10 +84,16 @@ fn every_flipped_byte_is_found_where_it_is() {
             damaged[byte] ^= flip;
             match decode(&damaged) {
                 Ok(_) => panic!("flip {flip:#x} of byte {byte} went unseen"),
-                Err(found) => assert_eq!(
+                Err(Unreadable::Damaged(found)) => assert_eq!(
                     found.offset, expected,
                     "flip {flip:#x} of byte {byte}: {}",
                     found.reason
+                ),
+                // A damaged version field that names a later version reads
+                // as a later Shoal's file: refused all the same.
+                Err(Unreadable::Newer(newer)) => assert!(
+                    (8..12).contains(&byte) && newer.found > VERSION,
+                    "flip {flip:#x} of byte {byte}: {newer}"
                 ),
             }
         }
@@ -99,12 +105,35 @@ fn every_truncation_is_found() {
     let (meta, data) = state(2, 3);
     let file = encode(GroupKey::Standalone, &meta, &data);
     for len in 0..file.len() {
-        let found = decode(&file[..len]).expect_err("a cut file decodes");
+        let found = damage_of(&file[..len]);
         assert!(found.offset <= len as u64, "cut at {len}: {found:?}");
     }
     let mut longer = file.clone();
     longer.push(0);
-    assert_eq!(decode(&longer).unwrap_err().offset, file.len() as u64);
+    assert_eq!(damage_of(&longer).offset, file.len() as u64);
+}
+
+/// The damage `decode` finds in `file`.
+fn damage_of(file: &[u8]) -> Damage {
+    match decode(file) {
+        Err(Unreadable::Damaged(damage)) => damage,
+        other => panic!("expected damage, found {other:?}"),
+    }
+}
+
+#[test]
+fn a_later_version_is_refused_as_newer_not_damaged() {
+    let (meta, data) = state(2, 3);
+    let mut file = encode(GroupKey::Standalone, &meta, &data);
+    file[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+    let refused = decode(&file).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "written by a newer Shoal: backup format {}, this binary reads up to {VERSION}",
+            VERSION + 1
+        )
+    );
 }
 
 #[test]

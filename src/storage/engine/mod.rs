@@ -33,11 +33,12 @@ use prometheus_client::metrics::counter::Counter;
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::disk::DiskRef;
+use crate::format::{Encoding, NewerFormat};
 use crate::ids::ShardId;
 use backend::DiskBackend;
 
 /// The engine layout this build reads and writes.
-pub const ENGINE_FORMAT: u32 = 1;
+pub const ENGINE_FORMAT: u32 = Encoding::Engine.version();
 
 /// Bytes of pages the engine caches in memory unless told otherwise.
 pub const CACHE_SIZE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
@@ -101,7 +102,16 @@ pub enum EngineError {
         /// Which value: a key with its shard, a session, a meta record.
         what: String,
     },
-    /// The file holds another version of the layout.
+    /// The file was written by a newer Shoal.
+    #[error("{file}: {source}")]
+    Newer {
+        /// The engine file.
+        file: String,
+        /// The format found.
+        source: NewerFormat,
+    },
+    /// The file holds an older version of the layout, which this build
+    /// does not migrate.
     #[error("{file}: engine format {found}, but this build reads format {ENGINE_FORMAT}")]
     Format {
         /// The engine file.
@@ -289,6 +299,12 @@ impl Engine {
                 let found = bytes
                     .get(..4)
                     .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("four bytes")));
+                NewerFormat::check(Encoding::Engine, found).map_err(|source| {
+                    EngineError::Newer {
+                        file: self.file.to_string(),
+                        source,
+                    }
+                })?;
                 if found != ENGINE_FORMAT {
                     return Err(EngineError::Format {
                         file: self.file.to_string(),
