@@ -309,6 +309,12 @@ impl Applied {
             Command::Batch(commands) => CommandResult::Batch(
                 commands
                     .iter()
+                    .inspect(|command| {
+                        debug_assert!(
+                            matches!(command, Command::Data { .. } | Command::CloseSession { .. }),
+                            "a batch holds only data writes and session closes: {command:?}"
+                        );
+                    })
                     .map(|command| Outcome {
                         result: self.apply_command(command, limits),
                         stamp: self.kv.sessions.clock(),

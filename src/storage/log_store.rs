@@ -81,6 +81,16 @@ impl LogData {
                 // Writing index i ends the log there: anything after it
                 // belongs to a log this one has replaced.
                 self.entries.split_off(&index);
+                // The log may begin anywhere (after a purge, or after the
+                // state a restart recovered), but never has a hole.
+                debug_assert!(
+                    self.entries
+                        .keys()
+                        .next_back()
+                        .is_none_or(|last| *last + 1 == index),
+                    "entry {index} leaves a gap after entry {:?}",
+                    self.entries.keys().next_back()
+                );
                 self.entries.insert(index, entry);
             }
             Record::Truncate { from } => {
