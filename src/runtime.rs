@@ -36,7 +36,7 @@ use std::time::Duration;
 
 mod net;
 
-pub use net::{on_hangup, serve_grpc, serve_http, shutdown_signal};
+pub use net::{on_hangup, serve_grpc, serve_http, shutdown_signal, DRAIN_MAX};
 use openraft::async_runtime::TokioOneShotSender;
 use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
 

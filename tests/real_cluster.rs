@@ -524,3 +524,33 @@ async fn metrics_are_served_in_prometheus_format_and_move_under_load() {
         assert_eq!(http_get(&node.metrics, "/ready").0, 200);
     }
 }
+
+/// A node asked to stop (SIGTERM) stops even while a caller holds its
+/// connection open and never reads the node's goodbye on it: the drain is
+/// bounded.
+#[test]
+fn a_node_stops_on_sigterm_though_a_caller_never_lets_go() {
+    let mut group = start_group(1);
+    // The client's runtime stops turning once the write is acknowledged,
+    // so its end of the connection stays open and unread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = client(&group);
+    runtime.block_on(async { client.put("k", "v").await.unwrap() });
+    let node = group.node(1);
+    node.signal("TERM");
+    let asked = std::time::Instant::now();
+    let limit = shoal::runtime::DRAIN_MAX + Duration::from_secs(20);
+    let process = node.process.as_mut().unwrap();
+    while process.try_wait().unwrap().is_none() {
+        assert!(
+            asked.elapsed() < limit,
+            "the node has not stopped {limit:?} after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    node.process = None;
+    drop((client, runtime));
+}

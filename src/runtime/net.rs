@@ -29,11 +29,41 @@ pub async fn serve_http(
     }
 }
 
-/// Serves gRPC `router` on `addr` until `shutdown` resolves: in plaintext,
-/// or over TLS terminated here, each connection accepted with the
-/// configuration `tls` holds when it arrives (so certificates reload without
-/// a restart). The simulator's network has no TLS: there `tls` is ignored.
+/// Connections still open this long after the shutdown signal (a caller
+/// that never closes its end) are dropped, so that a node always stops.
+pub const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves gRPC `router` on `addr` until `shutdown` resolves and its
+/// connections drain (at most [`DRAIN_MAX`]): in plaintext, or over TLS
+/// terminated here, each connection accepted with the configuration `tls`
+/// holds when it arrives (so certificates reload without a restart). The
+/// simulator's network has no TLS: there `tls` is ignored.
 pub async fn serve_grpc(
+    router: tonic::transport::server::Router,
+    addr: std::net::SocketAddr,
+    tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let signalled = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    let drain_over = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_MAX).await;
+    };
+    tokio::select! {
+        biased;
+        served = serve_grpc_until(router, addr, tls, signalled) => served,
+        () = drain_over => {
+            tracing::warn!(%addr, "connections still open {DRAIN_MAX:?} after the stop signal: dropped");
+            Ok(())
+        }
+    }
+}
+
+async fn serve_grpc_until(
     router: tonic::transport::server::Router,
     addr: std::net::SocketAddr,
     tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
@@ -51,7 +81,9 @@ pub async fn serve_grpc(
         };
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let (accepted, handshaken) = tokio::sync::mpsc::channel(64);
-        let accepting = tokio::spawn(async move {
+        // Ends with this future, however it ends (a drain cut short
+        // drops it).
+        let _accepting = AbortOnDrop(tokio::spawn(async move {
             loop {
                 let (tcp, remote) = match listener.accept().await {
                     Ok(connection) => connection,
@@ -75,16 +107,25 @@ pub async fn serve_grpc(
                     }
                 });
             }
-        });
+        }));
         let incoming = futures_util::stream::unfold(handshaken, |mut handshaken| async move {
             let stream = handshaken.recv().await?;
             Some((Ok::<_, std::io::Error>(stream), handshaken))
         });
-        let served = router
+        Ok(router
             .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
-        accepting.abort();
-        Ok(served?)
+            .await?)
+    }
+}
+
+/// A task aborted when this handle is dropped.
+#[cfg(not(madsim))]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+#[cfg(not(madsim))]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
